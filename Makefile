@@ -1,0 +1,55 @@
+# The README's two commands: `make demo` and `make test`. Everything else is a helper target.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed-$(shell cat py3_requirements.txt | md5sum | cut -c1-8)
+FT_STAMP := $(VENV)/.fast-transformers
+DEMO_VIDEO ?= videos/demo.mp4
+
+.PHONY: all setup system-deps demo test fast-transformers corpus train-bundled bench evaluate clean
+
+all: demo
+
+$(STAMP): py3_requirements.txt scripts/install_torch.sh
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	scripts/install_torch.sh $(PIP)
+	$(PIP) install -q -r py3_requirements.txt
+	@rm -f $(VENV)/.installed-*; touch $@
+
+system-deps:
+	@scripts/system_deps.sh
+
+setup: $(STAMP) system-deps
+
+# The original's compiled attention kernels: optional for the demo, built for the tests.
+$(FT_STAMP): $(STAMP)
+	scripts/install_fast_transformers.sh $(PY)
+	@touch $@
+
+fast-transformers: $(FT_STAMP)
+
+# Video in, the same video with music out (results under inference/).
+demo: setup
+	$(PY) src/main_cp.py --mode inference --videos $(DEMO_VIDEO) --out_dir inference/
+
+test: setup fast-transformers
+	$(PY) -m pytest -q
+
+# Offline training corpus from the scores that music21 ships (see README, "Training data").
+corpus: setup
+	$(PY) src/prepare_corpus.py --source music21 --out_name dataset/music21.npz
+
+# Retrain the bundled model (see README, "The bundled model").
+train-bundled: corpus
+	$(PY) src/main_cp.py --mode train --preset small --train_data dataset/music21.npz --name bundled
+
+bench: setup fast-transformers
+	$(PY) benchmarks/bench_model.py
+	$(PY) benchmarks/bench_video.py
+	$(PY) benchmarks/bench_data.py
+	$(PY) benchmarks/bench_pipeline.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache
