@@ -1,0 +1,198 @@
+"""Controlled generation (SPEC section 5): the video's rhythm forced into the sampled music.
+
+The model runs in its recurrent form (constant work per token) and the ``num_songs`` songs of
+one video are generated together as one batch.  Each song walks the video's rows
+``[bar-beat, density, strength, i_beat, n_beat, p_beat]``:
+
+* Bar rows: when the model samples a Bar, its density is replaced by the video's with
+  probability ``C``; the song gets exactly the video's number of bars.
+* Visual-beat rows at position ``b`` (those with strength >= ``min_strength``; the weakest,
+  strength 1, are dropped as in the original): when the model samples a beat at or after ``b``
+  (or a Bar), a Beat token at ``b`` with the video's strength is forced, once for each forced
+  track in turn (Drums, Piano, Guitar, restricted to the classes the model knows).
+
+Beyond the published rules, the sampler never lets a song end before its video does (EOS is
+masked while video rows remain), never moves backwards inside a bar, gives a simu-note's notes
+the instrument of their Beat token, and forces a new bar if the model stalls in one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+import dictionary_mix as D
+from sampling import sample
+
+FORCED_TRACKS = (1, 2, 3)   # Drums, Piano, Guitar (instrument class ids)
+
+
+@dataclass
+class Controls:
+    C: float = 0.7                      # probability of taking the video's bar density
+    min_strength: int = 2               # visual beats with a weaker strength class are not forced
+    forced_tracks: tuple[int, ...] = FORCED_TRACKS
+    instruments: tuple[int, ...] | None = None   # classes the music may use (None: all the model knows)
+    max_tokens_per_bar: int = 160       # a bar that runs longer is closed by force
+
+
+@dataclass
+class Song:
+    """Per-song control state and output."""
+    rows: np.ndarray                    # kept video rows
+    n_beat: int
+    tracks: tuple[int, ...]
+    j: int = 1                          # next video row to honour (row 0 starts the song)
+    bar: int = 0
+    barbeat: int = 0                    # 1-based position of the current simu-note, 0 at a bar start
+    instr: int = 0                      # instrument of the current simu-note
+    pending: list = field(default_factory=list)   # tracks still to force for the current visual beat
+    in_bar: int = 0
+    done: bool = False
+    tokens: list = field(default_factory=list)
+    forced: list = field(default_factory=list)    # (bar, barbeat, strength, instr)
+    bar_density: list = field(default_factory=list)  # (bar, video density, written density)
+
+    @property
+    def next_row(self):
+        return self.rows[self.j] if self.j < len(self.rows) else None
+
+
+def keep_rows(rows: np.ndarray, min_strength: int) -> np.ndarray:
+    """Video rows the rules use: all Bar rows, and visual beats at least ``min_strength``."""
+    rows = np.asarray(rows, dtype=np.int64)
+    keep = (rows[:, 0] == D.BAR) | (rows[:, 2] >= min_strength)
+    return rows[keep]
+
+
+def p_beat(i_beat: int, n_beat: int) -> int:
+    return min(D.N_PBEAT - 1, int(100 * i_beat / max(n_beat, 1)) + 1)
+
+
+EOS = [0] * 9
+
+
+def _row(barbeat=0, type_=0, density=0, pitch=0, duration=0, instr=0, strength=0, i_beat=0, n_beat=1):
+    return [barbeat, type_, density, pitch, duration, instr, strength, p_beat(i_beat, n_beat), i_beat]
+
+
+@torch.inference_mode()
+def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1, *,
+             controls: Controls | None = None, seed: int = 0, progress=None) -> list[Song]:
+    """Generate ``num_songs`` songs for one video; returns their :class:`Song` records.
+
+    ``video_rows``: the inference npz rows; ``init``: the (7, 3) init tokens.
+    """
+    controls = controls or Controls()
+    rng = np.random.default_rng(seed)
+    n_class = model.config.n_class
+    rows = keep_rows(video_rows, controls.min_strength)
+    if len(rows) == 0 or rows[0, 0] != D.BAR:
+        raise ValueError("video rows must start with a Bar row")
+    n_beat = int(rows[0, 4])
+    known = [c for c in range(1, n_class[D.COL_INSTRUMENT])]
+    allowed_instr = [c for c in (controls.instruments or known) if c in known] or known
+    tracks = tuple(t for t in controls.forced_tracks if t in allowed_instr) or (allowed_instr[0],)
+    songs = [Song(rows=rows, n_beat=n_beat, tracks=tracks) for _ in range(num_songs)]
+
+    device = next(model.parameters()).device
+    init_t = torch.as_tensor(np.repeat(init[None], num_songs, 0), dtype=torch.long, device=device)
+    state = model.start(init_t)
+    first = _row(D.BAR, D.TYPE_M, int(rows[0, 1]), i_beat=0, n_beat=n_beat)
+    for s in songs:
+        s.tokens.append(first)
+        s.bar_density.append((0, int(rows[0, 1]), int(rows[0, 1])))
+    tok = torch.tensor([first] * num_songs, dtype=torch.long, device=device)
+    h, state = model.step(tok, state)
+
+    instr_mask = np.zeros(n_class[D.COL_INSTRUMENT], bool)
+    instr_mask[allowed_instr] = True
+    n_bars = int((rows[:, 0] == D.BAR).sum())
+    budget = n_bars * controls.max_tokens_per_bar + 16
+    for _ in range(budget):
+        if all(s.done for s in songs):
+            break
+        # ---- type, with the structural masks
+        allow_type = np.ones((num_songs, n_class[D.COL_TYPE]), bool)
+        for b, s in enumerate(songs):
+            allow_type[b, D.TYPE_EOS] = s.next_row is None and not s.pending
+            if s.barbeat == 0:
+                allow_type[b, D.TYPE_NOTE] = False   # a note needs its Beat token first
+            if s.in_bar >= controls.max_tokens_per_bar:
+                allow_type[b, D.TYPE_NOTE] = False
+        types = sample(model.predict_type(h), "type", rng, allow_type)
+        heads = model.predict_fields(h, torch.as_tensor(types, dtype=torch.long, device=device))
+        # ---- the other fields, masked to what the type and the position permit
+        allow_bb = np.zeros((num_songs, n_class[D.COL_BARBEAT]), bool)
+        for b, s in enumerate(songs):
+            allow_bb[b, max(s.barbeat, 1):D.BAR + 1] = True
+            if s.in_bar >= controls.max_tokens_per_bar:
+                allow_bb[b, :D.BAR] = False
+        no_zero = lambda n: np.arange(n)[None, :].repeat(num_songs, 0) > 0  # noqa: E731
+        bb = sample(heads["barbeat"], "barbeat", rng, allow_bb)
+        dens = sample(heads["density"], "density", rng, no_zero(n_class[D.COL_DENSITY]))
+        pitch = sample(heads["pitch"], "pitch", rng, no_zero(n_class[D.COL_PITCH]))
+        dur = sample(heads["duration"], "duration", rng, no_zero(n_class[D.COL_DURATION]))
+        instr = sample(heads["instr"], "instr", rng, np.repeat(instr_mask[None], num_songs, 0))
+        strength = sample(heads["strength"], "strength", rng, no_zero(n_class[D.COL_STRENGTH]))
+
+        next_tokens = []
+        for b, s in enumerate(songs):
+            if s.done:
+                next_tokens.append(EOS)
+                continue
+            t = int(types[b])
+            if t == D.TYPE_EOS:
+                s.done = True
+                next_tokens.append(EOS)
+                continue
+            if t == D.TYPE_NOTE:
+                row = _row(s.barbeat, D.TYPE_NOTE, 0, int(pitch[b]), int(dur[b]), s.instr, 0,
+                           16 * s.bar + s.barbeat - 1, n_beat)
+            else:
+                row = _metrical(s, int(bb[b]), int(dens[b]), int(instr[b]), int(strength[b]), rng, controls.C)
+                if row is None:          # the video is over and the model closed the last bar
+                    s.done = True
+                    next_tokens.append(EOS)
+                    continue
+            s.tokens.append(row)
+            s.in_bar = 0 if row[D.COL_BARBEAT] == D.BAR else s.in_bar + 1
+            next_tokens.append(row)
+        if progress is not None:
+            progress.update(1)
+        tok = torch.tensor(next_tokens, dtype=torch.long, device=device)
+        h, state = model.step(tok, state)
+    for s in songs:
+        s.tokens.append(EOS)
+        s.done = True
+    return songs
+
+
+def _metrical(s: Song, bb: int, dens: int, instr: int, strength: int, rng, C: float):
+    """Apply the video's rules to a sampled metrical token; returns the row to write."""
+    nxt = s.next_row
+    if s.pending or (nxt is not None and nxt[0] != D.BAR and (bb == D.BAR or bb >= nxt[0])):
+        # force the visual beat, once per forced track
+        if not s.pending:
+            s.pending = list(s.tracks)
+        b, vs = int(nxt[0]), int(nxt[2])
+        track = s.pending.pop(0)
+        if not s.pending:
+            s.j += 1
+        s.barbeat, s.instr = b, track
+        s.forced.append((s.bar, b, vs, track))
+        return _row(b, D.TYPE_M, dens, 0, 0, track, vs, 16 * s.bar + b - 1, s.n_beat)
+    if bb == D.BAR:
+        if nxt is None:
+            return None
+        s.j += 1
+        s.bar += 1
+        s.barbeat, s.instr = 0, 0
+        video_density = int(nxt[1])
+        if rng.random() < C:
+            dens = video_density
+        s.bar_density.append((s.bar, video_density, dens))
+        return _row(D.BAR, D.TYPE_M, dens, i_beat=16 * s.bar, n_beat=s.n_beat)
+    s.barbeat, s.instr = bb, instr
+    return _row(bb, D.TYPE_M, dens, 0, 0, instr, strength, 16 * s.bar + bb - 1, s.n_beat)

@@ -1,0 +1,124 @@
+"""Train the compound-word Transformer, or compose music for videos with it.
+
+    python src/main_cp.py --mode train --train_data music21.npz --name mymodel
+    torchrun --nproc_per_node 2 src/main_cp.py --mode train ...      # several GPUs (or CPUs)
+    python src/main_cp.py --mode inference --videos videos/demo.mp4  # video in, video with music out
+
+Every entry of the hyperparameter block below can be overridden by a flag of the same name
+(``--lr 3e-4``); ``--preset small`` selects the bundled model's size.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cli
+
+# ------------------------------------------------------------------ hyperparameters
+# Edit here; every entry is also a flag (--name value).  Defaults are the published CMT.
+HP = dict(
+    # run and data
+    name="cmt",                  # exp/<name>/ holds checkpoints, logs/<name>.* the logs
+    data_root="dataset",         # --train_data is looked up here unless it is a path
+    train_data="music21.npz",
+    exp_dir="exp",
+    log_dir="logs",
+    # model (SPEC section 3)
+    n_layer=12,
+    d_model=512,
+    n_head=8,
+    d_ff=2048,
+    dropout=0.1,
+    emb_sizes="64,32,64,512,128,32,64",   # bar-beat, type, density, pitch, duration, instrument, strength
+    time_emb_size=256,
+    init_emb_size=64,
+    attention="auto",            # auto | torch | fast_transformers (training kernel)
+    # training (SPEC section 4)
+    lr=1e-4,
+    batch_size=6,
+    max_tokens=60000,            # padded tokens per batch (length-bucketed batches)
+    max_len=0,                   # crop songs to this many tokens (0: no crop)
+    epochs=200,
+    grad_clip=3.0,
+    seed=0,
+    device="auto",               # auto | cpu | cuda
+    gid="",                      # GPU ids as in BMT, e.g. "0" or "0,1" (several: one process each)
+    data_parallel=0,             # 1: use every visible GPU (BMT's flag)
+    resume=0,                    # 1: continue from exp/<name>/last.pt
+    # inference (SPEC section 5)
+    videos="videos/demo.mp4",    # a video, a video npz, or a folder of them
+    ckpt="",                     # default: the bundled model, exp/bundled/model.pt
+    num_songs=1,
+    out_dir="inference",
+    C=0.7,                       # probability of taking the video's bar density
+    is_tempo=0,                  # 1: use --my_tempo instead of the video's tempo
+    my_tempo=0.0,
+    exact=0,                     # 1: the original's 360p optical flow (slower); 0: fast 180p
+    density_threshold=2,         # visual beats with a strength class below this are not forced
+    render=1,                    # 0: stop at MIDI
+)
+
+PRESETS = {
+    "published": {},
+    # the bundled model: small enough to train on a 2-core CPU in about an hour
+    "small": dict(n_layer=4, d_model=256, n_head=4, d_ff=1024, emb_sizes="32,16,32,128,64,16,32",
+                  time_emb_size=64, init_emb_size=32, lr=5e-4, batch_size=16, max_tokens=24000,
+                  max_len=2048, epochs=40),
+}
+
+
+def parse_args(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", choices=["train", "inference"], required=True)
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="published",
+                    help="a named set of hyperparameters applied before the other flags")
+    for key, default in HP.items():
+        kind = type(default)
+        ap.add_argument(f"--{key}", type=kind, default=None, metavar=kind.__name__.upper(),
+                        help=f"(default: {default!r})")
+    args = ap.parse_args(argv)
+    hp = dict(HP)
+    hp.update(PRESETS[args.preset])
+    hp.update({k: v for k, v in vars(args).items() if k in HP and v is not None})
+    hp["mode"], hp["preset"] = args.mode, args.preset
+    return hp
+
+
+def inference(hp: dict) -> None:
+    import pipeline
+    from model import load_checkpoint
+
+    ckpt = Path(hp["ckpt"]) if hp["ckpt"] else pipeline.DEFAULT_CKPT
+    if not ckpt.is_file():
+        raise cli.UserError(f"no checkpoint at {ckpt}: train one with `python src/main_cp.py --mode train` "
+                            "or pass --ckpt pointing at a checkpoint (the released CMT loss_8_params.pt works)")
+    if hp["num_songs"] < 1:
+        raise cli.UserError("--num_songs must be at least 1")
+    if not 0.0 <= hp["C"] <= 1.0:
+        raise cli.UserError("--C is a probability: give a value between 0 and 1")
+    if hp["is_tempo"] and hp["my_tempo"] <= 0:
+        raise cli.UserError("--is_tempo 1 needs --my_tempo BPM (a positive number)")
+    inputs = pipeline.collect_inputs(hp["videos"])
+    model = load_checkpoint(ckpt, device="cuda" if hp["device"] == "cuda" else "cpu")
+    opts = pipeline.Options(out_dir=hp["out_dir"], num_songs=hp["num_songs"], C=hp["C"], seed=hp["seed"],
+                            tempo=hp["my_tempo"] if hp["is_tempo"] else None, exact=bool(hp["exact"]),
+                            min_strength=hp["density_threshold"], render=bool(hp["render"]))
+    results = pipeline.run(inputs, model, opts)
+    print("\nwritten:")
+    for r in results:
+        for f in r.files:
+            print(f"  {f}")
+
+
+def main() -> None:
+    hp = parse_args()
+    if hp["mode"] == "train":
+        import training
+        training.launch(hp)
+    else:
+        inference(hp)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,169 @@
+"""The main job: videos (or their npz) in, MIDI, WAV and the same video with music out.
+
+For each input: analyse the video (or read its npz), generate ``num_songs`` songs together
+under the video's rhythm controls, write ``<name>_<k>.mid`` at the video's tempo and
+``<name>_<k>.json`` with the control errors, render ``<name>_<k>.wav`` with FluidSynth and mux
+``<name>_<k>.mp4`` with ffmpeg.  Without FluidSynth or ffmpeg the MIDI is still written and a
+one-line message says what to install.  Inputs are never overwritten.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import cli
+import dictionary_mix as D
+import generation
+import rendering
+
+VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
+DEFAULT_CKPT = Path(__file__).resolve().parents[1] / "exp" / "bundled" / "model.pt"
+
+
+@dataclass
+class Options:
+    out_dir: str = "inference"
+    num_songs: int = 1
+    C: float = 0.7
+    seed: int = 0
+    tempo: float | None = None          # user tempo (BMT's is_tempo / my_tempo)
+    exact: bool = False                 # the original's full-resolution optical flow
+    min_strength: int = 2               # visual beats weaker than this are not forced
+    instruments: tuple[int, ...] | None = None
+    key: int | None = None
+    genre: int | None = None
+    programs: dict | None = None
+    render: bool = True
+
+
+@dataclass
+class Result:
+    name: str
+    files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def collect_inputs(path: str | os.PathLike) -> list[Path]:
+    """A video/npz file, or every video and npz file in a folder (sorted)."""
+    p = Path(path)
+    if p.is_dir():
+        items = sorted(q for q in p.iterdir() if q.is_file() and (q.suffix.lower() in VIDEO_EXTS or q.suffix == ".npz"))
+        if not items:
+            raise cli.UserError(f"{p} holds no video (.mp4, .mov, ...) or .npz files")
+        return items
+    if not p.exists():
+        raise cli.UserError(f"{p} does not exist; pass a video file, a video npz, or a folder of them")
+    return [p]
+
+
+def video_rows(path: Path, opts: Options) -> tuple[np.ndarray, float, float, Path | None, list[str]]:
+    """(rows, tempo, duration, video file or None, files written) for one input."""
+    out_dir = Path(opts.out_dir)
+    if path.suffix == ".npz":
+        try:
+            z = np.load(path, allow_pickle=False)
+            rows = np.asarray(z["input"])
+            tempo = float(z["tempo"]) if "tempo" in z.files else None
+            duration = float(z["duration"]) if "duration" in z.files else None
+        except Exception as e:  # noqa: BLE001
+            raise cli.UserError(f"{path} is not a video npz with an 'input' array ({e}); "
+                                "make one with src/video2npz/video2npz.sh") from None
+        if rows.ndim != 2 or rows.shape[1] < 5 or len(rows) == 0:
+            raise cli.UserError(f"{path}: 'input' must be rows of [bar-beat, density, strength, i_beat, n_beat, p_beat]")
+        if opts.tempo:
+            tempo = opts.tempo
+        if tempo is None:
+            tempo = 120.0
+            print(f"note: {path.name} records no tempo; writing the MIDI at 120 bpm (set one with --my_tempo)", file=sys.stderr)
+        if duration is None:
+            duration = float(rows[0, 4]) * 60.0 / (4 * tempo)
+        return rows, tempo, duration, None, []
+    from video2npz import analyse_video, metadata_to_rows
+    meta = analyse_video(str(path), exact=opts.exact, tempo=opts.tempo)
+    rows = metadata_to_rows(meta)
+    stem = path.stem
+    meta_path, npz_path = out_dir / f"{stem}_metadata.json", out_dir / f"{stem}.npz"
+    cli.write_text_atomic(meta_path, json.dumps(meta, indent=1))
+    with cli.atomic_path(npz_path) as tmp:
+        np.savez(tmp, input=rows, tempo=np.float64(meta["tempo"]), duration=np.float64(meta["duration"]))
+    return rows, float(meta["tempo"]), float(meta["duration"]), path, [str(meta_path), str(npz_path)]
+
+
+def init_block(model, opts: Options) -> np.ndarray:
+    """The 7 global tokens: the released checkpoint's constant block, or real labels."""
+    info = getattr(model, "checkpoint_info", {}) or {}
+    if info.get("format") == "released":
+        return np.asarray(D.RELEASED_INIT_BLOCK)
+    from representation import init_tokens
+    vocab = getattr(model, "vocab", None) or {}
+    instruments = list(opts.instruments or vocab.get("instruments") or range(1, 6))
+    n_key = model.config.init_n_class[1]
+    key = opts.key if opts.key is not None else (1 if n_key > 1 else 0)
+    genre = opts.genre if opts.genre is not None else 0
+    return np.asarray(init_tokens(instruments, key, genre))
+
+
+def check_outputs_safe(inputs: list[Path], outputs: list[Path]) -> None:
+    ins = {p.resolve() for p in inputs}
+    for o in outputs:
+        if o.resolve() in ins:
+            raise cli.UserError(f"output {o} would overwrite an input file; choose another --out_dir")
+
+
+def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
+    from model import check_vocab
+    from numpy2midi_mix import tokens_to_midi
+    import metrics
+
+    out_dir = Path(opts.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    controls = generation.Controls(C=opts.C, min_strength=opts.min_strength, instruments=opts.instruments)
+    warned: set[str] = set()
+    for path in inputs:
+        name = path.stem
+        res = Result(name)
+        planned = [out_dir / f"{name}_{k}{ext}" for k in range(opts.num_songs) for ext in (".mid", ".wav", ".mp4", ".json")]
+        planned += [out_dir / f"{name}_metadata.json", out_dir / f"{name}.npz"]
+        check_outputs_safe(inputs, planned)
+        rows, tempo, duration, video, written = video_rows(path, opts)
+        res.files += written
+        check_vocab(model, {"barbeat": int(rows[:, 0].max()) + 1, "density": int(rows[:, 1].max()) + 1,
+                            "strength": int(rows[:, 2].max()) + 1}, source=str(path))
+        n_bars = int((rows[:, 0] == D.BAR).sum())
+        log(f"{name}: {duration:.1f} s, {tempo:.1f} bpm, {n_bars} bars, "
+            f"{int(((rows[:, 0] != D.BAR) & (rows[:, 2] >= opts.min_strength)).sum())} visual beats to force")
+        bar = cli.progress(desc=f"{name}: composing {opts.num_songs} song(s)", unit="token")
+        songs = generation.generate(model, rows, init_block(model, opts), opts.num_songs, controls=controls,
+                                    seed=opts.seed, progress=bar)
+        bar.close()
+        for k, song in enumerate(songs):
+            base = out_dir / f"{name}_{k}"
+            tokens = np.asarray(song.tokens, dtype=np.int64)
+            mid = tokens_to_midi(tokens, f"{base}.mid", tempo, programs=opts.programs)
+            res.files.append(str(mid))
+            report = {"video": str(path), "tempo": tempo, "duration": duration, "n_bars": n_bars,
+                      "n_tokens": len(tokens), "seed": opts.seed, "C": opts.C,
+                      "control_errors": metrics.control_errors_from_tokens(tokens, rows, opts.min_strength),
+                      "forced_beats": [list(map(int, f)) for f in song.forced]}
+            cli.write_text_atomic(f"{base}.json", json.dumps(report, indent=1))
+            res.files.append(f"{base}.json")
+            if not opts.render:
+                continue
+            try:
+                wav = rendering.render_wav(f"{base}.mid", f"{base}.wav")
+                res.files.append(wav)
+                if video is not None:
+                    res.files.append(rendering.mux(video, wav, f"{base}.mp4"))
+            except rendering.MissingProgram as e:
+                if str(e) not in warned:
+                    print(f"note: {e}", file=sys.stderr)
+                    warned.add(str(e))
+                res.notes.append(str(e))
+        results.append(res)
+    return results

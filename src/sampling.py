@@ -1,0 +1,60 @@
+"""Sampling one compound-word field: softmax with temperature, then nucleus (top-p).
+
+The per-field settings are the published ones (SPEC section 3).  Sampling is batched and
+driven by a NumPy ``Generator`` so that the same seed gives the same song.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# field -> (temperature, top_p); top_p None = sample from the whole distribution
+SAMPLING = {
+    "type": (1.0, 0.9),
+    "barbeat": (1.2, None),
+    "density": (1.0, 0.9),
+    "pitch": (1.0, 0.9),
+    "duration": (2.0, 0.9),
+    "instr": (1.0, 0.9),
+    "strength": (1.0, 0.9),
+}
+
+
+def nucleus_mask(probs: np.ndarray, p: float) -> np.ndarray:
+    """Boolean mask of the smallest set of top classes whose cumulative mass exceeds ``p``.
+
+    ``probs`` is (batch, classes).  Classes are taken in order of decreasing probability
+    up to and including the first one at which the running sum passes ``p``.
+    """
+    order = np.argsort(-probs, axis=-1, kind="stable")
+    sorted_p = np.take_along_axis(probs, order, axis=-1)
+    cum = np.cumsum(sorted_p, axis=-1)
+    # keep rank r when the mass before it has not yet exceeded p
+    keep_sorted = (cum - sorted_p) <= p
+    keep_sorted[:, 0] = True
+    mask = np.zeros_like(keep_sorted)
+    np.put_along_axis(mask, order, keep_sorted, axis=-1)
+    return mask
+
+
+def sample(logits: torch.Tensor, field: str, rng: np.random.Generator,
+           allowed: np.ndarray | None = None) -> np.ndarray:
+    """Sample one class per row of ``logits`` (batch, classes) with the field's settings.
+
+    ``allowed`` (batch, classes) bool, optional: classes that the control rules permit; the
+    others get zero probability before the nucleus is taken.
+    """
+    temperature, top_p = SAMPLING[field]
+    x = logits.detach().float().cpu().numpy().astype(np.float64) / temperature
+    if allowed is not None:
+        x = np.where(allowed, x, -np.inf)
+    x = x - x.max(axis=-1, keepdims=True)
+    probs = np.exp(x)
+    probs /= probs.sum(axis=-1, keepdims=True)
+    if top_p is not None:
+        probs = np.where(nucleus_mask(probs, top_p), probs, 0.0)
+        probs /= probs.sum(axis=-1, keepdims=True)
+    cum = np.cumsum(probs, axis=-1)
+    u = rng.random(probs.shape[0]) * cum[:, -1]
+    # the first class whose cumulative mass passes u: always one with non-zero probability
+    return (cum <= u[:, None]).sum(axis=-1)

@@ -1,0 +1,356 @@
+"""The training loop, plain and in one place (SPEC section 4).
+
+One process per device.  Under ``torchrun`` (or ``--gid 0,1`` which spawns the processes
+itself) the model is wrapped in DistributedDataParallel: NCCL on GPUs, gloo on CPUs.  Each
+rank takes its share of length-bucketed batches; logged losses are averaged over ranks, so
+they do not scale with the GPU count as the original's DataParallel losses did.
+
+Every epoch ends with a validation loss, ``exp/<name>/last.pt`` (for ``--resume``) and, when
+the validation loss improves, ``exp/<name>/loss_<X>_params.pt``; all files are written
+atomically, so killing the run at any moment loses at most the current epoch.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import cli
+import dictionary_mix as D
+from model import CMT, ModelConfig, load_checkpoint, save_checkpoint
+
+# logits key -> target column of y
+TARGETS = {"type": D.COL_TYPE, "barbeat": D.COL_BARBEAT, "density": D.COL_DENSITY,
+           "pitch": D.COL_PITCH, "duration": D.COL_DURATION, "instr": D.COL_INSTRUMENT,
+           "strength": D.COL_STRENGTH}
+
+
+# ----------------------------------------------------------------------------- data
+def load_data(path: str | os.PathLike) -> dict:
+    """Load a training npz (``midi2numpy_mix.py``); one-line errors for unusable files."""
+    path = Path(path)
+    if not path.is_file():
+        raise cli.UserError(f"training data {path} not found; build it with `make corpus` or "
+                            "`python src/midi2numpy_mix.py --midi_dir DIR --out_name FILE.npz`")
+    try:
+        z = np.load(path, allow_pickle=False)
+        data = {k: z[k] for k in z.files}
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise cli.UserError(f"cannot read training data {path}: {e}") from None
+    for key in ("x", "y", "mask"):
+        if key not in data:
+            raise cli.UserError(f"{path} has no '{key}' array; it is not a training npz from midi2numpy_mix.py")
+    n = len(data["x"])
+    if n == 0:
+        raise cli.UserError(f"{path} holds no songs")
+    if "init" not in data:   # the original's files: every song got the same init block
+        data["init"] = np.repeat(np.asarray(D.RELEASED_INIT_BLOCK)[None], n, 0)
+    if "seq_len" not in data:
+        data["seq_len"] = data["mask"].sum(1).astype(np.int64)
+    if "split" not in data:  # the original had no validation split: hold out every 20th song
+        data["split"] = (np.arange(n) % 20 == 19).astype(np.uint8)
+    for key in ("metadata", "vocab"):
+        data[key] = json.loads(str(data[key])) if key in data else None
+    return data
+
+
+def data_n_class(data: dict) -> list[int]:
+    """Vocab sizes for a new model: the representation's full sizes, grown if the data needs more."""
+    seen = [int(data["x"][..., c].max()) + 1 for c in range(9)]
+    seen = [max(a, int(data["y"][..., c].max()) + 1) for c, a in enumerate(seen)]
+    n_class = [max(a, b) for a, b in zip(D.RELEASED_N_CLASS, seen)]
+    n_class[D.COL_TYPE] = max(seen[D.COL_TYPE], 3)
+    return n_class
+
+
+def make_batches(lengths: np.ndarray, idx: np.ndarray, batch_size: int, max_tokens: int,
+                 rng: np.random.Generator) -> list[np.ndarray]:
+    """Length-bucketed batches: similar lengths together, at most ``batch_size`` songs and
+    ``max_tokens`` padded tokens each; batch order shuffled."""
+    jitter = rng.random(len(idx))
+    order = idx[np.lexsort((jitter, lengths[idx]))]
+    batches, cur = [], []
+    for i in order:
+        longest = max([lengths[j] for j in cur] + [lengths[i]])
+        if cur and (len(cur) >= batch_size or longest * (len(cur) + 1) > max_tokens):
+            batches.append(np.array(cur))
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(np.array(cur))
+    rng.shuffle(batches)
+    return batches
+
+
+def to_batch(data: dict, ids: np.ndarray, max_len: int | None, device) -> tuple:
+    L = int(data["seq_len"][ids].max())
+    if max_len:
+        L = min(L, max_len)
+    t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)  # noqa: E731
+    return (t(data["x"][ids, :L].astype(np.int64)), t(data["y"][ids, :L].astype(np.int64)),
+            t(data["mask"][ids, :L].astype(np.float32)), t(data["init"][ids].astype(np.int64)))
+
+
+# ----------------------------------------------------------------------------- loss
+def field_losses(logits: dict, y: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per field: cross-entropy (no reduction) times the mask, summed / mask sum."""
+    denom = mask.sum().clamp_min(1.0)
+    out = {}
+    for key, col in TARGETS.items():
+        ce = F.cross_entropy(logits[key].transpose(1, 2).float(), y[..., col], reduction="none")
+        out[key] = (ce * mask).sum() / denom
+    return out
+
+
+# ----------------------------------------------------------------------------- distributed
+def dist_env() -> tuple[int, int, int]:
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def pick_device(requested: str, local_rank: int) -> torch.device:
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise cli.UserError("--device cuda asked for, but torch sees no GPU; use --device cpu")
+    return torch.device("cuda", local_rank % torch.cuda.device_count())
+
+
+def _spawned(rank: int, world: int, port: int, hp: dict) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    train(hp)
+
+
+def launch(hp: dict) -> None:
+    """Train on the devices ``hp`` asks for: the current process, or one process per GPU
+    of ``--gid`` when several are named and we are not already under torchrun."""
+    gids = [g for g in str(hp.get("gid") or "").split(",") if g.strip() != ""]
+    if gids:
+        os.environ.setdefault("CUDA_VISIBLE_DEVICES", ",".join(gids))
+    world = len(gids) if (len(gids) > 1 or hp.get("data_parallel")) else 1
+    if hp.get("data_parallel") and not gids and torch.cuda.is_available():
+        world = torch.cuda.device_count()
+    if world > 1 and "WORLD_SIZE" not in os.environ:
+        import socket
+
+        import torch.multiprocessing as mp
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        mp.spawn(_spawned, args=(world, port, hp), nprocs=world, join=True)
+    else:
+        train(hp)
+
+
+# ----------------------------------------------------------------------------- the loop
+def train(hp: dict) -> Path:
+    rank, world, local_rank = dist_env()
+    device = pick_device(hp["device"], local_rank)
+    if world > 1:
+        import torch.distributed as dist
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    main = rank == 0
+    torch.manual_seed(hp["seed"] + rank)
+
+    data = load_data(Path(hp["data_root"]) / hp["train_data"]
+                     if not os.path.isabs(hp["train_data"]) and not Path(hp["train_data"]).exists()
+                     else hp["train_data"])
+    lengths = data["seq_len"].astype(np.int64)
+    train_idx = np.flatnonzero(data["split"] == 0)
+    val_idx = np.flatnonzero(data["split"] == 1)
+    if len(train_idx) == 0:
+        raise cli.UserError("the training data has no training songs (all are in the validation split)")
+
+    exp_dir = Path(hp["exp_dir"]) / hp["name"]
+    log_dir = Path(hp["log_dir"])
+    last = exp_dir / "last.pt"
+    start_epoch, step, best = 0, 0, math.inf
+    if hp["resume"] and last.exists():
+        model = load_checkpoint(last, device=device)
+        info = model.checkpoint_info
+        start_epoch, step = int(info.get("epoch") or 0) + 1, int(info.get("step") or 0)
+        best = float(info.get("extra", {}).get("best_val", math.inf))
+        config = model.config
+    else:
+        if hp["resume"] and main:
+            print(f"no {last} to resume from: starting afresh")
+        config = ModelConfig(
+            n_class=data_n_class(data), init_n_class=init_n_class(data),
+            emb_sizes=[int(v) for v in str(hp["emb_sizes"]).split(",")],
+            time_emb_size=hp["time_emb_size"], init_emb_size=hp["init_emb_size"],
+            d_model=hp["d_model"], n_layer=hp["n_layer"], n_head=hp["n_head"], d_ff=hp["d_ff"],
+            dropout=hp["dropout"], attention=hp["attention"])
+        model = CMT(config)
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=hp["lr"])
+    if hp["resume"] and last.exists():
+        state = torch.load(last, map_location=device, weights_only=True)
+        if state.get("optimizer"):
+            opt.load_state_dict(state["optimizer"])
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    vocab = {"n_class": list(config.n_class), "init_n_class": list(config.init_n_class),
+             "instruments": trained_instruments(data, train_idx), "fields": list(D.FIELDS)}
+    n_params = sum(p.numel() for p in model.parameters())
+    log = Logger(log_dir, hp["name"], main)
+    log.line(f"model {n_params / 1e6:.2f} M parameters, {len(train_idx)} train / {len(val_idx)} "
+             f"validation songs, {world} process(es) on {device.type}; hp {json.dumps(hp, sort_keys=True)}")
+
+    for epoch in range(start_epoch, hp["epochs"]):
+        rng = np.random.default_rng(hp["seed"] * 1000003 + epoch)
+        batches = make_batches(lengths, train_idx, hp["batch_size"], hp["max_tokens"], rng)
+        if world > 1:   # equal shares, so no rank waits for a gradient that never comes
+            per = max(1, len(batches) // world)
+            batches = (batches * world)[: per * world][rank::world]
+        net.train()
+        t0, tokens, total = time.time(), 0, 0.0
+        bar = cli.progress(batches, desc=f"epoch {epoch}", unit="batch", disable=not main)
+        for ids in bar:
+            x, y, mask, init = to_batch(data, ids, hp["max_len"], device)
+            losses = field_losses(net(x, y, init), y, mask)
+            loss = sum(losses.values()) / len(losses)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), hp["grad_clip"])
+            opt.step()
+            step += 1
+            tokens += int(mask.sum().item())
+            total += loss.item()
+            if main and hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens * world / (time.time() - t0):.0f}")
+        train_loss = _mean_over_ranks(total / max(len(batches), 1), world, device)
+        tok_s = tokens * world / max(time.time() - t0, 1e-9)
+        val_loss, val_parts = evaluate(model, data, val_idx, hp, device, rank, world)
+        if main:
+            best_val = min(best, val_loss)
+            extra = {"hp": hp, "best_val": best_val, "train_loss": train_loss}
+            save_checkpoint(last, model, vocab=vocab, optimizer=opt, epoch=epoch,
+                            step=step, val_loss=val_loss, extra=extra)
+            saved = ""
+            if val_loss < best:
+                named = exp_dir / f"loss_{loss_tag(val_loss)}_params.pt"
+                save_checkpoint(named, model, vocab=vocab, epoch=epoch, step=step, val_loss=val_loss, extra=extra)
+                saved = f" -> {named}"
+            log.epoch(epoch, step, train_loss, val_loss, val_parts, tok_s, time.time() - t0)
+            log.line(f"epoch {epoch}: train {train_loss:.4f} val {val_loss:.4f} "
+                     f"({tok_s:.0f} tokens/s){saved}")
+        best = min(best, val_loss)
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
+    return last
+
+
+@torch.no_grad()
+def evaluate(model, data, val_idx, hp, device, rank=0, world=1) -> tuple[float, dict]:
+    """Validation loss: token-weighted over the validation songs (NaN when there are none)."""
+    if len(val_idx) == 0:
+        return float("nan"), {}
+    model.eval()
+    rng = np.random.default_rng(0)
+    batches = make_batches(data["seq_len"].astype(np.int64), val_idx, hp["batch_size"], hp["max_tokens"], rng)
+    sums = torch.zeros(len(TARGETS) + 1, dtype=torch.float64, device=device)
+    for ids in batches[rank::world]:
+        x, y, mask, init = to_batch(data, ids, hp["max_len"], device)
+        parts = field_losses(model(x, y, init), y, mask)
+        n = mask.sum()
+        sums[:-1] += torch.stack([parts[k] * n for k in TARGETS]).double()
+        sums[-1] += n.double()
+    if world > 1:
+        import torch.distributed as dist
+        dist.all_reduce(sums)
+    model.train()
+    per = (sums[:-1] / sums[-1].clamp_min(1)).tolist()
+    parts = dict(zip(TARGETS, per))
+    return float(np.mean(per)), parts
+
+
+def _mean_over_ranks(value: float, world: int, device) -> float:
+    if world == 1:
+        return value
+    import torch.distributed as dist
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item() / world)
+
+
+def loss_tag(loss: float) -> int:
+    """The original's checkpoint names: int(100 * loss) below 0.2 (loss_8 = [0.08, 0.09)),
+    tens of hundredths above (loss 0.35 -> loss_30, 1.37 -> loss_130)."""
+    return int(100 * loss) if loss < 0.2 else int(10 * loss) * 10
+
+
+def init_n_class(data: dict) -> list[int]:
+    seen = [int(data["init"][..., c].max()) + 1 for c in range(3)]
+    return [max(a, b) for a, b in zip(D.RELEASED_INIT_N_CLASS, seen)]
+
+
+def trained_instruments(data: dict, idx: np.ndarray) -> list[int]:
+    """Instrument classes that occur in the training songs' tokens."""
+    instr = data["x"][idx][..., D.COL_INSTRUMENT]
+    return sorted(int(c) for c in np.unique(instr) if c > 0)
+
+
+class Logger:
+    """logs/<name>.log (text), logs/<name>.csv (one row per epoch), logs/<name>_loss.png."""
+
+    def __init__(self, log_dir: Path, name: str, active: bool):
+        self.active = active
+        self.text = log_dir / f"{name}.log"
+        self.csv = log_dir / f"{name}.csv"
+        self.png = log_dir / f"{name}_loss.png"
+        if active:
+            log_dir.mkdir(parents=True, exist_ok=True)
+
+    def line(self, msg: str) -> None:
+        if not self.active:
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.text, "a") as f:
+            f.write(f"{stamp} {msg}\n")
+        print(msg, flush=True)
+
+    def epoch(self, epoch, step, train_loss, val_loss, parts, tok_s, seconds) -> None:
+        rows = []
+        if self.csv.exists():
+            with open(self.csv) as f:
+                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < epoch]   # drop rows a resume redoes
+        row = {"epoch": epoch, "step": step, "train_loss": f"{train_loss:.5f}", "val_loss": f"{val_loss:.5f}",
+               **{f"val_{k}": f"{parts.get(k, float('nan')):.5f}" for k in TARGETS},
+               "tokens_per_s": f"{tok_s:.1f}", "seconds": f"{seconds:.1f}"}
+        rows.append(row)
+        with cli.atomic_path(self.csv) as tmp, open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            w.writeheader()
+            w.writerows(rows)
+        self._plot(rows)
+
+    def _plot(self, rows) -> None:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        ep = [int(r["epoch"]) for r in rows]
+        fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+        ax.plot(ep, [float(r["train_loss"]) for r in rows], label="train", marker=".")
+        ax.plot(ep, [float(r["val_loss"]) for r in rows], label="validation", marker=".")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss (mean over 7 fields)")
+        ax.set_title(self.png.stem.replace("_loss", "") + ": loss")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        with cli.atomic_path(self.png) as tmp:
+            fig.savefig(tmp)
+        plt.close(fig)

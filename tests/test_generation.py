@@ -1,0 +1,99 @@
+"""Controlled generation on a hand-made video npz (SPEC section 5) with a tiny random model."""
+import miditoolkit
+import numpy as np
+import pytest
+import torch
+
+import dictionary_mix as D
+from generation import Controls, generate
+from model import CMT, ModelConfig
+
+N_BEAT = 64  # 4 bars of 16 ticks
+
+
+def p(i):
+    return round(100 * i / N_BEAT) + 1
+
+
+# [bar-beat, density, strength, i_beat, n_beat, p_beat]
+ROWS = np.array([
+    [17, 5, 0, 0, N_BEAT, p(0)],
+    [5, 0, 4, 4, N_BEAT, p(4)],        # bar 0, position 4, strength 4
+    [9, 0, 1, 8, N_BEAT, p(8)],        # strength 1: dropped by the rules
+    [17, 3, 0, 16, N_BEAT, p(16)],
+    [1, 0, 7, 16, N_BEAT, p(16)],      # bar 1, position 0
+    [13, 0, 3, 28, N_BEAT, p(28)],     # bar 1, position 12
+    [17, 2, 0, 32, N_BEAT, p(32)],
+    [17, 9, 0, 48, N_BEAT, p(48)],
+    [16, 0, 10, 63, N_BEAT, p(63)],    # last tick of the song
+])
+KEPT = [(0, 5, 4), (1, 1, 7), (1, 13, 3), (3, 16, 10)]   # (bar, bar-beat, strength)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_layer=2, d_model=32, n_head=2, d_ff=64, emb_sizes=[8, 4, 8, 16, 8, 4, 8],
+                      time_emb_size=8, init_emb_size=8, dropout=0.0)
+    return CMT(cfg).eval()
+
+
+def init():
+    return np.asarray(D.RELEASED_INIT_BLOCK)
+
+
+def beats(song):
+    t = np.asarray(song.tokens)
+    return t[(t[:, D.COL_TYPE] == D.TYPE_M) & (t[:, D.COL_BARBEAT] != D.BAR)]
+
+
+def test_every_kept_visual_beat_is_forced_on_each_track(tiny):
+    songs = generate(tiny, ROWS, init(), num_songs=3, controls=Controls(C=1.0), seed=1)
+    for song in songs:
+        t = np.asarray(song.tokens)
+        assert (t[-1] == 0).all()                                    # EOS row
+        bars = t[t[:, D.COL_BARBEAT] == D.BAR]
+        assert len(bars) == 4                                        # exactly the video's bars
+        assert bars[:, D.COL_IBEAT].tolist() == [0, 16, 32, 48]
+        assert bars[:, D.COL_DENSITY].tolist() == [5, 3, 2, 9]       # C = 1: the video's densities
+        b = beats(song)
+        for bar, bb, strength in KEPT:
+            for track in (D.DRUMS, D.PIANO, D.GUITAR):
+                hit = b[(b[:, D.COL_IBEAT] == 16 * bar + bb - 1) & (b[:, D.COL_BARBEAT] == bb)
+                        & (b[:, D.COL_STRENGTH] == strength) & (b[:, D.COL_INSTRUMENT] == track)]
+                assert len(hit) >= 1, (bar, bb, track)
+        assert sorted({(f[0], f[1], f[2]) for f in song.forced}) == sorted(KEPT)
+        assert (np.diff(t[:-1, D.COL_IBEAT]) >= 0).all()             # time never goes back
+        body = t[:-1]
+        assert (body[:, D.COL_PBEAT] == np.minimum(101, 100 * body[:, D.COL_IBEAT] // N_BEAT + 1)).all()
+        notes = t[t[:, D.COL_TYPE] == D.TYPE_NOTE]
+        assert (notes[:, D.COL_PITCH] > 0).all() and (notes[:, D.COL_DURATION] > 0).all()
+
+
+def test_same_seed_same_song(tiny):
+    a = generate(tiny, ROWS, init(), num_songs=2, seed=7)
+    b = generate(tiny, ROWS, init(), num_songs=2, seed=7)
+    c = generate(tiny, ROWS, init(), num_songs=2, seed=8)
+    assert all(np.array_equal(x.tokens, y.tokens) for x, y in zip(a, b))
+    assert not all(np.array_equal(x.tokens, y.tokens) for x, y in zip(a, c) if len(x.tokens) == len(y.tokens)) \
+        or any(len(x.tokens) != len(y.tokens) for x, y in zip(a, c))
+
+
+def test_forced_tracks_limited_to_allowed_instruments(tiny):
+    songs = generate(tiny, ROWS, init(), num_songs=2, controls=Controls(instruments=(2, 4)), seed=3)
+    for song in songs:
+        t = np.asarray(song.tokens)
+        used = set(t[(t[:, D.COL_TYPE] > 0) & (t[:, D.COL_BARBEAT] != D.BAR), D.COL_INSTRUMENT].tolist())
+        assert used <= {2, 4}
+        assert {f[3] for f in song.forced} == {2}                    # Piano is the only allowed forced track
+
+
+def test_midi_has_the_given_tempo(tiny, tmp_path):
+    from numpy2midi_mix import tokens_to_midi
+    song = generate(tiny, ROWS, init(), num_songs=1, seed=2)[0]
+    out = tokens_to_midi(np.asarray(song.tokens), tmp_path / "song.mid", 97.5)
+    midi = miditoolkit.MidiFile(str(out))
+    assert abs(midi.tempo_changes[0].tempo - 97.5) < 1e-6
+    t = np.asarray(song.tokens)
+    notes = t[t[:, D.COL_TYPE] == D.TYPE_NOTE]
+    assert sum(len(i.notes) for i in midi.instruments) == len(notes)
