@@ -11,9 +11,11 @@ one video are generated together as one batch.  Each song walks the video's rows
   (or a Bar), a Beat token at ``b`` with the video's strength is forced, once for each forced
   track in turn (Drums, Piano, Guitar, restricted to the classes the model knows).
 
-Beyond the published rules, the sampler never lets a song end before its video does (EOS is
-masked while video rows remain), never moves backwards inside a bar, gives a simu-note's notes
-the instrument of their Beat token, and forces a new bar if the model stalls in one.
+Beyond the published rules, the sampler keeps every song well formed: it never ends before its
+video does (EOS is masked while video rows remain), never moves backwards inside a bar, follows
+every Beat token with notes (as every Beat in the data is) and gives them the Beat's instrument,
+keeps the last bar from closing empty (so the music lasts to the video's end), and closes a bar
+by force if the model stalls in one.
 """
 from __future__ import annotations
 
@@ -49,6 +51,8 @@ class Song:
     instr: int = 0                      # instrument of the current simu-note
     pending: list = field(default_factory=list)   # tracks still to force for the current visual beat
     in_bar: int = 0
+    notes_in_bar: int = 0
+    after_beat: bool = False            # the last token was a Beat: its notes come next
     done: bool = False
     tokens: list = field(default_factory=list)
     forced: list = field(default_factory=list)    # (bar, barbeat, strength, instr)
@@ -116,11 +120,12 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
         # ---- type, with the structural masks
         allow_type = np.ones((num_songs, n_class[D.COL_TYPE]), bool)
         for b, s in enumerate(songs):
-            allow_type[b, D.TYPE_EOS] = s.next_row is None and not s.pending
-            if s.barbeat == 0:
+            allow_type[b, D.TYPE_EOS] = s.next_row is None and not s.pending and s.notes_in_bar > 0
+            if s.after_beat:                         # a Beat token always has notes (as in the data)
+                allow_type[b, :] = False
+                allow_type[b, D.TYPE_NOTE] = True
+            elif s.barbeat == 0 or s.in_bar >= controls.max_tokens_per_bar:
                 allow_type[b, D.TYPE_NOTE] = False   # a note needs its Beat token first
-            if s.in_bar >= controls.max_tokens_per_bar:
-                allow_type[b, D.TYPE_NOTE] = False
         types = sample(model.predict_type(h), "type", rng, allow_type)
         heads = model.predict_fields(h, torch.as_tensor(types, dtype=torch.long, device=device))
         # ---- the other fields, masked to what the type and the position permit
@@ -129,6 +134,8 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
             allow_bb[b, max(s.barbeat, 1):D.BAR + 1] = True
             if s.in_bar >= controls.max_tokens_per_bar:
                 allow_bb[b, :D.BAR] = False
+            elif s.next_row is None and s.notes_in_bar == 0:
+                allow_bb[b, D.BAR] = False           # the last bar has music, up to the video's end
         no_zero = lambda n: np.arange(n)[None, :].repeat(num_songs, 0) > 0  # noqa: E731
         bb = sample(heads["barbeat"], "barbeat", rng, allow_bb)
         dens = sample(heads["density"], "density", rng, no_zero(n_class[D.COL_DENSITY]))
@@ -157,7 +164,10 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
                     next_tokens.append(EOS)
                     continue
             s.tokens.append(row)
-            s.in_bar = 0 if row[D.COL_BARBEAT] == D.BAR else s.in_bar + 1
+            is_bar = row[D.COL_BARBEAT] == D.BAR
+            s.in_bar = 0 if is_bar else s.in_bar + 1
+            s.notes_in_bar = 0 if is_bar else s.notes_in_bar + (row[D.COL_TYPE] == D.TYPE_NOTE)
+            s.after_beat = row[D.COL_TYPE] == D.TYPE_M and not is_bar
             next_tokens.append(row)
         if progress is not None:
             progress.update(1)

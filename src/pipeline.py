@@ -129,7 +129,8 @@ def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
         name = path.stem
         res = Result(name)
         planned = [out_dir / f"{name}_{k}{ext}" for k in range(opts.num_songs) for ext in (".mid", ".wav", ".mp4", ".json")]
-        planned += [out_dir / f"{name}_metadata.json", out_dir / f"{name}.npz"]
+        if path.suffix != ".npz":
+            planned += [out_dir / f"{name}_metadata.json", out_dir / f"{name}.npz"]
         check_outputs_safe(inputs, planned)
         rows, tempo, duration, video, written = video_rows(path, opts)
         res.files += written
@@ -145,11 +146,12 @@ def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
         for k, song in enumerate(songs):
             base = out_dir / f"{name}_{k}"
             tokens = np.asarray(song.tokens, dtype=np.int64)
-            mid = tokens_to_midi(tokens, f"{base}.mid", tempo, programs=opts.programs)
-            res.files.append(str(mid))
+            tokens_to_midi(tokens, f"{base}.mid", tempo, programs=opts.programs)
+            res.files.append(f"{base}.mid")
             report = {"video": str(path), "tempo": tempo, "duration": duration, "n_bars": n_bars,
                       "n_tokens": len(tokens), "seed": opts.seed, "C": opts.C,
-                      "control_errors": metrics.control_errors_from_tokens(tokens, rows, opts.min_strength),
+                      "control_errors": metrics.control_errors(metrics.notes_from_tokens(tokens), rows,
+                                                             opts.min_strength, tracks=song.tracks),
                       "forced_beats": [list(map(int, f)) for f in song.forced]}
             cli.write_text_atomic(f"{base}.json", json.dumps(report, indent=1))
             res.files.append(f"{base}.json")

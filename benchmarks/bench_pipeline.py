@@ -1,0 +1,94 @@
+"""Wall time from a 60 s video to the finished mp4 (issue 6), per stage.
+
+    python benchmarks/bench_pipeline.py [--seconds 60] [--models bundled,published]
+
+Makes a 60 s, 360p, 30 fps video procedurally, then runs the whole job (analysis, generation,
+MIDI, FluidSynth, ffmpeg) once with the bundled model and once with a published-size model
+(12 layers, d_model 512, random weights: the timing does not depend on the weights).
+Prints a table and writes benchmarks/results/pipeline.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+os.environ.setdefault("CMT_NO_PROGRESS", "1")
+
+import torch  # noqa: E402
+
+import pipeline  # noqa: E402
+import rendering  # noqa: E402
+from make_demo_video import render_demo  # noqa: E402
+from model import CMT, ModelConfig, load_checkpoint, save_checkpoint  # noqa: E402
+
+
+def timed_run(video: Path, ckpt: Path, out: Path, seed: int = 0) -> dict:
+    times = {}
+    t0 = time.perf_counter()
+    model = load_checkpoint(ckpt)
+    times["load model"] = time.perf_counter() - t0
+    opts = pipeline.Options(out_dir=str(out), seed=seed, render=False)
+    t = time.perf_counter()
+    rows, tempo, duration, _, _ = pipeline.video_rows(video, opts)
+    times["video analysis"] = time.perf_counter() - t
+    t = time.perf_counter()
+    pipeline.run([out / f"{video.stem}.npz"], model, opts, log=lambda *a: None)
+    times["generation + MIDI"] = time.perf_counter() - t
+    mid = out / f"{video.stem}_0.mid"
+    t = time.perf_counter()
+    wav = rendering.render_wav(mid, out / "song.wav")
+    times["FluidSynth"] = time.perf_counter() - t
+    t = time.perf_counter()
+    rendering.mux(video, wav, out / "song.mp4")
+    times["ffmpeg mux"] = time.perf_counter() - t
+    times["total"] = time.perf_counter() - t0
+    n_tokens = json.loads((out / f"{video.stem}_0.json").read_text())["n_tokens"]
+    return {"seconds": times, "tokens": n_tokens, "video_seconds": duration, "tempo": tempo}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--models", default="bundled,published")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        video = Path(render_demo(str(tmp / "bench.mp4"), seconds=args.seconds, fps=30, width=640, height=360))
+        for name in args.models.split(","):
+            if name == "bundled":
+                ckpt = pipeline.DEFAULT_CKPT
+                if not ckpt.is_file():
+                    print("no bundled model (exp/bundled/model.pt): skipped")
+                    continue
+            else:
+                torch.manual_seed(0)
+                ckpt = tmp / "published.pt"
+                save_checkpoint(ckpt, CMT(ModelConfig()), vocab={"instruments": [1, 2, 3, 4, 5]})
+            out = tmp / name
+            out.mkdir()
+            results[name] = timed_run(video, ckpt, out)
+            results[name]["parameters"] = sum(p.numel() for p in load_checkpoint(ckpt).parameters())
+    stages = ["load model", "video analysis", "generation + MIDI", "FluidSynth", "ffmpeg mux", "total"]
+    print(f"\n{args.seconds:.0f} s video, 640x360 @ 30 fps, {args.threads} threads")
+    print(f"| stage | " + " | ".join(f"{m} ({r['parameters'] / 1e6:.1f} M, {r['tokens']} tokens)"
+                                     for m, r in results.items()) + " |")
+    print("|---|" + "---:|" * len(results))
+    for s in stages:
+        print(f"| {s} | " + " | ".join(f"{r['seconds'][s]:.1f} s" for r in results.values()) + " |")
+    out = ROOT / "benchmarks" / "results" / "pipeline.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"video_seconds": args.seconds, "threads": args.threads, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
