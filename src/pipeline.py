@@ -150,8 +150,8 @@ def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
             res.files.append(f"{base}.mid")
             report = {"video": str(path), "tempo": tempo, "duration": duration, "n_bars": n_bars,
                       "n_tokens": len(tokens), "seed": opts.seed, "C": opts.C,
-                      "control_errors": metrics.control_errors(metrics.notes_from_tokens(tokens), rows,
-                                                             opts.min_strength, tracks=song.tracks),
+                      "control_errors": metrics.control_errors_from_tokens(tokens, rows, opts.min_strength,
+                                                                         tracks=song.tracks),
                       "forced_beats": [list(map(int, f)) for f in song.forced]}
             cli.write_text_atomic(f"{base}.json", json.dumps(report, indent=1))
             res.files.append(f"{base}.json")
