@@ -45,11 +45,16 @@ corpus: setup
 train-bundled: corpus
 	$(PY) src/main_cp.py --mode train --preset small --train_data dataset/music21.npz --name bundled
 
+# Metrics of what `make demo` wrote, against the training corpus (report in inference/evaluation/).
+evaluate: setup
+	$(PY) src/evaluate.py --generated inference/ --reference dataset/music21.npz
+
 bench: setup fast-transformers
 	$(PY) benchmarks/bench_model.py
 	$(PY) benchmarks/bench_video.py
 	$(PY) benchmarks/bench_data.py
 	$(PY) benchmarks/bench_pipeline.py
+	$(PY) benchmarks/bench_evaluate.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache
