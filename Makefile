@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat py3_requirements.txt | md5sum | cut -c1-
 FT_STAMP := $(VENV)/.fast-transformers
 DEMO_VIDEO ?= videos/demo.mp4
 
-.PHONY: all setup system-deps demo test fast-transformers corpus train-bundled bench evaluate clean
+.PHONY: all setup system-deps demo test fast-transformers corpus train-bundled bench evaluate webapp clean
 
 all: demo
 
@@ -35,7 +35,12 @@ demo: setup
 	$(PY) src/main_cp.py --mode inference --videos $(DEMO_VIDEO) --out_dir inference/
 
 test: setup fast-transformers
+	@scripts/install_browser.sh
 	$(PY) -m pytest -q
+
+# The soundtrack and listening-test web apps on http://127.0.0.1:7860/
+webapp: setup
+	$(PY) src/webapp.py
 
 # Offline training corpus from the scores that music21 ships (see README, "Training data").
 corpus: setup

@@ -1,0 +1,37 @@
+"""Export a checkpoint for shipping: weights only (no optimizer state), optionally in fp16.
+
+    python src/export_checkpoint.py --ckpt exp/bundled/loss_130_params.pt --out exp/bundled/model.pt --half
+
+Works on our checkpoints and on the released CMT file (which it converts to our format).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cli
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", required=True, help="checkpoint to export")
+    ap.add_argument("--out", required=True, help="where to write the exported checkpoint")
+    ap.add_argument("--half", action="store_true", help="store floating-point weights in fp16 (half the size)")
+    args = ap.parse_args()
+    from model import load_checkpoint, save_checkpoint
+
+    src, out = Path(args.ckpt), Path(args.out)
+    if not src.is_file():
+        raise cli.UserError(f"{src} not found")
+    if out.exists() and out.resolve() == src.resolve():
+        raise cli.UserError("--out must differ from --ckpt (inputs are never overwritten)")
+    model = load_checkpoint(src)
+    info = dict(model.checkpoint_info or {})
+    save_checkpoint(out, model, vocab=model.vocab, epoch=info.get("epoch"), step=info.get("step"),
+                    val_loss=info.get("val_loss"), extra={**(info.get("extra") or {}), "exported_from": src.name},
+                    half=args.half)
+    print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,176 @@
+"""Listening-test ratings: one SQLite table, its CSV export and the per-model summary.
+
+A rating is one rater's scores for one clip: six criteria, each 0.5 to 5 in steps of 0.5,
+with the rater's declared level.  Creators (who made the clip with the soundtrack app) also
+say, per control they set, whether the music did what was asked (yes / partly / no).  The
+same rater rating the same clip again replaces the earlier rating.  The schema is below;
+the file is created on first use.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import cli
+
+LEVELS = ("non-musician", "amateur", "professional")
+ROLES = ("listener", "creator")
+#: (key, short name, the question the page asks)
+CRITERIA = (
+    ("rhythm", "Rhythm match", "Does the rhythm of the music follow the motion in the video?"),
+    ("emotion", "Emotion match", "Does the mood of the music fit the video?"),
+    ("richness", "Richness", "Is the music varied and full rather than thin or repetitive?"),
+    ("correctness", "Correctness", "Is it free of wrong-sounding notes, clashes and glitches?"),
+    ("structure", "Structure", "Does it have clear phrases and an overall shape?"),
+    ("overall", "Overall satisfaction", "How satisfied are you with this music for this video?"),
+)
+CRITERION_KEYS = tuple(c[0] for c in CRITERIA)
+SCORES = tuple(k / 2 for k in range(1, 11))            # 0.5, 1.0, ..., 5.0
+CONTROL_KEYS = ("visual_beats", "tempo", "instruments", "emotion")
+ANSWERS = ("yes", "partly", "no")
+CSV_COLUMNS = ("id", "created", "updated", "rater", "role", "level", "model", "item", *CRITERION_KEYS,
+               *(f"control_{k}" for k in CONTROL_KEYS))
+
+_SCORE_CHECK = " AND ".join(f"{c} BETWEEN 0.5 AND 5 AND {c} * 2 = CAST({c} * 2 AS INTEGER)"
+                            for c in CRITERION_KEYS)
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS ratings (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    created     TEXT NOT NULL,           -- ISO 8601 UTC, first rating
+    updated     TEXT NOT NULL,           -- ISO 8601 UTC, last change
+    rater       TEXT NOT NULL,           -- opaque id of the browser session (not its cookie)
+    role        TEXT NOT NULL CHECK (role IN ('listener', 'creator')),
+    level       TEXT NOT NULL CHECK (level IN ('non-musician', 'amateur', 'professional')),
+    item        TEXT NOT NULL,           -- the clip: eval:<model>/<file> or job:<job id>/<song>
+    model       TEXT NOT NULL,           -- which model made it
+    rhythm      REAL NOT NULL,
+    emotion     REAL NOT NULL,
+    richness    REAL NOT NULL,
+    correctness REAL NOT NULL,
+    structure   REAL NOT NULL,
+    overall     REAL NOT NULL,
+    controls    TEXT,                    -- creators: JSON {{control: yes | partly | no}}
+    UNIQUE (rater, role, item),
+    CHECK ({_SCORE_CHECK})
+);
+CREATE TABLE IF NOT EXISTS ratings_meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+SCHEMA_VERSION = 1
+
+
+def parse_score(value, name: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise cli.UserError(f"give a score for {name} (0.5 to 5)") from None
+    if v not in SCORES:
+        raise cli.UserError(f"the score for {name} must be 0.5 to 5 in steps of 0.5, got {value!r}")
+    return v
+
+
+class RatingStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+            db.execute("INSERT OR IGNORE INTO ratings_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        try:
+            yield db
+        finally:
+            db.close()
+
+    def save(self, *, rater: str, role: str, level: str, item: str, model: str,
+             scores: Mapping[str, object], controls: Mapping[str, str] | None = None) -> int:
+        """Validate and store (or replace) one rating; returns its id.  Bad input: UserError."""
+        if role not in ROLES:
+            raise cli.UserError(f"role must be one of {', '.join(ROLES)}")
+        if level not in LEVELS:
+            raise cli.UserError(f"first say whether you are a {', '.join(LEVELS[:-1])} or {LEVELS[-1]} listener")
+        values = [parse_score(scores.get(key), name) for key, name, _ in CRITERIA]
+        controls_json = None
+        if role == "creator":
+            controls = dict(controls or {})
+            for key, answer in controls.items():
+                if key not in CONTROL_KEYS:
+                    raise cli.UserError(f"unknown control {key!r}")
+                if answer not in ANSWERS:
+                    raise cli.UserError(f"say yes, partly or no for the {key.replace('_', ' ')} control")
+            controls_json = json.dumps(controls, sort_keys=True)
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        cols = ", ".join(CRITERION_KEYS)
+        marks = ", ".join("?" * len(CRITERION_KEYS))
+        updates = ", ".join(f"{c} = excluded.{c}" for c in CRITERION_KEYS)
+        with self._connect() as db:
+            row = db.execute(
+                f"INSERT INTO ratings (created, updated, rater, role, level, item, model, {cols}, controls) "
+                f"VALUES (?, ?, ?, ?, ?, ?, ?, {marks}, ?) "
+                f"ON CONFLICT (rater, role, item) DO UPDATE SET updated = excluded.updated, "
+                f"level = excluded.level, model = excluded.model, {updates}, controls = excluded.controls "
+                f"RETURNING id",
+                (stamp, stamp, rater, role, level, item, model, *values, controls_json)).fetchone()
+        return int(row[0])
+
+    def _rows(self, where: str = "", args: tuple = ()) -> list[dict]:
+        with self._connect() as db:
+            rows = db.execute(f"SELECT * FROM ratings {where} ORDER BY id", args).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["controls"] = json.loads(d["controls"]) if d["controls"] else {}
+            out.append(d)
+        return out
+
+    def all(self) -> list[dict]:
+        return self._rows()
+
+    def by_rater(self, rater: str, role: str) -> dict[str, dict]:
+        """The rater's ratings in this role, by item."""
+        return {r["item"]: r for r in self._rows("WHERE rater = ? AND role = ?", (rater, role))}
+
+    def csv_text(self) -> str:
+        """Every rating as CSV (columns: :data:`CSV_COLUMNS`; empty control cells when not asked)."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(CSV_COLUMNS)
+        for r in self.all():
+            w.writerow([r["id"], r["created"], r["updated"], r["rater"], r["role"], r["level"], r["model"],
+                        r["item"], *(r[c] for c in CRITERION_KEYS),
+                        *(r["controls"].get(k, "") for k in CONTROL_KEYS)])
+        return buf.getvalue()
+
+    def summary(self, role: str | None = None) -> list[dict]:
+        """Mean and count per model and criterion (all roles, or one), sorted by model."""
+        where, args = ("WHERE role = ?", (role,)) if role else ("", ())
+        parts = ", ".join(f"AVG({c}), COUNT({c})" for c in CRITERION_KEYS)
+        with self._connect() as db:
+            rows = db.execute(f"SELECT model, {parts} FROM ratings {where} GROUP BY model ORDER BY model",
+                              args).fetchall()
+        out = []
+        for row in rows:
+            for i, c in enumerate(CRITERION_KEYS):
+                out.append({"model": row[0], "criterion": c, "mean": row[1 + 2 * i], "count": row[2 + 2 * i]})
+        return out
+
+    def control_summary(self) -> list[dict]:
+        """Creators' answers per model and control: counts of yes, partly and no."""
+        counts: dict[tuple[str, str], dict] = {}
+        for r in self._rows("WHERE role = 'creator'"):
+            for key, answer in r["controls"].items():
+                c = counts.setdefault((r["model"], key), {"model": r["model"], "control": key,
+                                                          **{a: 0 for a in ANSWERS}, "count": 0})
+                c[answer] += 1
+                c["count"] += 1
+        return [counts[k] for k in sorted(counts, key=lambda k: (k[0], CONTROL_KEYS.index(k[1])))]

@@ -1,0 +1,39 @@
+// The rating pages: each clip's form posts its scores (and, for creators, the controls) as JSON.
+"use strict";
+(function () {
+  const HEADERS = {"X-Requested-With": "cmt", "Content-Type": "application/json"};
+
+  for (const form of document.querySelectorAll("form.rating")) {
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const msg = form.querySelector(".msg");
+      const say = (text, kind) => { msg.textContent = text; msg.className = `msg ${kind}`; };
+      const level = document.querySelector("input[name=level]:checked");
+      if (!level) { say("First choose your musical background at the top of the page.", "error"); return; }
+      const scores = {};
+      for (const s of form.querySelectorAll("select.score")) scores[s.name] = s.value;
+      if (Object.values(scores).some((v) => v === "")) { say("Give a score for every criterion.", "error"); return; }
+      const controls = {};
+      for (const c of form.querySelectorAll(".control")) {
+        const picked = c.querySelector("input:checked");
+        controls[c.dataset.control] = picked ? picked.value : "";
+      }
+      if (Object.values(controls).some((v) => v === "")) { say("Say yes, partly or no for every control.", "error"); return; }
+      const body = {role: form.dataset.role, item: form.dataset.item, level: level.value, scores};
+      if (form.dataset.role === "creator") body.controls = controls;
+      try {
+        const r = await fetch("/api/ratings", {method: "POST", headers: HEADERS, body: JSON.stringify(body)});
+        const answer = await r.json().catch(() => ({}));
+        if (r.ok) {
+          say("Saved.", "ok");
+          const h = form.querySelector("h2");
+          if (!h.querySelector(".saved")) h.append(" ", Object.assign(document.createElement("span"), {className: "saved", textContent: "rated"}));
+        } else {
+          say(answer.error || `Not saved (HTTP ${r.status}).`, "error");
+        }
+      } catch (err) {
+        say("Not saved: the server did not answer.", "error");
+      }
+    });
+  }
+})();
