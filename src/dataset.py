@@ -1,0 +1,360 @@
+"""The training npz: a folder of MIDI files -> tokenised songs -> padded arrays (SPEC sections 2 and 4).
+
+:func:`build_training_set` does the whole job used by ``midi2numpy_mix.py`` and
+``prepare_corpus.py``: tokenise every file in parallel (a per-song cache keyed by the
+file's content hash), skip bad files with a one-line reason, cut long songs into
+windows at bar boundaries, attach real init tokens (instruments present, estimated key,
+genre from an optional id -> genre file), make a deterministic train/validation split,
+and write the npz plus ``<stem>_vocab.json`` and ``<stem>_stats.json`` beside it.
+
+File layout (np.savez_compressed; read it back with :func:`load_training_npz`):
+``x``/``y`` int32 (N, L, 9) = seq[:-1] / seq[1:] zero-padded, ``mask`` float32 (N, L),
+``seq_len`` int32 (N,), ``init`` int32 (N, 7, 3), ``split`` uint8 (N,) 0 train 1 validation,
+``metadata`` and ``vocab`` 0-d str arrays of JSON.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+import cli
+import corpus
+import dictionary_mix as D
+from representation import BadMidiError, init_tokens, load_training_npz, midi_to_windows  # noqa: F401
+
+TOKENISER_VERSION = 1  # bump when the tokens a file produces change (invalidates the cache)
+MIDI_SUFFIXES = {".mid", ".midi", ".kar", ".smf"}
+
+
+# ---------------------------------------------------------------------------------
+# inputs: files, ids, genres
+# ---------------------------------------------------------------------------------
+
+def find_midi_files(midi_dir: str | os.PathLike) -> list[tuple[str, Path]]:
+    """``(song_id, path)`` for every MIDI file under ``midi_dir`` (recursive), sorted by id.
+
+    The id is the path relative to ``midi_dir`` without its suffix, with '/' separators.
+    """
+    root = Path(midi_dir)
+    out = []
+    for p in root.rglob("*"):
+        if p.suffix.lower() in MIDI_SUFFIXES and p.is_file() and not p.name.startswith("."):
+            out.append((p.relative_to(root).with_suffix("").as_posix(), p))
+    out.sort()
+    return out
+
+
+def read_genre_file(path: str | os.PathLike) -> dict[str, int]:
+    """An ``id -> genre id`` map from a text file (``id<TAB or , or spaces>genre`` per line, '#' comments)
+    or a JSON object ``{id: genre}``.  Genres are names from ``dictionary_mix.GENRES`` (case, spaces,
+    '_' and '-' ignored) or numeric ids; an unknown genre is a user error naming the known ones."""
+    path = Path(path)
+    if not path.is_file():
+        raise cli.UserError(f"genre file {path} does not exist")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    pairs = []
+    if path.suffix.lower() == ".json":
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise cli.UserError(f"genre file {path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+        if not isinstance(obj, dict):
+            raise cli.UserError(f"genre file {path} must hold a JSON object {{id: genre}}")
+        pairs = [(str(k), str(v), 0) for k, v in obj.items()]
+    else:
+        for n, line in enumerate(text.splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            for sep in ("\t", ","):
+                if sep in line:
+                    k, _, v = line.partition(sep)
+                    break
+            else:
+                k, _, v = line.partition(" ")
+            if not v.strip():
+                raise cli.UserError(f"genre file {path} line {n}: expected 'id<TAB>genre', got {line!r}")
+            pairs.append((k.strip(), v.strip(), n))
+    out = {}
+    for k, v, n in pairs:
+        try:
+            out[k] = D.genre_id(v)
+        except KeyError:
+            where = f" line {n}" if n else ""
+            raise cli.UserError(f"genre file {path}{where}: unknown genre {v!r}; known: "
+                                f"{', '.join(D.GENRES[1:])} (or a numeric id)") from None
+    return out
+
+
+def genre_for(song_id: str, genre_map: dict[str, int] | None) -> int:
+    """Genre of a song: the map's entry for its id, else for its file name, else for a parent folder's name
+    (LPD layout: .../TRxxxx/<md5>.mid is looked up as TRxxxx); 0 if none."""
+    if not genre_map:
+        return 0
+    parts = song_id.split("/")
+    for cand in [song_id, parts[-1], *reversed(parts[:-1])]:
+        if cand in genre_map:
+            return genre_map[cand]
+    return 0
+
+
+# ---------------------------------------------------------------------------------
+# tokenising one file (runs in worker processes), with a content-hash cache
+# ---------------------------------------------------------------------------------
+
+def _cache_file(cache_dir: Path, digest: str, max_len: int | None) -> Path:
+    return cache_dir / digest[:2] / f"{digest}_v{TOKENISER_VERSION}_L{max_len or 0}.npz"
+
+
+def tokenise_file(job: tuple) -> dict:
+    """Worker: ``(song_id, path, max_len, cache_dir or None)`` -> ``{"id", "hash", "windows", "cached"}``.
+
+    ``windows`` is a list of ``(tokens, info)``.  Raises BadMidiError for a bad file (the
+    reason is cached too, so a rerun does not parse it again).
+    """
+    song_id, path, max_len, cache_dir = job
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise BadMidiError(f"cannot read: {e.strerror or e}") from None
+    digest = hashlib.sha1(data).hexdigest()
+    cfile = _cache_file(Path(cache_dir), digest, max_len) if cache_dir else None
+    if cfile is not None and cfile.exists():
+        try:
+            with np.load(cfile, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"][()]))
+                if "error" in meta:
+                    raise BadMidiError(meta["error"])
+                tokens, offsets = z["tokens"], z["offsets"]
+            windows = [(tokens[offsets[i]:offsets[i + 1]], info) for i, info in enumerate(meta["infos"])]
+            return {"id": song_id, "hash": digest, "windows": windows, "cached": True}
+        except BadMidiError:
+            raise
+        except Exception:
+            pass  # unreadable cache entry: recompute below
+    if len(data) == 0:
+        err = "empty file (0 bytes)"
+    elif data[:4] != b"MThd":
+        err = "not a MIDI file (no MThd header)"
+    else:
+        err = None
+    windows = []
+    if err is None:
+        try:
+            import miditoolkit
+
+            midi = miditoolkit.MidiFile(file=io.BytesIO(data))
+        except Exception as e:
+            err = f"corrupt MIDI ({type(e).__name__}: {' '.join(str(e).split())[:120]})"
+        else:
+            try:
+                windows = midi_to_windows(midi, max_len=max_len)
+                if not windows:
+                    err = "no notes"
+            except BadMidiError as e:
+                err = str(e)
+    if cfile is not None:
+        if err is not None:
+            meta, tokens, offsets = {"error": err}, np.zeros((0, D.N_COLS), np.int32), np.zeros(1, np.int64)
+        else:
+            meta = {"infos": [info for _, info in windows]}
+            tokens = np.concatenate([t for t, _ in windows])
+            offsets = np.concatenate([[0], np.cumsum([len(t) for t, _ in windows])])
+        with cli.atomic_path(cfile) as tmp:
+            np.savez(tmp, tokens=tokens, offsets=offsets, meta=np.array(json.dumps(meta)))
+    if err is not None:
+        raise BadMidiError(err)
+    return {"id": song_id, "hash": digest, "windows": windows, "cached": False}
+
+
+# ---------------------------------------------------------------------------------
+# split, arrays, vocabulary
+# ---------------------------------------------------------------------------------
+
+def _unit_hash(song_id: str) -> float:
+    return int(hashlib.sha1(song_id.encode("utf-8")).hexdigest()[:12], 16) / float(16 ** 12)
+
+
+def assign_split(song_ids, val_fraction: float = 0.1) -> dict[str, int]:
+    """Deterministic split by a hash of each song id: 1 (validation) when hash < ``val_fraction``.
+
+    Adding songs never moves existing ones.  With at least two songs there is at least one
+    validation and one training song (the lowest / highest hash is moved if needed).
+    """
+    ids = sorted(set(song_ids))
+    h = {s: _unit_hash(s) for s in ids}
+    split = {s: int(h[s] < val_fraction) for s in ids}
+    if len(ids) >= 2 and val_fraction > 0:
+        if not any(split.values()):
+            split[min(ids, key=h.get)] = 1
+        if all(split.values()):
+            split[max(ids, key=h.get)] = 0
+    return split
+
+
+def assemble_arrays(seqs: list[np.ndarray], inits: list[np.ndarray]) -> dict:
+    """x, y, mask, seq_len, init for token sequences (each ending with EOS)."""
+    n = len(seqs)
+    L = max(len(s) - 1 for s in seqs)
+    x = np.zeros((n, L, D.N_COLS), dtype=np.int32)
+    y = np.zeros((n, L, D.N_COLS), dtype=np.int32)
+    mask = np.zeros((n, L), dtype=np.float32)
+    seq_len = np.zeros(n, dtype=np.int32)
+    for i, s in enumerate(seqs):
+        k = len(s) - 1
+        x[i, :k] = s[:-1]
+        y[i, :k] = s[1:]
+        mask[i, :k] = 1.0
+        seq_len[i] = k
+    return {"x": x, "y": y, "mask": mask, "seq_len": seq_len, "init": np.stack(inits).astype(np.int32)}
+
+
+def vocab_seen(seqs: list[np.ndarray], inits: np.ndarray) -> dict:
+    """Per-field vocabulary sizes seen in the data (max value + 1) and distinct-value counts."""
+    allrows = np.concatenate(seqs)
+    size = [int(allrows[:, c].max()) + 1 for c in range(D.N_COLS)]
+    distinct = [int(len(np.unique(allrows[:, c]))) for c in range(D.N_COLS)]
+    init_size = [int(inits[..., c].max()) + 1 for c in range(3)]
+    init_distinct = [int(len(np.unique(inits[..., c]))) for c in range(3)]
+    full = [D.N_CLASS[f] for f in D.FIELDS]
+    return {
+        "fields": {f: {"size": s, "distinct": d} for f, s, d in zip(D.FIELDS, size, distinct)},
+        "init_fields": {f: {"size": s, "distinct": d} for f, s, d in zip(D.INIT_FIELDS, init_size, init_distinct)},
+        "n_class": size,
+        "init_n_class": init_size,
+        "full_n_class": full,
+        "full_init_n_class": list(D.INIT_N_CLASS),
+        "released_n_class": list(D.RELEASED_N_CLASS),
+        "fits_released_decoder": all(s <= r for s, r in zip(size[:8], D.RELEASED_N_CLASS[:8])),
+    }
+
+
+def save_training_npz(path: str | os.PathLike, arrays: dict, metadata: list, vocab: dict) -> None:
+    """Write the training npz atomically (np.savez_compressed)."""
+    with cli.atomic_path(path) as tmp:
+        np.savez_compressed(tmp, **arrays, metadata=np.array(json.dumps(metadata)), vocab=np.array(json.dumps(vocab)))
+
+
+def sidecar(out_name: str | os.PathLike, what: str) -> Path:
+    p = Path(out_name)
+    return p.with_name(f"{p.stem}_{what}.json")
+
+
+# ---------------------------------------------------------------------------------
+# the whole job
+# ---------------------------------------------------------------------------------
+
+def build_training_set(files: list[tuple[str, Path]], out_name: str | os.PathLike, *, max_len: int | None = 10000,
+                       genre_map: dict[str, int] | None = None, workers: int | None = None,
+                       cache_dir: str | os.PathLike | None = None, source: str = "midi",
+                       val_fraction: float = 0.1, extra_stats: dict | None = None) -> dict:
+    """Tokenise ``files`` (``(song_id, path)``) and write the training npz, vocab and stats JSON.
+
+    Returns the stats dict (also written to ``<stem>_stats.json``, with ``extra_stats`` merged
+    in, e.g. how the MIDI files were made).  Raises cli.UserError
+    when no file gives a usable song.
+    """
+    t0 = time.perf_counter()
+    out_name = Path(out_name)
+    if cache_dir:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    jobs = [(sid, str(p), max_len, str(cache_dir) if cache_dir else None) for sid, p in files]
+    report = corpus.JobReport("tokenise")
+    results = []
+    for job, ok, value in corpus.run_jobs(tokenise_file, jobs, workers=workers, desc="tokenise"):
+        if ok:
+            results.append(value)
+            report.ok(cached=value["cached"])
+        else:
+            report.skip(job[0], value)
+    # duplicates by content: keep the first id in sorted order
+    results.sort(key=lambda r: r["id"])
+    seen_hash = {}
+    kept = []
+    for r in results:
+        if r["hash"] in seen_hash:
+            report.skip(r["id"], f"duplicate content (same as {seen_hash[r['hash']]})", was_ok=True)
+            continue
+        seen_hash[r["hash"]] = r["id"]
+        kept.append(r)
+    if not kept:
+        raise cli.UserError(f"no usable song among {len(files)} files ({report.reasons_line()}); "
+                            "give MIDI files in 4/4 with at least one track of 21+ notes")
+    split = assign_split([r["id"] for r in kept], val_fraction)
+    seqs, inits, metadata = [], [], []
+    n_windowed = 0
+    for r in kept:
+        gid = genre_for(r["id"], genre_map)
+        if len(r["windows"]) > 1:
+            n_windowed += 1
+        for tokens, info in r["windows"]:
+            seqs.append(np.asarray(tokens, dtype=np.int32))
+            inits.append(init_tokens(info["instruments"], info["key"], gid))
+            metadata.append({"id": r["id"], "source": source, "window": int(info["window"]),
+                             "n_windows": int(info["n_windows"]), "length": int(info["length"]),
+                             "n_bars": int(info["n_bars"]), "n_notes": int(info["n_notes"]),
+                             "instruments": [D.instrument_name(k) for k in info["instruments"]],
+                             "key": D.key_name(int(info["key"])), "genre": D.GENRES[gid],
+                             "split": "validation" if split[r["id"]] else "train", "hash": r["hash"]})
+    arrays = assemble_arrays(seqs, inits)
+    arrays["split"] = np.array([split[m["id"]] for m in metadata], dtype=np.uint8)
+    vocab = vocab_seen(seqs, arrays["init"])
+    save_training_npz(out_name, arrays, metadata, vocab)
+    cli.write_text_atomic(sidecar(out_name, "vocab"), json.dumps(vocab, indent=2) + "\n")
+    elapsed = time.perf_counter() - t0
+    lengths = np.array([len(s) for s in seqs])
+    stats = {
+        "out_name": str(out_name),
+        "source": source,
+        "files": len(files),
+        "songs": len(kept),
+        "sequences": len(seqs),
+        "songs_split_into_windows": n_windowed,
+        "max_len": max_len,
+        "tokens": int(lengths.sum()),
+        "bars": int(sum(m["n_bars"] for m in metadata)),
+        "notes": int(sum(m["n_notes"] for m in metadata)),
+        "length": {"min": int(lengths.min()), "median": float(np.median(lengths)), "max": int(lengths.max()),
+                   "padded_L": int(arrays["x"].shape[1])},
+        "split": {"train_sequences": int((arrays["split"] == 0).sum()),
+                  "validation_sequences": int((arrays["split"] == 1).sum()),
+                  "validation_songs": int(sum(split.values()))},
+        "genres": dict(collections.Counter(m["genre"] for m in metadata).most_common()),
+        "keys": dict(collections.Counter(m["key"] for m in metadata).most_common()),
+        "instruments": dict(collections.Counter(i for m in metadata for i in m["instruments"]).most_common()),
+        "vocab": vocab["n_class"],
+        "init_vocab": vocab["init_n_class"],
+        "cache_hits": report.cached,
+        "skipped": report.reason_counts(),
+        "skipped_files": report.skipped,
+        "seconds": round(elapsed, 2),
+        "files_per_second": round(len(files) / elapsed, 2) if elapsed > 0 else None,
+        **(extra_stats or {}),
+    }
+    cli.write_text_atomic(sidecar(out_name, "stats"), json.dumps(stats, indent=2) + "\n")
+    return stats
+
+
+def summary_lines(stats: dict) -> list[str]:
+    """A short human summary of :func:`build_training_set`'s stats."""
+    lines = [
+        f"{stats['out_name']}: {stats['songs']} songs -> {stats['sequences']} sequences "
+        f"({stats['songs_split_into_windows']} songs longer than max_len={stats['max_len']} cut into windows), "
+        f"{stats['tokens']} tokens, {stats['bars']} bars, padded length {stats['length']['padded_L']}",
+        f"split: {stats['split']['train_sequences']} train / {stats['split']['validation_sequences']} validation "
+        f"sequences; vocab seen {stats['vocab']} init {stats['init_vocab']}",
+        f"{stats['files']} files in {stats['seconds']} s ({stats['files_per_second']} files/s), "
+        f"{stats['cache_hits']} from cache",
+    ]
+    skipped = stats["skipped"]
+    if skipped:
+        lines.append(f"skipped {sum(skipped.values())} files:")
+        lines += [f"  {n:6d}  {reason}" for reason, n in skipped.items()]
+    return lines

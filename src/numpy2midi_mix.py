@@ -1,0 +1,151 @@
+"""Token rows -> a five-track MIDI file (used by inference; also a small command-line tool).
+
+Library use::
+
+    from numpy2midi_mix import tokens_to_midi, tokens_to_notes
+    tokens_to_midi(tokens, "song.mid", tempo_bpm=115.38)
+
+One track per instrument class present, named exactly Drums/Piano/Guitar/Bass/Strings,
+with the General MIDI programs of ``dictionary_mix.PROGRAMS`` (Drums on channel 10 with
+``is_drum``), a tempo event at time 0, a 4/4 time signature and velocity 80 by default.
+Note timing: onset = the row's i_beat (in 16ths), duration = duration-1 sixteenths (at
+least 1); the file's resolution is ``ticks_per_beat`` (4 by default, so one MIDI tick is
+one token tick).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+
+import cli
+import dictionary_mix as D
+from representation import tokens_to_notes  # re-exported: notes as (onset, pitch, duration, instrument)
+
+__all__ = ["tokens_to_midi", "notes_to_midi", "tokens_to_notes", "write_midi"]
+
+
+def notes_to_midi(notes: np.ndarray, tempo_bpm: float, velocity: int = 80, programs: dict | None = None,
+                  ticks_per_beat: int = D.TICKS_PER_BEAT):
+    """A ``miditoolkit.MidiFile`` for notes ``(n, 4)`` ``[onset_16th, pitch, duration_16ths, instrument]``."""
+    import miditoolkit
+    from miditoolkit.midi.containers import Instrument, Note, TempoChange, TimeSignature
+
+    if not tempo_bpm or tempo_bpm <= 0:
+        raise ValueError(f"tempo must be positive, got {tempo_bpm}")
+    if ticks_per_beat % D.TICKS_PER_BEAT:
+        raise ValueError("ticks_per_beat must be a multiple of 4 (one 16th = a whole number of ticks)")
+    progs = dict(D.PROGRAMS)
+    if programs:
+        unknown = set(programs) - set(D.INSTRUMENTS)
+        if unknown:
+            raise ValueError(f"unknown instrument names in programs: {sorted(unknown)}")
+        progs.update({k: int(v) for k, v in programs.items()})
+    scale = ticks_per_beat // D.TICKS_PER_BEAT
+    notes = np.asarray(notes, dtype=np.int64).reshape(-1, 4)
+    midi = miditoolkit.MidiFile(ticks_per_beat=ticks_per_beat)
+    midi.tempo_changes = [TempoChange(float(tempo_bpm), 0)]
+    midi.time_signature_changes = [TimeSignature(4, 4, 0)]
+    vel = int(np.clip(velocity, 1, 127))
+    for k, name in enumerate(D.INSTRUMENTS, start=1):
+        sel = notes[notes[:, 3] == k]
+        if len(sel) == 0:
+            continue
+        inst = Instrument(program=progs[name], is_drum=(k == D.DRUMS), name=name)
+        order = np.lexsort((sel[:, 1], sel[:, 0]))
+        for onset, pitch, dur, _ in sel[order]:
+            start = int(onset) * scale
+            inst.notes.append(Note(velocity=vel, pitch=int(pitch), start=start, end=start + max(int(dur), 1) * scale))
+        midi.instruments.append(inst)
+    if midi.instruments:
+        midi.max_tick = max(n.end for i in midi.instruments for n in i.notes) + 1
+    return midi
+
+
+def write_midi(midi, out_path: str | os.PathLike) -> None:
+    """Dump a ``miditoolkit.MidiFile`` atomically (nothing half-written)."""
+    with cli.atomic_path(out_path) as tmp:
+        midi.dump(tmp)
+
+
+def tokens_to_midi(tokens: np.ndarray, out_path: str | os.PathLike, tempo_bpm: float, velocity: int = 80,
+                   programs: dict | None = None, ticks_per_beat: int = D.TICKS_PER_BEAT, timing: str = "i_beat"):
+    """Write token rows (T, >= 9 columns; stops at the first EOS row) as a MIDI file; returns the MidiFile.
+
+    ``programs`` overrides General MIDI programs by instrument name, e.g. ``{"Strings": 48}``.
+    ``timing="structure"`` takes onsets from the Bar/Beat tokens instead of i_beat.
+    """
+    notes = tokens_to_notes(tokens, timing=timing)
+    midi = notes_to_midi(notes, tempo_bpm, velocity=velocity, programs=programs, ticks_per_beat=ticks_per_beat)
+    write_midi(midi, out_path)
+    return midi
+
+
+# ---------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------
+
+def _load_tokens(path: str, key: str | None, index: int | None) -> np.ndarray:
+    if not os.path.exists(path):
+        raise cli.UserError(f"{path} does not exist; give a .npy of token rows or a training/generation .npz")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise cli.UserError(f"cannot read {path} as numpy data ({type(e).__name__}); give a .npy or .npz") from None
+    if isinstance(data, np.ndarray):
+        arr = data
+    else:
+        with data:
+            names = data.files
+            k = key or next((n for n in ("tokens", "x", "y", "sequence") if n in names), None)
+            if k is None or k not in names:
+                raise cli.UserError(f"{path} has arrays {names}; choose one with --key")
+            arr = data[k]
+            if k == "x" and "y" in names:
+                # a training file: rebuild the full sequence seq = x[0] + y
+                y = data["y"]
+                if arr.ndim == 3:
+                    i = index or 0
+                    arr = np.concatenate([arr[i, :1], y[i]])
+                    index = None
+    if arr.ndim == 3:
+        if index is None:
+            raise cli.UserError(f"{path} holds {arr.shape[0]} sequences; choose one with --index")
+        if not 0 <= index < arr.shape[0]:
+            raise cli.UserError(f"--index {index} out of range 0..{arr.shape[0] - 1}")
+        arr = arr[index]
+    if arr.ndim != 2 or arr.shape[1] < D.N_COLS:
+        raise cli.UserError(f"expected token rows with at least {D.N_COLS} columns, got shape {arr.shape}")
+    return arr
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="Write CMT token rows as a five-track MIDI file.")
+    ap.add_argument("--in", dest="inp", required=True, help=".npy (T, 9) token rows, or .npz (see --key/--index)")
+    ap.add_argument("--out", required=True, help="output .mid path")
+    ap.add_argument("--tempo", type=float, default=120.0, help="tempo in bpm (default 120)")
+    ap.add_argument("--velocity", type=int, default=80, help="note velocity (default 80)")
+    ap.add_argument("--key", help="array name inside an .npz (default: tokens, else x + y of a training file)")
+    ap.add_argument("--index", type=int, help="which sequence when the array holds several")
+    ap.add_argument("--program", action="append", default=[], metavar="NAME=PROGRAM",
+                    help="override a General MIDI program, e.g. --program Strings=48 (repeatable)")
+    args = ap.parse_args()
+    if args.tempo <= 0:
+        raise cli.UserError("--tempo must be positive")
+    programs = {}
+    for item in args.program:
+        name, _, prog = item.partition("=")
+        if name not in D.INSTRUMENTS or not prog.isdigit() or not 0 <= int(prog) <= 127:
+            raise cli.UserError(f"--program {item!r}: use NAME=N with NAME in {D.INSTRUMENTS} and N in 0..127")
+        programs[name] = int(prog)
+    tokens = _load_tokens(args.inp, args.key, args.index)
+    midi = tokens_to_midi(tokens, args.out, args.tempo, velocity=args.velocity, programs=programs or None)
+    n = sum(len(i.notes) for i in midi.instruments)
+    print(f"wrote {args.out}: {n} notes in {len(midi.instruments)} tracks "
+          f"({', '.join(i.name for i in midi.instruments)}), {args.tempo:g} bpm")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,88 @@
+"""Build a training set offline: from the scores music21 ships, a MIDI folder, or LPD pianorolls.
+
+    python src/prepare_corpus.py --source music21 --out_name dataset/music21.npz
+    python src/prepare_corpus.py --source midi --midi_dir DIR --out_name dataset/mine.npz
+    python src/prepare_corpus.py --source lpd --in_dir lpd_5_cleansed --out_name dataset/lpd.npz
+
+music21: pieces are converted to five-class MIDI under ``--midi_out`` (default
+dataset/music21_midi, reused by later runs), then tokenised like any MIDI folder, with
+genre Folk for the tune collections and Classical for the rest.  Writes the npz,
+``<stem>_vocab.json`` and ``<stem>_stats.json`` (songs, tokens, bars, per-field vocab,
+skipped pieces with reasons).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import cli
+import corpus
+import dataset
+from midi2numpy_mix import add_build_args, cache_dir_for, check_build_args
+
+MUSIC21_MAX_LEN = 2048
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="Build a CMT training npz from music21's corpus, a MIDI folder "
+                                             "or LPD pianorolls.")
+    ap.add_argument("--source", choices=["music21", "midi", "lpd"], default="music21",
+                    help="where the music comes from (default music21)")
+    ap.add_argument("--out_name", default=None, help="output .npz (default dataset/<source>.npz)")
+    ap.add_argument("--midi_dir", help="--source midi: the folder of MIDI files")
+    ap.add_argument("--in_dir", help="--source lpd: the folder of pypianoroll .npz files")
+    ap.add_argument("--midi_out", help="where converted MIDI goes (default dataset/music21_midi or dataset/lpd_midi)")
+    ap.add_argument("--cap", type=int, default=1000,
+                    help="music21: at most this many pieces per collection (0 = all; default 1000)")
+    ap.add_argument("--collections", nargs="*", help="music21: only these collections (e.g. bach essenFolksong)")
+    add_build_args(ap, default_max_len=0)
+    args = ap.parse_args()
+    if args.max_len == 0:
+        args.max_len = MUSIC21_MAX_LEN if args.source == "music21" else 10000
+    if args.out_name is None:
+        args.out_name = f"dataset/{args.source}.npz"
+    check_build_args(args)
+    if args.cap < 0:
+        raise cli.UserError("--cap must be >= 0")
+    t0 = time.perf_counter()
+    genre_map = dataset.read_genre_file(args.genre_file) if args.genre_file else None
+    extra = {}
+    if args.source == "music21":
+        midi_out = Path(args.midi_out or "dataset/music21_midi")
+        files, m21_genres, report = corpus.build_music21_midi(midi_out, cap=args.cap or None, workers=args.workers,
+                                                              collections_=args.collections)
+        print("\n".join(report.lines()))
+        if not files:
+            raise cli.UserError("no music21 piece could be converted; check --collections")
+        genre_map = {**m21_genres, **(genre_map or {})}
+        extra["conversion"] = {"what": "music21 -> MIDI", "midi_dir": str(midi_out), "cap": args.cap,
+                               "converted": report.n_ok, "reused": report.cached,
+                               "skipped": report.reason_counts(), "skipped_pieces": report.skipped,
+                               "seconds": round(time.perf_counter() - t0, 2)}
+    elif args.source == "lpd":
+        if not args.in_dir or not Path(args.in_dir).is_dir():
+            raise cli.UserError("--source lpd needs --in_dir, the folder of lpd-5 .npz files")
+        midi_out = Path(args.midi_out or "dataset/lpd_midi")
+        report = corpus.convert_pianoroll_folder(args.in_dir, midi_out, workers=args.workers)
+        print("\n".join(report.lines()))
+        files = dataset.find_midi_files(midi_out)
+        extra["conversion"] = {"what": "pianoroll -> MIDI", "midi_dir": str(midi_out), "converted": report.n_ok,
+                               "reused": report.cached, "skipped": report.reason_counts(),
+                               "skipped_files": report.skipped, "seconds": round(time.perf_counter() - t0, 2)}
+    else:
+        if not args.midi_dir or not Path(args.midi_dir).is_dir():
+            raise cli.UserError("--source midi needs --midi_dir, a folder of MIDI files")
+        files = dataset.find_midi_files(args.midi_dir)
+    if not files:
+        raise cli.UserError("no MIDI files to tokenise")
+    stats = dataset.build_training_set(files, args.out_name, max_len=args.max_len, genre_map=genre_map,
+                                       workers=args.workers, cache_dir=cache_dir_for(args), source=args.source,
+                                       val_fraction=args.val_fraction, extra_stats=extra)
+    print("\n".join(dataset.summary_lines(stats)))
+    print(f"total {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,453 @@
+"""MIDI <-> CMT compound words (SPEC section 2).
+
+The tokeniser works in three steps:
+
+1. :func:`extract_notes` reads a MIDI file (path or ``miditoolkit.MidiFile``), maps every
+   track to one of the five instrument classes (:func:`instrument_class`), drops tracks
+   with <= 20 notes and quantises notes to the 16th-note grid.  The result is a
+   ``(n, 4)`` int array of ``[onset_tick, pitch, duration_ticks, instrument_class]``.
+2. :func:`notes_to_tokens` turns such a note array into token rows (Bar, Beat and Note
+   tokens, then one all-zero EOS row).
+3. :func:`midi_to_tokens` / :func:`midi_to_windows` glue the two together and add
+   per-song information (bars, instruments present, estimated key).
+
+:func:`tokens_to_notes` is the inverse of step 2 (used by ``numpy2midi_mix`` and by
+evaluation).  Files that cannot be tokenised raise :class:`BadMidiError` whose message
+is a one-line reason, so folder tools can skip them and report why.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+import dictionary_mix as D
+
+NOTE_COLS = ["onset", "pitch", "duration", "instrument"]
+
+
+class BadMidiError(ValueError):
+    """A file that cannot be tokenised; ``str(e)`` is a one-line reason."""
+
+
+# ---------------------------------------------------------------------------------
+# reading MIDI and mapping instruments
+# ---------------------------------------------------------------------------------
+
+def instrument_class(name: str | None, program: int, is_drum: bool) -> int:
+    """Instrument class id (1..5) of a MIDI track.
+
+    A track named exactly (case-insensitively) Drums/Piano/Guitar/Bass/Strings gets
+    that class.  Otherwise: drum-channel tracks are Drums, and the General MIDI program
+    family decides: 0-7 pianos -> Piano, 24-31 guitars -> Guitar, 32-39 basses -> Bass,
+    everything else -> Strings (the LPD-5 rule: instruments outside the four families
+    are merged into Strings).
+    """
+    if name:
+        key = name.strip().lower()
+        for i, inst in enumerate(D.INSTRUMENTS):
+            if key == inst.lower():
+                return i + 1
+    if is_drum:
+        return D.DRUMS
+    family = int(program) // 8
+    if family == 0:
+        return D.PIANO
+    if family == 3:
+        return D.GUITAR
+    if family == 4:
+        return D.BASS
+    return D.STRINGS
+
+
+def load_midi(src):
+    """A ``miditoolkit.MidiFile`` from a path (or the object itself); BadMidiError if unreadable."""
+    import miditoolkit
+
+    if isinstance(src, miditoolkit.MidiFile):
+        return src
+    path = Path(src)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise BadMidiError(f"cannot open: {e.strerror or e}") from None
+    if size == 0:
+        raise BadMidiError("empty file (0 bytes)")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"MThd":
+        raise BadMidiError("not a MIDI file (no MThd header)")
+    try:
+        midi = miditoolkit.MidiFile(str(path))
+    except Exception as e:  # mido/miditoolkit raise many types for corrupt data
+        msg = " ".join(str(e).split())[:120]
+        raise BadMidiError(f"corrupt MIDI ({type(e).__name__}: {msg})") from None
+    return midi
+
+
+def check_meter(midi, until_tick: int | None = None) -> None:
+    """Raise BadMidiError unless every time signature (up to ``until_tick``) has 16 sixteenths per bar.
+
+    4/4, 2/2 and 8/8 pass; a file without time-signature events is taken as 4/4 (the MIDI default).
+    """
+    for ts in midi.time_signature_changes:
+        if until_tick is not None and ts.time > until_tick:
+            continue
+        if ts.numerator != ts.denominator:  # numerator * 16 / denominator sixteenths per bar
+            raise BadMidiError(
+                f"time signature {ts.numerator}/{ts.denominator} at tick {ts.time} "
+                "(only bars of 16 sixteenths, e.g. 4/4 or 2/2, are supported)")
+
+
+def extract_notes(src, min_track_notes: int = D.MIN_TRACK_NOTES, check_time_signature: bool = True):
+    """Quantised notes of a MIDI file and a description of its tracks.
+
+    Returns ``(notes, tracks)``: ``notes`` is an int32 array ``(n, 4)`` of
+    ``[onset_tick, pitch, duration_ticks, instrument_class]`` on the 16th-note grid
+    (onset rounded to the nearest 16th, duration rounded and clipped to 1..16),
+    sorted by onset, then instrument class, then pitch; a repeated
+    ``(onset, pitch, instrument)`` keeps only its longest note.  ``tracks`` lists
+    ``{"name", "program", "is_drum", "class", "n_notes", "kept"}`` per MIDI track.
+    Tracks with fewer than ``min_track_notes`` notes are dropped (SPEC: <= 20).
+    """
+    midi = load_midi(src)
+    tpb = int(midi.ticks_per_beat)
+    if tpb <= 0:
+        raise BadMidiError(f"unsupported time division ({tpb} ticks per beat)")
+    if not midi.instruments:
+        raise BadMidiError("no tracks with notes")
+    tracks = []
+    parts = []
+    for inst in midi.instruments:
+        cls = instrument_class(inst.name, inst.program, inst.is_drum)
+        n = len(inst.notes)
+        kept = n >= min_track_notes
+        tracks.append({"name": inst.name, "program": int(inst.program), "is_drum": bool(inst.is_drum),
+                       "class": cls, "n_notes": n, "kept": kept})
+        if not kept or n == 0:
+            continue
+        arr = np.array([(nt.start, nt.end, nt.pitch) for nt in inst.notes], dtype=np.int64)
+        start, end, pitch = arr[:, 0], arr[:, 1], arr[:, 2]
+        onset = np.floor(start * D.TICKS_PER_BEAT / tpb + 0.5).astype(np.int64)
+        dur = np.floor((end - start) * D.TICKS_PER_BEAT / tpb + 0.5).astype(np.int64)
+        dur = np.clip(dur, 1, D.MAX_DURATION)
+        parts.append(np.stack([onset, pitch, dur, np.full_like(onset, cls)], axis=1))
+    if not any(t["n_notes"] for t in tracks):
+        raise BadMidiError("no notes")
+    if not parts:
+        raise BadMidiError(f"no track with at least {min_track_notes} notes")
+    notes = np.concatenate(parts)
+    notes = notes[(notes[:, 0] >= 0) & (notes[:, 1] >= 0) & (notes[:, 1] <= 127)]
+    if check_time_signature:
+        last_onset_midi = int(max(nt.start for inst in midi.instruments for nt in inst.notes))
+        check_meter(midi, until_tick=last_onset_midi)
+    return dedupe_and_sort(notes), tracks
+
+
+def dedupe_and_sort(notes: np.ndarray) -> np.ndarray:
+    """Sort notes by (onset, instrument, pitch) and keep the longest of duplicated (onset, pitch, instrument)."""
+    notes = np.asarray(notes, dtype=np.int64).reshape(-1, 4)
+    if len(notes) == 0:
+        return notes.astype(np.int32)
+    # order: onset, instrument, pitch, then longest duration first
+    order = np.lexsort((-notes[:, 2], notes[:, 1], notes[:, 3], notes[:, 0]))
+    notes = notes[order]
+    key = notes[:, [0, 3, 1]]
+    first = np.ones(len(notes), dtype=bool)
+    first[1:] = np.any(key[1:] != key[:-1], axis=1)
+    return notes[first].astype(np.int32)
+
+
+# ---------------------------------------------------------------------------------
+# key estimation
+# ---------------------------------------------------------------------------------
+
+# Krumhansl-Kessler key profiles (probe-tone ratings, Krumhansl 1990), tonic first.
+_KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+_KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+def pitch_class_histogram(notes: np.ndarray) -> np.ndarray:
+    """Duration-weighted 12-bin pitch-class histogram of the pitched (non-drum) notes."""
+    notes = np.asarray(notes).reshape(-1, 4)
+    pitched = notes[notes[:, 3] != D.DRUMS]
+    return np.bincount(pitched[:, 1] % 12, weights=pitched[:, 2], minlength=12).astype(np.float64)
+
+
+def estimate_key(notes: np.ndarray) -> int:
+    """Key id (1..12 C..B major, 13..24 C..B minor; 0 when undecidable) by the Krumhansl-Schmuckler method.
+
+    The duration-weighted pitch-class histogram is correlated (Pearson) with the 24
+    rotations of the Krumhansl-Kessler profiles; the best correlation wins.
+    """
+    hist = pitch_class_histogram(notes)
+    if hist.sum() <= 0 or np.allclose(hist, hist[0]):
+        return 0
+    h = hist - hist.mean()
+    best, best_id = -np.inf, 0
+    for mode, profile in ((0, _KK_MAJOR), (1, _KK_MINOR)):
+        for tonic in range(12):
+            p = np.roll(profile, tonic)  # p[pc] = weight of pc in the key with this tonic
+            p = p - p.mean()
+            r = float(h @ p / (np.linalg.norm(h) * np.linalg.norm(p)))
+            if r > best + 1e-12:
+                best, best_id = r, 1 + 12 * mode + tonic
+    return best_id
+
+
+# ---------------------------------------------------------------------------------
+# notes <-> tokens
+# ---------------------------------------------------------------------------------
+
+def p_beat(i_beat, n_beat: int):
+    """Beat-timing class: int(100 * i_beat / n_beat) + 1, clipped to 1..101."""
+    n_beat = max(int(n_beat), 1)
+    return np.minimum((100 * np.asarray(i_beat, dtype=np.int64)) // n_beat + 1, D.N_PBEAT - 1)
+
+
+def notes_to_tokens(notes: np.ndarray, n_beat: int | None = None, n_bars: int | None = None) -> np.ndarray:
+    """Token rows (T, 9) int32 for sorted, quantised notes; the last row is the all-zero EOS.
+
+    ``notes`` as from :func:`extract_notes` (sorted by onset; ties keep their order).
+    ``n_beat`` (song length in ticks for p_beat) defaults to the end of the last note;
+    ``n_bars`` defaults to the bar of the last onset + 1 (bars without notes get a Bar
+    token with density 1).
+    """
+    notes = np.asarray(notes, dtype=np.int64).reshape(-1, 4)
+    if len(notes) == 0:
+        raise BadMidiError("no notes")
+    onset = notes[:, 0]
+    if np.any(np.diff(onset) < 0):
+        raise ValueError("notes must be sorted by onset")
+    if n_bars is None:
+        n_bars = int(onset[-1] // D.TICKS_PER_BAR) + 1
+    if n_beat is None:
+        n_beat = int(np.max(onset + notes[:, 2]))
+    n_beat = max(int(n_beat), int(onset[-1]) + 1)
+    pos = onset % D.TICKS_PER_BAR
+    inst = notes[:, 3]
+    bar_start = np.searchsorted(onset, np.arange(n_bars + 1) * D.TICKS_PER_BAR)
+    # group boundaries: a new simu-note where onset or instrument changes
+    new_group = np.ones(len(notes), dtype=bool)
+    new_group[1:] = (onset[1:] != onset[:-1]) | (inst[1:] != inst[:-1])
+    group_id = np.cumsum(new_group) - 1
+    group_size = np.bincount(group_id)
+    n_groups = len(group_size)
+    out = np.zeros((n_bars + n_groups + len(notes) + 1, D.N_COLS), dtype=np.int32)
+    r = 0
+    for b in range(n_bars):
+        lo, hi = bar_start[b], bar_start[b + 1]
+        bar_pos = pos[lo:hi]
+        distinct = np.unique(bar_pos)
+        tick = b * D.TICKS_PER_BAR
+        out[r, [D.COL_BARBEAT, D.COL_TYPE, D.COL_DENSITY, D.COL_PBEAT, D.COL_IBEAT]] = (
+            D.BAR, D.TYPE_M, len(distinct) + 1, p_beat(tick, n_beat), tick)
+        r += 1
+        i = lo
+        while i < hi:
+            g = group_id[i]
+            j = i + group_size[g]
+            t = int(onset[i])
+            pb = int(p_beat(t, n_beat))
+            after = len(distinct) - int(np.searchsorted(distinct, pos[i], side="right"))
+            out[r, [D.COL_BARBEAT, D.COL_TYPE, D.COL_DENSITY, D.COL_INSTRUMENT, D.COL_STRENGTH,
+                    D.COL_PBEAT, D.COL_IBEAT]] = (
+                pos[i] + 1, D.TYPE_M, after + 1, inst[i], min(j - i, D.N_CLASS["strength"] - 1), pb, t)
+            r += 1
+            k = j - i
+            rows = out[r:r + k]
+            rows[:, D.COL_TYPE] = D.TYPE_NOTE
+            rows[:, D.COL_PITCH] = notes[i:j, 1] + 1
+            rows[:, D.COL_DURATION] = np.minimum(notes[i:j, 2], D.MAX_DURATION) + 1
+            rows[:, D.COL_INSTRUMENT] = inst[i]
+            rows[:, D.COL_PBEAT] = pb
+            rows[:, D.COL_IBEAT] = t
+            r += k
+            i = j
+    assert r == len(out) - 1
+    return out
+
+
+def tokens_to_notes(tokens: np.ndarray, timing: str = "i_beat") -> np.ndarray:
+    """Notes ``(n, 4)`` int32 ``[onset_tick, pitch, duration_ticks, instrument_class]`` from token rows.
+
+    Reads rows until the first EOS (type 0) row.  ``timing="i_beat"`` takes the onset
+    from the i_beat column; ``timing="structure"`` recomputes it from the Bar and Beat
+    tokens seen so far (16 * bars-before + position), for rows whose i_beat is unset.
+    Note rows with pitch, duration or instrument 0 are skipped; a duration of 0 ticks
+    becomes 1.  Extra columns beyond the nine are ignored.
+    """
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 2 or tokens.shape[1] < (D.N_COLS if timing == "i_beat" else D.N_COLS - 1):
+        raise ValueError(f"tokens must be (T, 9) rows, got shape {tokens.shape}")
+    typ = tokens[:, D.COL_TYPE]
+    eos = np.flatnonzero(typ == D.TYPE_EOS)
+    end = int(eos[0]) if len(eos) else len(tokens)
+    tokens = tokens[:end]
+    typ = typ[:end]
+    if timing == "i_beat":
+        onset = tokens[:, D.COL_IBEAT].astype(np.int64)
+    elif timing == "structure":
+        onset = np.zeros(len(tokens), dtype=np.int64)
+        bar, position = -1, 0
+        for i, row in enumerate(tokens):
+            if row[D.COL_TYPE] == D.TYPE_M:
+                bb = int(row[D.COL_BARBEAT])
+                if bb == D.BAR:
+                    bar, position = bar + 1, 0
+                elif 1 <= bb <= 16:
+                    position = bb - 1
+            onset[i] = max(bar, 0) * D.TICKS_PER_BAR + position
+    else:
+        raise ValueError(f"unknown timing {timing!r}")
+    sel = ((typ == D.TYPE_NOTE) & (tokens[:, D.COL_PITCH] > 0) & (tokens[:, D.COL_DURATION] > 0)
+           & (tokens[:, D.COL_INSTRUMENT] > 0) & (tokens[:, D.COL_INSTRUMENT] <= len(D.INSTRUMENTS)))
+    rows = tokens[sel]
+    out = np.stack([onset[sel], rows[:, D.COL_PITCH] - 1, np.maximum(rows[:, D.COL_DURATION] - 1, 1),
+                    rows[:, D.COL_INSTRUMENT]], axis=1) if len(rows) else np.zeros((0, 4))
+    return out.astype(np.int32)
+
+
+# ---------------------------------------------------------------------------------
+# songs and windows
+# ---------------------------------------------------------------------------------
+
+def _song_notes(src, trim_leading: bool):
+    notes, tracks = extract_notes(src)
+    if len(notes) == 0:
+        raise BadMidiError("no notes")
+    bar_offset = int(notes[0, 0] // D.TICKS_PER_BAR) if trim_leading else 0
+    if bar_offset:
+        notes = notes.copy()
+        notes[:, 0] -= bar_offset * D.TICKS_PER_BAR
+    return notes, tracks, bar_offset
+
+
+def _info(tokens, notes, n_bars, n_beat, key, **extra):
+    return {
+        "length": int(len(tokens)),
+        "n_bars": int(n_bars),
+        "n_beat": int(n_beat),
+        "n_notes": int(len(notes)),
+        "instruments": sorted(int(c) for c in np.unique(notes[:, 3])),
+        "key": int(key),
+        **extra,
+    }
+
+
+def midi_to_tokens(src, trim_leading: bool = True):
+    """Tokens of a whole song and information about it.
+
+    ``src`` is a path or a ``miditoolkit.MidiFile``.  Returns ``(tokens, info)``:
+    tokens int32 ``(T, 9)`` ending with the EOS row; info holds ``length``, ``n_bars``,
+    ``n_beat``, ``n_notes``, ``instruments`` (class ids present), ``key`` (id),
+    ``bar_offset`` (leading empty bars removed when ``trim_leading``) and ``tracks``.
+    Raises :class:`BadMidiError` for files that cannot be tokenised.
+    """
+    notes, tracks, bar_offset = _song_notes(src, trim_leading)
+    key = estimate_key(notes)
+    tokens = notes_to_tokens(notes)
+    n_bars = int(notes[-1, 0] // D.TICKS_PER_BAR) + 1
+    n_beat = int(np.max(notes[:, 0] + notes[:, 2]))
+    return tokens, _info(tokens, notes, n_bars, n_beat, key, bar_offset=bar_offset, tracks=tracks, window=0,
+                         n_windows=1)
+
+
+def bar_token_counts(notes: np.ndarray, n_bars: int) -> np.ndarray:
+    """Number of token rows each bar produces: 1 Bar + one Beat per simu-note + one per note."""
+    notes = np.asarray(notes).reshape(-1, 4)
+    bar = notes[:, 0] // D.TICKS_PER_BAR
+    new_group = np.ones(len(notes), dtype=bool)
+    new_group[1:] = (notes[1:, 0] != notes[:-1, 0]) | (notes[1:, 3] != notes[:-1, 3])
+    per_bar_notes = np.bincount(bar, minlength=n_bars)
+    per_bar_groups = np.bincount(bar[new_group], minlength=n_bars)
+    return 1 + per_bar_notes + per_bar_groups
+
+
+def window_bounds(counts: np.ndarray, max_len: int) -> list[tuple[int, int]]:
+    """Greedy cut of bars into windows ``[b0, b1)`` whose tokens + EOS fit in ``max_len`` rows."""
+    bounds = []
+    b0, used = 0, 1  # the EOS row
+    for b, c in enumerate(counts):
+        if c + 1 > max_len:
+            raise BadMidiError(f"bar {b} alone needs {int(c) + 1} tokens, more than max_len={max_len}")
+        if used + c > max_len:
+            bounds.append((b0, b))
+            b0, used = b, 1
+        used += c
+    bounds.append((b0, len(counts)))
+    return bounds
+
+
+def midi_to_windows(src, max_len: int | None = 10000, trim_leading: bool = True):
+    """A song as a list of ``(tokens, info)`` windows of at most ``max_len`` rows (EOS included).
+
+    A song that fits is one window (identical to :func:`midi_to_tokens`).  A longer one
+    is cut at bar boundaries; each window is tokenised as its own song: ticks relative
+    to the window start, ``n_beat`` = the window's span (its bars, or up to the last
+    note's end for the final window).  The key is estimated once for the whole song;
+    ``instruments`` lists the classes present in each window.  Windows without notes
+    are left out.
+    """
+    notes, tracks, bar_offset = _song_notes(src, trim_leading)
+    key = estimate_key(notes)
+    n_bars = int(notes[-1, 0] // D.TICKS_PER_BAR) + 1
+    song_end = int(np.max(notes[:, 0] + notes[:, 2]))
+    counts = bar_token_counts(notes, n_bars)
+    if max_len is None or counts.sum() + 1 <= max_len:
+        bounds = [(0, n_bars)]
+    else:
+        bounds = window_bounds(counts, max_len)
+    windows = []
+    for b0, b1 in bounds:
+        t0, t1 = b0 * D.TICKS_PER_BAR, b1 * D.TICKS_PER_BAR
+        lo, hi = np.searchsorted(notes[:, 0], [t0, t1])
+        if hi <= lo:
+            continue
+        w = notes[lo:hi].copy()
+        w[:, 0] -= t0
+        last = b1 == n_bars
+        n_beat = (song_end - t0) if last else (t1 - t0)
+        tokens = notes_to_tokens(w, n_beat=n_beat, n_bars=b1 - b0)
+        windows.append((tokens, _info(tokens, w, b1 - b0, n_beat, key, bar_offset=bar_offset + b0,
+                                      tracks=tracks, window=len(windows))))
+    for _, info in windows:
+        info["n_windows"] = len(windows)
+    return windows
+
+
+# ---------------------------------------------------------------------------------
+# init tokens and the training file
+# ---------------------------------------------------------------------------------
+
+def init_tokens(instruments_present, key_id: int, genre_id: int) -> np.ndarray:
+    """The 7 global rows ``[genre, key, instrument]`` (int32, (7, 3)).
+
+    Row 0 = [genre, 0, 0], row 1 = [0, key, 0], row 1+k = [0, 0, k] for each instrument
+    class k in 1..5 that is present, else [0, 0, 0].
+    """
+    out = np.zeros((D.N_INIT_ROWS, 3), dtype=np.int32)
+    out[0, 0] = int(genre_id)
+    out[1, 1] = int(key_id)
+    present = {int(k) for k in instruments_present}
+    for k in range(1, len(D.INSTRUMENTS) + 1):
+        if k in present:
+            out[1 + k, 2] = k
+    return out
+
+
+def load_training_npz(path: str | os.PathLike) -> dict:
+    """A training npz written by ``midi2numpy_mix.py`` as a dict of arrays.
+
+    Keys: ``x``, ``y`` (int32 (N, L, 9)), ``mask`` (float32 (N, L)), ``seq_len`` (int32 (N,)),
+    ``init`` (int32 (N, 7, 3)), ``split`` (uint8 (N,), 0 train / 1 validation), ``metadata``
+    (list of per-song dicts) and ``vocab`` (dict), the last two parsed from JSON.
+    """
+    with np.load(path, allow_pickle=False) as z:
+        out = {k: z[k] for k in z.files}
+    for k in ("metadata", "vocab"):
+        if k in out:
+            out[k] = json.loads(str(out[k][()]))
+    return out
