@@ -40,6 +40,8 @@ HP = dict(
     max_tokens=60000,            # padded tokens per batch (length-bucketed batches)
     max_len=0,                   # crop songs to this many tokens (0: no crop)
     epochs=200,
+    steps_per_epoch=0,           # 0: an epoch is a full pass; N: validate and checkpoint every N batches
+    val_max_songs=0,             # 0: validate on every validation song; N: on a fixed subset of N
     grad_clip=3.0,
     seed=0,
     device="auto",               # auto | cpu | cuda
@@ -63,8 +65,8 @@ PRESETS = {
     "published": {},
     # the bundled model: small enough to train on a 2-core CPU in about an hour
     "small": dict(n_layer=4, d_model=256, n_head=4, d_ff=1024, emb_sizes="32,16,32,128,64,16,32",
-                  time_emb_size=64, init_emb_size=32, lr=5e-4, batch_size=16, max_tokens=24000,
-                  max_len=2048, epochs=40),
+                  time_emb_size=64, init_emb_size=32, lr=5e-4, batch_size=8, max_tokens=16384,
+                  max_len=2048, epochs=12, steps_per_epoch=200, val_max_songs=200),
 }
 
 

@@ -89,6 +89,25 @@ def make_batches(lengths: np.ndarray, idx: np.ndarray, batch_size: int, max_toke
     return batches
 
 
+def epoch_batches(lengths: np.ndarray, idx: np.ndarray, hp: dict, epoch: int) -> list[np.ndarray]:
+    """The batches of one epoch.  An epoch is a full pass over the training songs, or, with
+    ``steps_per_epoch`` > 0, the next that many batches of an endless sequence of passes (each
+    pass shuffled by its own seed), so small machines validate and checkpoint more often.
+    Deterministic in (seed, epoch), so a resumed run continues where it stopped."""
+    def one_pass(k):
+        rng = np.random.default_rng(hp["seed"] * 1000003 + k)
+        return make_batches(lengths, idx, hp["batch_size"], hp["max_tokens"], rng)
+    spe = int(hp.get("steps_per_epoch") or 0)
+    if spe <= 0:
+        return one_pass(epoch)
+    n = len(one_pass(0))
+    start, out = epoch * spe, []
+    while len(out) < spe:
+        k, i = divmod(start + len(out), n)
+        out.extend(one_pass(k)[i:i + spe - len(out)])
+    return out
+
+
 def to_batch(data: dict, ids: np.ndarray, max_len: int | None, device) -> tuple:
     L = int(data["seq_len"][ids].max())
     if max_len:
@@ -207,9 +226,10 @@ def train(hp: dict) -> Path:
     log.line(f"model {n_params / 1e6:.2f} M parameters, {len(train_idx)} train / {len(val_idx)} "
              f"validation songs, {world} process(es) on {device.type}; hp {json.dumps(hp, sort_keys=True)}")
 
+    if hp.get("val_max_songs") and len(val_idx) > hp["val_max_songs"]:   # a fixed, evenly spread subset
+        val_idx = val_idx[np.linspace(0, len(val_idx) - 1, hp["val_max_songs"]).astype(int)]
     for epoch in range(start_epoch, hp["epochs"]):
-        rng = np.random.default_rng(hp["seed"] * 1000003 + epoch)
-        batches = make_batches(lengths, train_idx, hp["batch_size"], hp["max_tokens"], rng)
+        batches = epoch_batches(lengths, train_idx, hp, epoch)
         if world > 1:   # equal shares, so no rank waits for a gradient that never comes
             per = max(1, len(batches) // world)
             batches = (batches * world)[: per * world][rank::world]
