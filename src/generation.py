@@ -13,7 +13,8 @@ one video are generated together as one batch.  Each song walks the video's rows
 
 Beyond the published rules, the sampler keeps every song well formed: it never ends before its
 video does (EOS is masked while video rows remain), never moves backwards inside a bar, follows
-every Beat token with notes (as every Beat in the data is) and gives them the Beat's instrument,
+every Beat token with exactly as many notes as its strength says (as in the data: strength is
+the number of notes of the simu-note), of distinct pitches and with the Beat's instrument,
 keeps the last bar from closing empty (so the music lasts to the video's end), and closes a bar
 by force if the model stalls in one.
 """
@@ -52,7 +53,8 @@ class Song:
     pending: list = field(default_factory=list)   # tracks still to force for the current visual beat
     in_bar: int = 0
     notes_in_bar: int = 0
-    after_beat: bool = False            # the last token was a Beat: its notes come next
+    notes_left: int = 0                 # notes still owed to the current Beat (its strength)
+    chord: set = field(default_factory=set)   # pitches already in the current simu-note
     done: bool = False
     tokens: list = field(default_factory=list)
     forced: list = field(default_factory=list)    # (bar, barbeat, strength, instr)
@@ -121,11 +123,11 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
         allow_type = np.ones((num_songs, n_class[D.COL_TYPE]), bool)
         for b, s in enumerate(songs):
             allow_type[b, D.TYPE_EOS] = s.next_row is None and not s.pending and s.notes_in_bar > 0
-            if s.after_beat:                         # a Beat token always has notes (as in the data)
+            if s.notes_left > 0:                     # a Beat of strength s is followed by s notes
                 allow_type[b, :] = False
                 allow_type[b, D.TYPE_NOTE] = True
-            elif s.barbeat == 0 or s.in_bar >= controls.max_tokens_per_bar:
-                allow_type[b, D.TYPE_NOTE] = False   # a note needs its Beat token first
+            else:                                    # and by no more: the next token is metrical
+                allow_type[b, D.TYPE_NOTE] = False
         types = sample(model.predict_type(h), "type", rng, allow_type)
         heads = model.predict_fields(h, torch.as_tensor(types, dtype=torch.long, device=device))
         # ---- the other fields, masked to what the type and the position permit
@@ -139,7 +141,10 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
         no_zero = lambda n: np.arange(n)[None, :].repeat(num_songs, 0) > 0  # noqa: E731
         bb = sample(heads["barbeat"], "barbeat", rng, allow_bb)
         dens = sample(heads["density"], "density", rng, no_zero(n_class[D.COL_DENSITY]))
-        pitch = sample(heads["pitch"], "pitch", rng, no_zero(n_class[D.COL_PITCH]))
+        allow_pitch = no_zero(n_class[D.COL_PITCH])
+        for b, s in enumerate(songs):
+            allow_pitch[b, list(s.chord)] = False    # the notes of a simu-note have distinct pitches
+        pitch = sample(heads["pitch"], "pitch", rng, allow_pitch)
         dur = sample(heads["duration"], "duration", rng, no_zero(n_class[D.COL_DURATION]))
         instr = sample(heads["instr"], "instr", rng, np.repeat(instr_mask[None], num_songs, 0))
         strength = sample(heads["strength"], "strength", rng, no_zero(n_class[D.COL_STRENGTH]))
@@ -166,8 +171,14 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
             s.tokens.append(row)
             is_bar = row[D.COL_BARBEAT] == D.BAR
             s.in_bar = 0 if is_bar else s.in_bar + 1
-            s.notes_in_bar = 0 if is_bar else s.notes_in_bar + (row[D.COL_TYPE] == D.TYPE_NOTE)
-            s.after_beat = row[D.COL_TYPE] == D.TYPE_M and not is_bar
+            is_note = row[D.COL_TYPE] == D.TYPE_NOTE
+            s.notes_in_bar = 0 if is_bar else s.notes_in_bar + is_note
+            if is_note:
+                s.notes_left -= 1
+                s.chord.add(row[D.COL_PITCH])
+            else:
+                s.notes_left = row[D.COL_STRENGTH]
+                s.chord = set()
             next_tokens.append(row)
         if progress is not None:
             progress.update(1)

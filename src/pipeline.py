@@ -123,7 +123,9 @@ def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
     out_dir = Path(opts.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    controls = generation.Controls(C=opts.C, min_strength=opts.min_strength, instruments=opts.instruments)
+    known = tuple((getattr(model, "vocab", None) or {}).get("instruments") or ())   # classes it was trained on
+    controls = generation.Controls(C=opts.C, min_strength=opts.min_strength,
+                                   instruments=opts.instruments or known or None)
     warned: set[str] = set()
     for path in inputs:
         name = path.stem

@@ -73,6 +73,12 @@ def test_every_kept_visual_beat_is_forced_on_each_track(tiny):
         assert (after[:, D.COL_TYPE] == D.TYPE_NOTE).all()           # every Beat has its notes
         assert (after[:, D.COL_INSTRUMENT] == t[:-1][is_beat[:-1]][:, D.COL_INSTRUMENT]).all()
         assert (notes[:, D.COL_IBEAT] >= 48).any()                   # the last bar is not empty
+        for i in np.flatnonzero(is_beat):                            # strength = notes of the simu-note
+            k = i + 1
+            while t[k, D.COL_TYPE] == D.TYPE_NOTE:
+                k += 1
+            assert k - i - 1 == t[i, D.COL_STRENGTH]
+            assert len(set(t[i + 1:k, D.COL_PITCH])) == k - i - 1       # distinct pitches
 
 
 def test_same_seed_same_song(tiny):
