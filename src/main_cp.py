@@ -21,29 +21,29 @@ HP = dict(
     # run and data
     name="cmt",                  # exp/<name>/ holds checkpoints, logs/<name>.* the logs
     data_root="dataset",         # --train_data is looked up here unless it is a path
-    train_data="music21.npz",
-    exp_dir="exp",
-    log_dir="logs",
+    train_data="music21.npz",    # training npz from midi2numpy_mix.py / prepare_corpus.py
+    exp_dir="exp",               # checkpoints go to <exp_dir>/<name>/
+    log_dir="logs",              # <log_dir>/<name>.log, .csv and _loss.png
     # model (SPEC section 3)
-    n_layer=12,
-    d_model=512,
-    n_head=8,
-    d_ff=2048,
-    dropout=0.1,
+    n_layer=12,                  # Transformer layers
+    d_model=512,                 # hidden size
+    n_head=8,                    # attention heads (d_model / n_head per head)
+    d_ff=2048,                   # feed-forward size
+    dropout=0.1,                 # dropout in the embeddings and every block
     emb_sizes="64,32,64,512,128,32,64",   # bar-beat, type, density, pitch, duration, instrument, strength
-    time_emb_size=256,
-    init_emb_size=64,
+    time_emb_size=256,           # beat-timing (p_beat) embedding size
+    init_emb_size=64,            # genre / key / instrument embedding size each
     attention="auto",            # auto | torch | fast_transformers (training kernel)
     # training (SPEC section 4)
-    lr=1e-4,
-    batch_size=6,
+    lr=1e-4,                     # Adam learning rate
+    batch_size=6,                # songs per batch (per process)
     max_tokens=60000,            # padded tokens per batch (length-bucketed batches)
     max_len=0,                   # crop songs to this many tokens (0: no crop)
-    epochs=200,
+    epochs=200,                  # epochs to train (a resumed run counts the ones done)
     steps_per_epoch=0,           # 0: an epoch is a full pass; N: validate and checkpoint every N batches
     val_max_songs=0,             # 0: validate on every validation song; N: on a fixed subset of N
-    grad_clip=3.0,
-    seed=0,
+    grad_clip=3.0,               # gradient-norm clip
+    seed=0,                      # same seed, same batches / same songs
     device="auto",               # auto | cpu | cuda
     gid="",                      # GPU ids as in BMT, e.g. "0" or "0,1" (several: one process each)
     data_parallel=0,             # 1: use every visible GPU (BMT's flag)
@@ -51,11 +51,11 @@ HP = dict(
     # inference (SPEC section 5)
     videos="videos/demo.mp4",    # a video, a video npz, or a folder of them
     ckpt="",                     # default: the bundled model, exp/bundled/model.pt
-    num_songs=1,
-    out_dir="inference",
+    num_songs=1,                 # songs per video, generated together as one batch
+    out_dir="inference",         # where <name>_<k>.mid/.wav/.mp4/.json go
     C=0.7,                       # probability of taking the video's bar density
     is_tempo=0,                  # 1: use --my_tempo instead of the video's tempo
-    my_tempo=0.0,
+    my_tempo=0.0,                # the user tempo in bpm (with --is_tempo 1)
     exact=0,                     # 1: the original's 360p optical flow (slower); 0: fast 180p
     density_threshold=2,         # visual beats with a strength class below this are not forced
     render=1,                    # 0: stop at MIDI
@@ -70,15 +70,24 @@ PRESETS = {
 }
 
 
+def _comments() -> dict[str, str]:
+    """The comment beside each entry of the HP block, reused as the flag's help."""
+    import re
+    text = Path(__file__).read_text()
+    block = text[text.index("HP = dict("):text.index("PRESETS = {")]
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+)=.*?#\s*(.*)$", block, re.M)}
+
+
 def parse_args(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    notes = _comments()
     ap.add_argument("--mode", choices=["train", "inference"], required=True)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="published",
                     help="a named set of hyperparameters applied before the other flags")
     for key, default in HP.items():
         kind = type(default)
         ap.add_argument(f"--{key}", type=kind, default=None, metavar=kind.__name__.upper(),
-                        help=f"(default: {default!r})")
+                        help=f"{notes.get(key, '')} (default: {default!r})".strip())
     args = ap.parse_args(argv)
     hp = dict(HP)
     hp.update(PRESETS[args.preset])
