@@ -1,0 +1,49 @@
+"""The retrieval baseline (SPEC section 7): the songs of a token library that best fit a video.
+
+    python src/match.py inference/demo.npz dataset/music21.npz [--top 5]
+
+Scores every song by 1 / (MSE of per-bar density + MSE of per-position strength) against the
+video's controls and prints the best ones.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cli
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("video_npz", help="a video npz (src/video2npz/video2npz.sh, or inference/NAME.npz)")
+    ap.add_argument("music_npz", help="a training npz (midi2numpy_mix.py / prepare_corpus.py)")
+    ap.add_argument("--top", type=int, default=5, help="how many songs to print (default 5)")
+    args = ap.parse_args()
+    import numpy as np
+
+    import retrieval
+    from representation import load_training_npz
+
+    for p in (args.video_npz, args.music_npz):
+        if not Path(p).is_file():
+            raise cli.UserError(f"{p} not found")
+    try:
+        rows = np.load(args.video_npz, allow_pickle=False)["input"]
+    except Exception as e:  # noqa: BLE001
+        raise cli.UserError(f"{args.video_npz} is not a video npz with an 'input' array ({e})") from None
+    try:
+        data = load_training_npz(args.music_npz)
+        x, seq_len = data["x"], data["seq_len"]
+    except Exception as e:  # noqa: BLE001
+        raise cli.UserError(f"{args.music_npz} is not a training npz ({e})") from None
+    meta = data.get("metadata") or [{} for _ in range(len(x))]
+    songs = [x[i, :seq_len[i]] for i in range(len(x))]
+    best = retrieval.rank(rows, songs, args.top)
+    print(f"{'rank':>4}  {'score':>9}  song")
+    for r, (i, score) in enumerate(best, 1):
+        m = meta[i] if i < len(meta) else {}
+        print(f"{r:>4}  {score:9.4f}  {m.get('id', i)}  {m.get('source', '')}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
