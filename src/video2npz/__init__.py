@@ -1,0 +1,15 @@
+"""Video analysis for CMT: visual beats, visual tempo and motion speed (SPEC section 6).
+
+    meta = analyse_video("clip.mp4")             # the metadata.json dict
+    rows = metadata_to_rows(meta)                # inference npz rows (R, 6)
+    npz = video_to_npz("clip.mp4", "inference")  # both steps, files written
+
+Modules: decode (frames), flow (Farneback, motion speed, directogram), features (the
+parallel flow pass), timeline (VFR -> uniform grid), envelope, beats, tempo,
+metadata (json + npz rows), cache, analysis, visualize, pipeline.
+"""
+from video2npz.analysis import analyse, analyse_video
+from video2npz.metadata import load_metadata, metadata_to_rows
+from video2npz.pipeline import video_to_npz
+
+__all__ = ["analyse", "analyse_video", "metadata_to_rows", "load_metadata", "video_to_npz"]

@@ -1,0 +1,42 @@
+"""video -> metadata.json -> inference npz, as library calls (the scripts wrap these)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cli
+from video2npz import analysis, metadata
+
+#: File extensions taken from a folder of videos.
+VIDEO_EXTENSIONS = {
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv",
+    ".3gp", ".ts", ".mts", ".m2ts", ".ogv", ".mxf", ".gif",
+}
+
+
+def list_videos(folder) -> list[Path]:
+    """The video files directly in ``folder`` (by extension), sorted by name."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in VIDEO_EXTENSIONS)
+
+
+def write_json(path, meta: dict) -> None:
+    cli.write_text_atomic(path, json.dumps(meta, indent=2) + "\n")
+
+
+def video_to_npz(video_path, out_dir, *, metadata_path=None, **kw) -> Path:
+    """Analyse ``video_path`` and write ``<out_dir>/<stem>.npz`` (and its metadata JSON).
+
+    Keyword arguments go to :func:`video2npz.analyse_video` (exact, tempo, cache_dir,
+    progress, use_cache, workers).  The metadata goes to ``metadata_path``, by default
+    ``<out_dir>/<stem>.json``.  Returns the npz path.
+    """
+    video_path = Path(video_path)
+    out_dir = Path(out_dir)
+    meta = analysis.analyse_video(video_path, **kw)
+    rows = metadata.metadata_to_rows(meta)
+    npz = out_dir / f"{video_path.stem}.npz"
+    write_json(metadata_path or out_dir / f"{video_path.stem}.json", meta)
+    metadata.save_npz(npz, rows, meta["tempo"], meta["duration"])
+    return npz
