@@ -266,6 +266,7 @@ def train(hp: dict) -> Path:
             log.line(f"epoch {epoch}: train {train_loss:.4f} val {val_loss:.4f} "
                      f"({tok_s:.0f} tokens/s){saved}")
         best = min(best, val_loss)
+    log.plot()
     if world > 1:
         import torch.distributed as dist
         dist.barrier()
@@ -331,6 +332,7 @@ class Logger:
         self.text = log_dir / f"{name}.log"
         self.csv = log_dir / f"{name}.csv"
         self.png = log_dir / f"{name}_loss.png"
+        self.plotted = 0.0
         if active:
             log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -355,9 +357,15 @@ class Logger:
             w = csv.DictWriter(f, fieldnames=list(row))
             w.writeheader()
             w.writerows(rows)
-        self._plot(rows)
+        if time.time() - self.plotted > 20:       # redraw at most every 20 s (and at the end)
+            self.plot()
 
-    def _plot(self, rows) -> None:
+    def plot(self) -> None:
+        if not self.active or not self.csv.exists():
+            return
+        with open(self.csv) as f:
+            rows = list(csv.DictReader(f))
+        self.plotted = time.time()
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
