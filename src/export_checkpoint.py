@@ -17,6 +17,8 @@ def main() -> None:
     ap.add_argument("--ckpt", required=True, help="checkpoint to export")
     ap.add_argument("--out", required=True, help="where to write the exported checkpoint")
     ap.add_argument("--half", action="store_true", help="store floating-point weights in fp16 (half the size)")
+    ap.add_argument("--data", help="training npz: (re)record the labels it was trained with (instruments, "
+                    "genres, keys) in the checkpoint's vocabulary")
     args = ap.parse_args()
     from model import load_checkpoint, save_checkpoint
 
@@ -27,6 +29,12 @@ def main() -> None:
         raise cli.UserError("--out must differ from --ckpt (inputs are never overwritten)")
     model = load_checkpoint(src)
     info = dict(model.checkpoint_info or {})
+    if args.data:
+        import numpy as np
+
+        from training import label_vocab, load_data
+        data = load_data(args.data)
+        model.vocab = {**(model.vocab or {}), **label_vocab(data, np.flatnonzero(data["split"] == 0))}
     save_checkpoint(out, model, vocab=model.vocab, epoch=info.get("epoch"), step=info.get("step"),
                     val_loss=info.get("val_loss"), extra={**(info.get("extra") or {}), "exported_from": src.name},
                     half=args.half)

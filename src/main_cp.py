@@ -58,6 +58,10 @@ HP = dict(
     my_tempo=0.0,                # the user tempo in bpm (with --is_tempo 1)
     exact=0,                     # 1: the original's 360p optical flow (slower); 0: fast 180p
     density_threshold=2,         # visual beats with a strength class below this are not forced
+    instruments="",              # e.g. "Piano,Bass": the instruments the music may use ("": all it knows)
+    key="",                      # e.g. "D minor" ("": the commonest key of the training data)
+    genre="",                    # e.g. "Folk" ("": the commonest genre of the training data)
+    program="",                  # General MIDI programs for rendering, e.g. "Piano=0,Strings=48"
     render=1,                    # 0: stop at MIDI
 )
 
@@ -114,12 +118,34 @@ def inference(hp: dict) -> None:
     model = load_checkpoint(ckpt, device="cuda" if hp["device"] == "cuda" else "cpu")
     opts = pipeline.Options(out_dir=hp["out_dir"], num_songs=hp["num_songs"], C=hp["C"], seed=hp["seed"],
                             tempo=hp["my_tempo"] if hp["is_tempo"] else None, exact=bool(hp["exact"]),
-                            min_strength=hp["density_threshold"], render=bool(hp["render"]))
+                            min_strength=hp["density_threshold"], render=bool(hp["render"]),
+                            **user_controls(hp, model))
     results = pipeline.run(inputs, model, opts)
     print("\nwritten:")
     for r in results:
         for f in r.files:
             print(f"  {f}")
+
+
+def user_controls(hp: dict, model) -> dict:
+    """The --instruments / --key / --genre / --program flags as Options fields."""
+    import controls
+    out = {}
+    released = (model.checkpoint_info or {}).get("format") == "released"
+    known = (getattr(model, "vocab", None) or {}).get("instruments")
+    if hp["instruments"]:
+        out["instruments"] = controls.parse_instruments(hp["instruments"], known)
+    if hp["key"] or hp["genre"]:
+        if released:
+            raise cli.UserError("--key/--genre: the released CMT checkpoint was trained with one constant "
+                                "init block, so these controls cannot act on it")
+        if hp["key"]:
+            out["key"] = controls.parse_key(hp["key"], model.config.init_n_class[1])
+        if hp["genre"]:
+            out["genre"] = controls.parse_genre(hp["genre"], model.config.init_n_class[0])
+    if hp["program"]:
+        out["programs"] = controls.parse_programs(hp["program"])
+    return out
 
 
 def main() -> None:

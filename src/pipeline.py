@@ -103,8 +103,8 @@ def init_block(model, opts: Options) -> np.ndarray:
     vocab = getattr(model, "vocab", None) or {}
     instruments = list(opts.instruments or vocab.get("instruments") or range(1, 6))
     n_key = model.config.init_n_class[1]
-    key = opts.key if opts.key is not None else (1 if n_key > 1 else 0)
-    genre = opts.genre if opts.genre is not None else 0
+    key = opts.key if opts.key is not None else vocab.get("default_key", 1 if n_key > 1 else 0)
+    genre = opts.genre if opts.genre is not None else vocab.get("default_genre", 0)
     return np.asarray(init_tokens(instruments, key, genre))
 
 

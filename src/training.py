@@ -220,7 +220,7 @@ def train(hp: dict) -> Path:
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     vocab = {"n_class": list(config.n_class), "init_n_class": list(config.init_n_class),
-             "instruments": trained_instruments(data, train_idx), "fields": list(D.FIELDS)}
+             "fields": list(D.FIELDS), **label_vocab(data, train_idx)}
     n_params = sum(p.numel() for p in model.parameters())
     log = Logger(log_dir, hp["name"], main)
     log.line(f"model {n_params / 1e6:.2f} M parameters, {len(train_idx)} train / {len(val_idx)} "
@@ -316,6 +316,17 @@ def loss_tag(loss: float) -> int:
 def init_n_class(data: dict) -> list[int]:
     seen = [int(data["init"][..., c].max()) + 1 for c in range(3)]
     return [max(a, b) for a, b in zip(D.RELEASED_INIT_N_CLASS, seen)]
+
+
+def label_vocab(data: dict, idx: np.ndarray) -> dict:
+    """What the checkpoint records of its training labels, for inference defaults and checks:
+    the instrument classes played, the genres and keys of the init tokens, and the commonest."""
+    init = data["init"][idx]
+    genres, g_count = np.unique(init[:, 0, 0], return_counts=True)
+    keys, k_count = np.unique(init[:, 1, 1], return_counts=True)
+    return {"instruments": trained_instruments(data, idx),
+            "genres": genres.tolist(), "keys": keys.tolist(),
+            "default_genre": int(genres[g_count.argmax()]), "default_key": int(keys[k_count.argmax()])}
 
 
 def trained_instruments(data: dict, idx: np.ndarray) -> list[int]:
