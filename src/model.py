@@ -1,0 +1,608 @@
+"""The Controllable Music Transformer (SPEC section 3): config, model, loss, checkpoints.
+
+Input rows are compound tokens with 9 int64 columns (SPEC section 2):
+
+    0 barbeat  1 type  2 density  3 pitch  4 duration  5 instr  6 strength
+    7 p_beat (beat timing, embedded)  8 i_beat (absolute tick, indexes the positional encoding)
+
+and a block of "init" rows [genre, key, instrument] (7 of them in the published setup)
+that is prepended to every sequence.
+
+Data flow (names are the released checkpoint's module names, so its state dict loads
+without a renaming table):
+
+    tokens -> 7 field embeddings (lookup * sqrt(dim)), concatenated -> encoder_in_linear
+           + encoder_time_linear(p_beat embedding) + sinusoidal PE[i_beat] -> dropout
+    init   -> genre/key/instrument embeddings, concatenated -> init_in_linear   (no PE)
+    [init ; tokens] -> transformer_encoder: n_layer post-LN blocks with causal linear
+           attention (attention.py) + GELU feed-forward, final LayerNorm -> h
+    type logits = proj_type(h)
+    other logits = proj_<field>(project_concat_type([h ; type embedding]))
+           where the type is the teacher-forced target (training) or the sampled one.
+
+Two ways to run it:
+
+* ``model(x, y, init)``: teacher-forced logits for whole sequences (training, checks);
+* ``start(init)`` then ``step(tokens, state)`` per compound token: the recurrent form of
+  linear attention, constant work per token, batched over songs (generation).
+
+Checkpoints: :func:`save_checkpoint` writes our format, :func:`load_checkpoint` reads it
+and the released CMT file (a DataParallel state dict).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import attention
+from cli import UserError, atomic_path
+
+# Field names, in the model's column order.
+COLUMNS = ("barbeat", "type", "density", "pitch", "duration", "instr", "strength", "p_beat", "i_beat")
+INIT_COLUMNS = ("genre", "key", "instrument")
+# The keys of the logits dict, type first (it is predicted first).
+LOGIT_KEYS = ("type", "barbeat", "density", "pitch", "duration", "instr", "strength")
+FIELD_HEADS = ("barbeat", "density", "pitch", "duration", "instr", "strength")  # type-conditioned
+# Other spellings accepted by check_vocab.
+_ALIASES = {"bar-beat": "barbeat", "bar_beat": "barbeat", "beat_density": "density",
+            "instrument": "instr", "onset_density": "strength", "time_encoding": "p_beat",
+            "beat_timing": "p_beat", "init_genre": "genre", "init_key": "key",
+            "init_instrument": "init_instr"}
+
+CHECKPOINT_FORMAT = "cmt-checkpoint"
+CHECKPOINT_VERSION = 1
+RELEASED_HEADS = 8  # not recoverable from weight shapes; the published value
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of the model; the defaults are the published ones (released checkpoint)."""
+    # classes per column; n_class[8] = max i_beat + 1 is informational (i_beat is not embedded)
+    n_class: list[int] = field(default_factory=lambda: [18, 3, 18, 129, 18, 6, 20, 102, 5025])
+    init_n_class: list[int] = field(default_factory=lambda: [7, 1, 6])  # genre, key, instrument
+    # embedding sizes of columns 0..6: barbeat, type, density, pitch, duration, instr, strength
+    emb_sizes: list[int] = field(default_factory=lambda: [64, 32, 64, 512, 128, 32, 64])
+    time_emb_size: int = 256      # p_beat embedding
+    init_emb_size: int = 64       # each of genre, key, instrument
+    d_model: int = 512
+    n_layer: int = 12
+    n_head: int = 8
+    d_ff: int = 2048
+    dropout: float = 0.1
+    max_pos: int = 20000          # rows of the original's positional table (see _beat_pe)
+    attention: str = "auto"       # "auto" | "torch" | "fast_transformers"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model config field(s): {', '.join(unknown)}")
+        return cls(**{k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in d.items()})
+
+    def validate(self) -> None:
+        if len(self.n_class) < 8 or len(self.emb_sizes) != 7 or len(self.init_n_class) != 3:
+            raise ValueError("n_class needs >= 8 entries, emb_sizes 7, init_n_class 3")
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
+        if self.d_model % 2:
+            raise ValueError("d_model must be even (sinusoidal positional encoding)")
+        try:
+            attention.resolve_backend(self.attention)
+        except ValueError as e:  # unknown name, or fast_transformers asked for but missing
+            raise UserError(str(e)) from None
+
+
+class Embeddings(nn.Module):
+    """Lookup table scaled by sqrt(dim)."""
+
+    def __init__(self, n_token: int, dim: int):
+        super().__init__()
+        self.lut = nn.Embedding(n_token, dim)
+        self.scale = math.sqrt(dim)
+
+    def forward(self, x):
+        return self.lut(x) * self.scale
+
+
+class BeatPositionalEncoding(nn.Module):
+    """Sinusoidal encoding (base 10000) indexed by i_beat; computed on the fly.
+
+    Same values as the original's 20000 x d_model table (PE[p, 2i] = sin(p * w_i),
+    PE[p, 2i+1] = cos(p * w_i)), without storing the 40 MB buffer; positions past the
+    table (where the original crashed) follow the same formula.
+    """
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        div = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))
+        self.register_buffer("div_term", div, persistent=False)
+
+    def forward(self, index):
+        angle = index.unsqueeze(-1).to(self.div_term.dtype) * self.div_term
+        return torch.stack([angle.sin(), angle.cos()], dim=-1).flatten(-2)
+
+    def table(self, n: int) -> torch.Tensor:
+        return self(torch.arange(n, device=self.div_term.device))
+
+
+class CausalLinearSelfAttention(nn.Module):
+    """Multi-head self-attention with the causal linear kernel (attention.py)."""
+
+    def __init__(self, d_model: int, n_head: int):
+        super().__init__()
+        self.n_head = n_head
+        self.query_projection = nn.Linear(d_model, d_model)
+        self.key_projection = nn.Linear(d_model, d_model)
+        self.value_projection = nn.Linear(d_model, d_model)
+        self.out_projection = nn.Linear(d_model, d_model)
+        self._fused = (None, None)  # (key, (weight, bias)) of the fused q/k/v projection
+
+    def forward(self, x, backend="torch", state=None, return_state=False):
+        B, L, d = x.shape
+        H = self.n_head
+        q = self.query_projection(x).view(B, L, H, -1).transpose(1, 2)
+        k = self.key_projection(x).view(B, L, H, -1).transpose(1, 2)
+        v = self.value_projection(x).view(B, L, H, -1).transpose(1, 2)
+        out = attention.causal_linear_attention(q, k, v, backend=backend, initial_state=state,
+                                                return_state=return_state)
+        if return_state:
+            out, state = out
+        out = self.out_projection(out.transpose(1, 2).reshape(B, L, d))
+        return (out, state) if return_state else out
+
+    def fused_qkv(self):
+        """One (3d x d) weight for q, k, v: a single matmul per layer per generated token.
+
+        Cached, and rebuilt whenever a projection's parameters change (tensor versions).
+        """
+        params = [self.query_projection.weight, self.key_projection.weight,
+                  self.value_projection.weight, self.query_projection.bias,
+                  self.key_projection.bias, self.value_projection.bias]
+        key = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
+        if self._fused[0] != key:
+            with torch.no_grad():
+                self._fused = (key, (torch.cat(params[:3]), torch.cat(params[3:])))
+        return self._fused[1]
+
+    def step(self, x, state):
+        B, d = x.shape
+        w, b = self.fused_qkv()
+        q, k, v = F.linear(x, w, b).view(B, 3, self.n_head, -1).unbind(1)
+        out, state = attention.recurrent_step(q, k, v, state)
+        o = self.out_projection
+        return F.linear(out.reshape(B, d), o.weight, o.bias), state
+
+
+class EncoderLayer(nn.Module):
+    """Post-LayerNorm block: x = LN1(x + attn(x)); x = LN2(x + FFN(x)), GELU."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.attention = CausalLinearSelfAttention(cfg.d_model, cfg.n_head)
+        self.linear1 = nn.Linear(cfg.d_model, cfg.d_ff)
+        self.linear2 = nn.Linear(cfg.d_ff, cfg.d_model)
+        self.norm1 = nn.LayerNorm(cfg.d_model)
+        self.norm2 = nn.LayerNorm(cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def _feed_forward(self, x):
+        return self.dropout(self.linear2(self.dropout(F.gelu(self.linear1(x)))))
+
+    def forward(self, x, backend="torch", state=None, return_state=False):
+        a = self.attention(x, backend, state, return_state)
+        if return_state:
+            a, state = a
+        x = self.norm1(x + self.dropout(a))
+        x = self.norm2(x + self._feed_forward(x))
+        return (x, state) if return_state else x
+
+    def step(self, x, state):
+        """One token per sequence, x (B, d_model).  Plain F.* calls: this is the hot loop."""
+        a, state = self.attention.step(x, state)
+        p = self.dropout.p if self.training else 0.0
+        if p:
+            a = F.dropout(a, p, True)
+        n1, n2, l1, l2 = self.norm1, self.norm2, self.linear1, self.linear2
+        x = F.layer_norm(x + a, n1.normalized_shape, n1.weight, n1.bias, n1.eps)
+        y = F.gelu(F.linear(x, l1.weight, l1.bias))
+        if p:
+            y = F.dropout(y, p, True)
+        y = F.linear(y, l2.weight, l2.bias)
+        if p:
+            y = F.dropout(y, p, True)
+        return F.layer_norm(x + y, n2.normalized_shape, n2.weight, n2.bias, n2.eps), state
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layer))
+        self.norm = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, x, backend="torch", states=None, return_state=False):
+        new_states = []
+        for i, layer in enumerate(self.layers):
+            st = states[i] if states is not None else None
+            if return_state:
+                x, st = layer(x, backend, st, True)
+                new_states.append(st)
+            else:
+                x = layer(x, backend, st)
+        x = self.norm(x)
+        return (x, new_states) if return_state else x
+
+    def step(self, x, states):
+        new_states = []
+        for layer, st in zip(self.layers, states):
+            x, st = layer.step(x, st)
+            new_states.append(st)
+        return self.norm(x), new_states
+
+
+class CMT(nn.Module):
+    """The compound-word linear Transformer of CMT.
+
+    Attributes set by :func:`load_checkpoint`: ``config``, ``vocab`` (dict or None) and
+    ``checkpoint_info`` (dict).  The generation API (start/step/prefill/predict_*) runs
+    under ``torch.inference_mode``.
+    """
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        cfg = config or ModelConfig()
+        cfg.validate()
+        self.config = cfg
+        self.vocab: dict | None = None
+        self.checkpoint_info: dict = {}
+        n, e = cfg.n_class, cfg.emb_sizes
+
+        self.init_emb_genre = Embeddings(cfg.init_n_class[0], cfg.init_emb_size)
+        self.init_emb_key = Embeddings(cfg.init_n_class[1], cfg.init_emb_size)
+        self.init_emb_instrument = Embeddings(cfg.init_n_class[2], cfg.init_emb_size)
+        self.init_in_linear = nn.Linear(3 * cfg.init_emb_size, cfg.d_model)
+
+        self.encoder_emb_barbeat = Embeddings(n[0], e[0])
+        self.encoder_emb_type = Embeddings(n[1], e[1])
+        self.encoder_emb_beat_density = Embeddings(n[2], e[2])
+        self.encoder_emb_pitch = Embeddings(n[3], e[3])
+        self.encoder_emb_duration = Embeddings(n[4], e[4])
+        self.encoder_emb_instr = Embeddings(n[5], e[5])
+        self.encoder_emb_onset_density = Embeddings(n[6], e[6])
+        self.encoder_emb_time_encoding = Embeddings(n[7], cfg.time_emb_size)
+        self.encoder_pos_emb = BeatPositionalEncoding(cfg.d_model)
+        self.encoder_in_linear = nn.Linear(sum(e), cfg.d_model)
+        self.encoder_time_linear = nn.Linear(cfg.time_emb_size, cfg.d_model)
+        self.emb_dropout = nn.Dropout(cfg.dropout)
+
+        self.transformer_encoder = Encoder(cfg)
+
+        self.project_concat_type = nn.Linear(cfg.d_model + e[1], cfg.d_model)
+        self.proj_barbeat = nn.Linear(cfg.d_model, n[0])
+        self.proj_type = nn.Linear(cfg.d_model, n[1])
+        self.proj_beat_density = nn.Linear(cfg.d_model, n[2])
+        self.proj_pitch = nn.Linear(cfg.d_model, n[3])
+        self.proj_duration = nn.Linear(cfg.d_model, n[4])
+        self.proj_instr = nn.Linear(cfg.d_model, n[5])
+        self.proj_onset_density = nn.Linear(cfg.d_model, n[6])
+
+    # ---- embeddings -------------------------------------------------------------------
+    def embed_tokens(self, x):
+        """(..., 9) compound tokens -> (..., d_model) inputs of the stack (dropout applied)."""
+        embs = torch.cat([
+            self.encoder_emb_barbeat(x[..., 0]),
+            self.encoder_emb_type(x[..., 1]),
+            self.encoder_emb_beat_density(x[..., 2]),
+            self.encoder_emb_pitch(x[..., 3]),
+            self.encoder_emb_duration(x[..., 4]),
+            self.encoder_emb_instr(x[..., 5]),
+            self.encoder_emb_onset_density(x[..., 6]),
+        ], dim=-1)
+        h = self.encoder_in_linear(embs) + self.encoder_time_linear(self.encoder_emb_time_encoding(x[..., 7]))
+        return self.emb_dropout(h + self.encoder_pos_emb(x[..., 8]))
+
+    def embed_init(self, init):
+        """(..., 3) [genre, key, instrument] rows -> (..., d_model); no positional encoding."""
+        embs = torch.cat([self.init_emb_genre(init[..., 0]), self.init_emb_key(init[..., 1]),
+                          self.init_emb_instrument(init[..., 2])], dim=-1)
+        return self.init_in_linear(embs)
+
+    def backend(self, device=None) -> str:
+        return attention.resolve_backend(self.config.attention, device)
+
+    def set_attention(self, name: str) -> None:
+        """Choose the training attention backend; raises UserError if unavailable."""
+        try:
+            attention.resolve_backend(name)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        self.config.attention = name
+
+    # ---- teacher-forced (training) path -----------------------------------------------
+    def forward_hidden(self, x, init):
+        """Hidden states (B, L, d_model) after the final LayerNorm, init positions removed."""
+        h = torch.cat([self.embed_init(init), self.embed_tokens(x)], dim=1)
+        h = self.transformer_encoder(h, self.backend(x.device))
+        return h[:, init.shape[1]:]
+
+    def heads(self, h, type_ids) -> dict[str, torch.Tensor]:
+        """Type-conditioned heads from hidden states and the (given) type of each position."""
+        y = self.project_concat_type(torch.cat([h, self.encoder_emb_type(type_ids)], dim=-1))
+        return {"barbeat": self.proj_barbeat(y), "density": self.proj_beat_density(y),
+                "pitch": self.proj_pitch(y), "duration": self.proj_duration(y),
+                "instr": self.proj_instr(y), "strength": self.proj_onset_density(y)}
+
+    def forward(self, x, y, init) -> dict[str, torch.Tensor]:
+        """Teacher-forced logits.
+
+        x, y: (B, L, 9) int64 inputs and targets (y = x shifted by one); init: (B, n_init, 3).
+        Returns {type, barbeat, density, pitch, duration, instr, strength}: (B, L, vocab) each;
+        the type-conditioned heads see the target type y[..., 1].
+        """
+        h = self.forward_hidden(x, init)
+        return {"type": self.proj_type(h), **self.heads(h, y[..., 1])}
+
+    def loss(self, x, y, mask, init) -> tuple[torch.Tensor, dict[str, float]]:
+        """SPEC section 4: per field, CE * mask summed / mask sum; total = mean over 7 fields."""
+        logits = self(x, y, init)
+        mask = mask.to(logits["type"].dtype)
+        denom = mask.sum()
+        parts = {}
+        for name in LOGIT_KEYS:
+            col = COLUMNS.index(name)
+            ce = F.cross_entropy(logits[name].flatten(0, 1), y[..., col].flatten(), reduction="none")
+            parts[name] = (ce * mask.flatten()).sum() / denom
+        total = torch.stack(list(parts.values())).mean()
+        return total, {k: float(v.detach()) for k, v in parts.items()}
+
+    # ---- recurrent (generation) path --------------------------------------------------
+    @torch.inference_mode()
+    def start(self, init):
+        """Run the init rows (B, n_init, 3) through the stack; returns the per-layer state.
+
+        The state is a list (one entry per layer) of (S (B,H,E,E), Z (B,H,E)) tensors;
+        index both with a batch index to keep or drop songs (see :func:`select_state`).
+        """
+        _, state = self.transformer_encoder(self.embed_init(init), "torch", None, True)
+        return state
+
+    @torch.inference_mode()
+    def prefill(self, x, state):
+        """Run several tokens (B, L, 9) in parallel from ``state``; returns (h (B,L,d), state)."""
+        return self.transformer_encoder(self.embed_tokens(x), "torch", state, True)
+
+    @torch.inference_mode()
+    def step(self, tokens, state):
+        """One compound token per sequence: tokens (B, 9) int64 -> (h (B, d_model), new state).
+
+        h is after the final LayerNorm; the input state is left unchanged.
+        """
+        return self.transformer_encoder.step(self.embed_tokens(tokens), state)
+
+    @torch.inference_mode()
+    def predict_type(self, h):
+        """(B, d_model) -> (B, n_type) type logits."""
+        return self.proj_type(h)
+
+    @torch.inference_mode()
+    def predict_fields(self, h, type_ids) -> dict[str, torch.Tensor]:
+        """Type-conditioned logits for barbeat, density, pitch, duration, instr, strength."""
+        return self.heads(h, type_ids)
+
+
+def select_state(state, index):
+    """Keep (and reorder) the songs of a generation state: index is a batch index/mask."""
+    return [(S[index], Z[index]) for S, Z in state]
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_vocab(model_or_config, data_sizes, source: str) -> None:
+    """Fail with one line when data needs more classes than the model has.
+
+    ``data_sizes``: classes the data needs (max value + 1) per field, either a list in
+    column order (COLUMNS) or a dict keyed by column name ("barbeat", "type", "density",
+    "pitch", "duration", "instr", "strength", "p_beat"; SPEC spellings such as
+    "bar-beat", "instrument", "onset_density" accepted) or by the init fields
+    ("genre", "key", "init_instr").  i_beat is not checked: its positional encoding is
+    computed for any position.
+    """
+    cfg = model_or_config.config if isinstance(model_or_config, nn.Module) else model_or_config
+    items = list(zip(COLUMNS, data_sizes)) if isinstance(data_sizes, (list, tuple)) else list(data_sizes.items())
+    for raw, need in items:
+        name = _ALIASES.get(raw, raw)
+        if name == "i_beat":
+            continue
+        if name in COLUMNS:
+            have, where = cfg.n_class[COLUMNS.index(name)], "column"
+        elif name in ("genre", "key", "init_instr"):
+            have, where = cfg.init_n_class[("genre", "key", "init_instr").index(name)], "init field"
+        else:
+            raise ValueError(f"check_vocab: unknown field {raw!r}")
+        if int(need) > int(have):
+            raise UserError(f"{source}: {where} '{name}' needs {int(need)} classes but the model has "
+                            f"{int(have)}: use a checkpoint trained with this vocabulary, or retrain")
+
+
+# ---- checkpoints --------------------------------------------------------------------
+def _unwrap(model: nn.Module) -> nn.Module:
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):  # torch.compile wrapper
+            model = model._orig_mod
+        else:
+            return model
+
+
+def _plain(obj, where: str):
+    """Check obj is loadable by torch.load(weights_only=True); numbers become Python numbers."""
+    if obj is None or isinstance(obj, (bool, int, float, str, torch.Tensor)):
+        return obj
+    if isinstance(obj, dict):
+        return {k: _plain(v, f"{where}[{k!r}]") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v, f"{where}[{i}]") for i, v in enumerate(obj))
+    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:  # numpy scalars
+        return obj.item()
+    raise TypeError(f"save_checkpoint: {where} holds a {type(obj).__name__}; only dicts, lists, "
+                    f"str, numbers, None and tensors can be stored")
+
+
+def save_checkpoint(path, model, *, vocab: dict | None = None, optimizer=None, epoch=None, step=None,
+                    val_loss=None, extra: dict | None = None, half: bool = False) -> None:
+    """Write our checkpoint format atomically.
+
+    Contents: config, vocab, weights (fp16 when ``half``: half the size, for shipping),
+    and for resuming the optimizer state, epoch, step and validation loss.  Loadable
+    with ``torch.load(path, weights_only=True)``; the positional table is not stored.
+    """
+    model = _unwrap(model)
+    sd = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu()
+        sd[k] = v.half() if half and v.is_floating_point() else v.clone()
+    obj = {
+        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+        "config": model.config.to_dict(), "vocab": _plain(vocab, "vocab"), "model": sd,
+        "optimizer": _plain(optimizer.state_dict(), "optimizer") if optimizer is not None else None,
+        "epoch": _plain(epoch, "epoch"), "step": _plain(step, "step"),
+        "val_loss": None if val_loss is None else float(val_loss),
+        "extra": _plain(extra, "extra"), "half": bool(half),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_checkpoint(path, device="cpu") -> CMT:
+    """Load a checkpoint of either format; returns the model in eval mode on ``device``.
+
+    * ours (:func:`save_checkpoint`): config, vocab and weights as saved;
+    * the released CMT file: a state dict (optionally with DataParallel's "module."
+      prefix, or wrapped as {"state_dict": ...}).  Vocab sizes and embedding sizes come
+      from the weight shapes, the layer count from the keys, d_model and d_ff from
+      shapes; the head count cannot be read from shapes and is the published 8.  The
+      stored positional table ``encoder_pos_emb.pe`` is checked against ours, not kept.
+
+    Sets ``model.vocab`` (dict or None) and ``model.checkpoint_info`` (format, epoch,
+    step, val_loss, extra, optimizer state or None, path).  The attention backend is
+    reset to "auto".  Raises UserError (one line) for missing, unreadable or unknown files.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot read checkpoint {path}: {msg[:200]}") from None
+
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        model = _load_ours(obj, path)
+    else:
+        sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+        if not (isinstance(sd, dict) and sd and all(isinstance(v, torch.Tensor) for v in sd.values())
+                and any("transformer_encoder.layers." in k for k in sd)):
+            raise UserError(f"{path} is not a CMT checkpoint (neither our format nor the released "
+                            f"state dict)")
+        model = _load_released(sd, path)
+    model.checkpoint_info["path"] = str(path)
+    return model.to(device).eval()
+
+
+def _load_weights(model: CMT, sd: dict, path) -> None:
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0]
+        raise UserError(f"checkpoint {path} does not fit the model it describes: {detail[:300]}") from None
+
+
+def _load_ours(obj: dict, path) -> CMT:
+    if obj.get("version", 0) > CHECKPOINT_VERSION:
+        raise UserError(f"checkpoint {path} has format version {obj['version']}; this code reads "
+                        f"up to {CHECKPOINT_VERSION}: update the code")
+    try:
+        cfg = ModelConfig.from_dict({**obj["config"], "attention": "auto"})
+        model = CMT(cfg)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"checkpoint {path} has a bad model config: {e}") from None
+    _load_weights(model, obj["model"], path)
+    model.vocab = obj.get("vocab")
+    model.checkpoint_info = {"format": "ours", "epoch": obj.get("epoch"), "step": obj.get("step"),
+                             "val_loss": obj.get("val_loss"), "extra": obj.get("extra"),
+                             "optimizer": obj.get("optimizer"), "half": obj.get("half", False)}
+    return model
+
+
+# Key spellings of other versions of the original code -> ours.
+_RELEASED_ALIASES = {"encoder_emb_density.": "encoder_emb_beat_density.",
+                     "encoder_emb_strength.": "encoder_emb_onset_density.",
+                     "proj_density.": "proj_beat_density.", "proj_strength.": "proj_onset_density."}
+
+
+def released_config(sd: dict, path="checkpoint") -> ModelConfig:
+    """Derive the ModelConfig of a released-format state dict (prefix already removed)."""
+    def shape(key):
+        if key not in sd:
+            raise UserError(f"{path} lacks the weight {key!r}: not a complete CMT state dict")
+        return tuple(sd[key].shape)
+
+    luts = ["encoder_emb_barbeat", "encoder_emb_type", "encoder_emb_beat_density", "encoder_emb_pitch",
+            "encoder_emb_duration", "encoder_emb_instr", "encoder_emb_onset_density"]
+    lut_shapes = [shape(f"{m}.lut.weight") for m in luts]
+    time_shape = shape("encoder_emb_time_encoding.lut.weight")
+    init_shapes = [shape(f"init_emb_{m}.lut.weight") for m in ("genre", "key", "instrument")]
+    if len({s[1] for s in init_shapes}) != 1:
+        raise UserError(f"{path}: init embeddings of different sizes {[s[1] for s in init_shapes]} "
+                        f"are not supported")
+    layers = {int(m.group(1)) for k in sd if (m := re.match(r"transformer_encoder\.layers\.(\d+)\.", k))}
+    d_model = shape("encoder_in_linear.weight")[0]
+    n_class = [s[0] for s in lut_shapes] + [time_shape[0], ModelConfig().n_class[8]]
+    return ModelConfig(
+        n_class=n_class, init_n_class=[s[0] for s in init_shapes], emb_sizes=[s[1] for s in lut_shapes],
+        time_emb_size=time_shape[1], init_emb_size=init_shapes[0][1], d_model=d_model,
+        n_layer=max(layers) + 1 if layers else 0, n_head=RELEASED_HEADS if d_model % RELEASED_HEADS == 0 else 1,
+        d_ff=shape("transformer_encoder.layers.0.linear1.weight")[0],
+        max_pos=sd["encoder_pos_emb.pe"].shape[1] if "encoder_pos_emb.pe" in sd else ModelConfig().max_pos,
+    )
+
+
+def _load_released(sd: dict, path) -> CMT:
+    clean = {}
+    for k, v in sd.items():
+        k = k.removeprefix("module.")
+        for old, new in _RELEASED_ALIASES.items():
+            if k.startswith(old):
+                k = new + k[len(old):]
+        clean[k] = v
+    cfg = released_config(clean, path)
+    model = CMT(cfg)
+    pe = clean.pop("encoder_pos_emb.pe", None)
+    if pe is not None:
+        pe = pe.float().reshape(-1, pe.shape[-1])
+        if pe.shape[1] != cfg.d_model:
+            raise UserError(f"{path}: positional table width {pe.shape[1]} != d_model {cfg.d_model}")
+        rows = torch.tensor([0, 1, 2, 100, pe.shape[0] // 2, pe.shape[0] - 1])
+        ours = model.encoder_pos_emb(rows)
+        if (pe[rows] - ours).abs().max() > 1e-3:
+            raise UserError(f"{path}: its positional table is not the standard sinusoidal one this "
+                            f"code computes")
+    _load_weights(model, clean, path)
+    model.vocab = None
+    model.checkpoint_info = {"format": "released", "epoch": None, "step": None, "val_loss": None,
+                             "extra": None, "optimizer": None, "half": False}
+    return model
