@@ -70,7 +70,7 @@ PRESETS = {
     # the bundled model: small enough to train on a 2-core CPU in about an hour
     "small": dict(n_layer=4, d_model=256, n_head=4, d_ff=1024, emb_sizes="32,16,32,128,64,16,32",
                   time_emb_size=64, init_emb_size=32, lr=5e-4, batch_size=8, max_tokens=16384,
-                  max_len=2048, epochs=12, steps_per_epoch=200, val_max_songs=200),
+                  max_len=2048, epochs=16, steps_per_epoch=200, val_max_songs=200),
 }
 
 

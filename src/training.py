@@ -198,9 +198,9 @@ def train(hp: dict) -> Path:
         start_epoch, step = int(info.get("epoch") or 0) + 1, int(info.get("step") or 0)
         best = float(info.get("extra", {}).get("best_val", math.inf))
         config = model.config
+        resumed = f"resuming {last} after epoch {start_epoch - 1} (step {step}, best validation loss {best:.4f})"
     else:
-        if hp["resume"] and main:
-            print(f"no {last} to resume from: starting afresh")
+        resumed = f"no {last} to resume from: starting afresh" if hp["resume"] else ""
         config = ModelConfig(
             n_class=data_n_class(data), init_n_class=init_n_class(data),
             emb_sizes=[int(v) for v in str(hp["emb_sizes"]).split(",")],
@@ -223,8 +223,10 @@ def train(hp: dict) -> Path:
              "fields": list(D.FIELDS), **label_vocab(data, train_idx)}
     n_params = sum(p.numel() for p in model.parameters())
     log = Logger(log_dir, hp["name"], main)
+    if resumed:
+        log.line(resumed)
     log.line(f"model {n_params / 1e6:.2f} M parameters, {len(train_idx)} train / {len(val_idx)} "
-             f"validation songs, {world} process(es) on {device.type}; hp {json.dumps(hp, sort_keys=True)}")
+             f"validation sequences, {world} process(es) on {device.type}; hp {json.dumps(hp, sort_keys=True)}")
 
     if hp.get("val_max_songs") and len(val_idx) > hp["val_max_songs"]:   # a fixed, evenly spread subset
         val_idx = val_idx[np.linspace(0, len(val_idx) - 1, hp["val_max_songs"]).astype(int)]
