@@ -80,7 +80,7 @@ def main() -> None:
             results[name]["parameters"] = sum(p.numel() for p in load_checkpoint(ckpt).parameters())
     stages = ["load model", "video analysis", "generation + MIDI", "FluidSynth", "ffmpeg mux", "total"]
     print(f"\n{args.seconds:.0f} s video, 640x360 @ 30 fps, {args.threads} threads")
-    print(f"| stage | " + " | ".join(f"{m} ({r['parameters'] / 1e6:.1f} M, {r['tokens']} tokens)"
+    print("| stage | " + " | ".join(f"{m} ({r['parameters'] / 1e6:.1f} M, {r['tokens']} tokens)"
                                      for m, r in results.items()) + " |")
     print("|---|" + "---:|" * len(results))
     for s in stages:

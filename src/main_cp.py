@@ -10,7 +10,6 @@ Every entry of the hyperparameter block below can be overridden by a flag of the
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import cli

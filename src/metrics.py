@@ -22,6 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# SPEC section 6's thresholds and class rule: one definition, in the video module.
+from video2npz.metadata import DENSITY_THRESHOLDS, STRENGTH_THRESHOLDS  # noqa: F401
+from video2npz.metadata import classify as threshold_class  # noqa: F401
+
 TICKS_PER_BEAT = 4
 TICKS_PER_BAR = 16
 
@@ -30,20 +34,6 @@ INSTRUMENT_NAMES = {DRUMS: "Drums", PIANO: "Piano", GUITAR: "Guitar", BASS: "Bas
 FORCED_TRACKS = (DRUMS, PIANO, GUITAR)  # the tracks inference forces at each visual beat
 
 NOTE_DTYPE = np.dtype([("onset", np.int64), ("pitch", np.int64), ("duration", np.int64), ("instrument", np.int64)])
-
-# SPEC section 6: class = first i with value < thr[i], else len(thr).
-DENSITY_THRESHOLDS = (
-    0.008169269189238548, 0.020344337448477745, 0.02979462407529354, 0.041041795164346695,
-    0.07087484002113342, 0.10512548685073853, 0.14267262816429138, 0.19095642864704132,
-    0.5155120491981506, 0.7514784336090088, 0.9989343285560608, 1.2067525386810303,
-    1.6322582960128784, 2.031705141067505, 2.467430591583252, 2.8104422092437744,
-)
-STRENGTH_THRESHOLDS = (
-    0, 0.22890276357193542, 0.4838207191278801, 0.7870981363596372, 0.891160136856027,
-    0.9645568135300789, 0.991241869205911, 0.9978208223154553, 0.9996656159745393,
-    0.9998905521344276,
-)
-
 
 # ----------------------------------------------------------------------------- notes
 
@@ -92,14 +82,6 @@ def song_end_seconds(notes: np.ndarray, tempo: float) -> float:
     if len(notes) == 0:
         return 0.0
     return float(ticks_to_seconds((notes["onset"] + np.maximum(notes["duration"], 1)).max(), tempo))
-
-
-def threshold_class(value: float, thresholds) -> int:
-    """SPEC section 6: the first i with value < thresholds[i], else len(thresholds)."""
-    for i, t in enumerate(thresholds):
-        if value < t:
-            return i
-    return len(thresholds)
 
 
 # ----------------------------------------------------------------------------- PCHE

@@ -7,3 +7,24 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 sys.path.insert(0, str(SRC))
 os.environ.setdefault("CMT_NO_PROGRESS", "1")
+
+
+import pytest  # noqa: E402
+
+
+def save_tiny_checkpoint(path, instruments=(1, 2, 3, 4, 5), **config):
+    """A one-layer model with random weights, saved in our format (for pipeline tests)."""
+    import torch
+
+    from model import CMT, ModelConfig, save_checkpoint
+    torch.manual_seed(0)
+    cfg = dict(n_layer=1, d_model=32, n_head=2, d_ff=64, emb_sizes=[8, 4, 8, 16, 8, 4, 8],
+               time_emb_size=8, init_emb_size=8, init_n_class=[7, 25, 6])
+    cfg.update(config)
+    save_checkpoint(path, CMT(ModelConfig(**cfg)), vocab={"instruments": list(instruments)})
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")

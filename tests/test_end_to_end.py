@@ -12,10 +12,9 @@ from pathlib import Path
 
 import miditoolkit
 import pytest
-import torch
 
 from make_demo_video import render_demo
-from model import CMT, ModelConfig, save_checkpoint
+
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / "src" / "main_cp.py"
@@ -31,16 +30,6 @@ def ffprobe(path):
     out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", "-count_frames",
                           str(path)], capture_output=True, text=True, check=True).stdout
     return json.loads(out)["streams"]
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = ModelConfig(n_layer=1, d_model=32, n_head=2, d_ff=64, emb_sizes=[8, 4, 8, 16, 8, 4, 8],
-                      time_emb_size=8, init_emb_size=8, init_n_class=[7, 25, 6])
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, CMT(cfg), vocab={"instruments": [1, 2, 3, 4, 5]})
-    return path
 
 
 @pytest.fixture(scope="module")

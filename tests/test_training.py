@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import dictionary_mix as D
 from model import load_checkpoint

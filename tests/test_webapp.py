@@ -23,11 +23,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import torch
 
 import cli
 from make_demo_video import render_demo
-from model import CMT, ModelConfig, load_checkpoint, save_checkpoint
+from model import load_checkpoint
 from webui import ratings as R
 from webui import soundtrack
 from webui.jobs import JobStore, Worker
@@ -41,16 +40,6 @@ needs_av = pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("flui
 
 
 # ---------------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = ModelConfig(n_layer=1, d_model=32, n_head=2, d_ff=64, emb_sizes=[8, 4, 8, 16, 8, 4, 8],
-                      time_emb_size=8, init_emb_size=8, init_n_class=[7, 25, 6])
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, CMT(cfg), vocab={"instruments": [1, 2, 3, 4, 5]})
-    return path
-
-
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
     return Path(render_demo(str(tmp_path_factory.mktemp("video") / "clip.mp4"), seconds=4.0, fps=25,
