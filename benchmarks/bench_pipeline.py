@@ -29,10 +29,11 @@ from make_demo_video import render_demo  # noqa: E402
 from model import CMT, ModelConfig, load_checkpoint, save_checkpoint  # noqa: E402
 
 
-def timed_run(video: Path, ckpt: Path, out: Path, seed: int = 0) -> dict:
+def timed_run(video: Path, ckpt: Path, out: Path, dtype: str, seed: int = 0) -> dict:
     times = {}
     t0 = time.perf_counter()
     model = load_checkpoint(ckpt)
+    model.to(pipeline.inference_dtype(dtype, model))
     times["load model"] = time.perf_counter() - t0
     opts = pipeline.Options(out_dir=str(out), seed=seed, render=False)
     t = time.perf_counter()
@@ -58,6 +59,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--models", default="bundled,published")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--dtype", default="auto", help="generation dtype, as main_cp.py --dtype (default auto)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     results = {}
@@ -77,18 +79,18 @@ def main() -> None:
             out = tmp / name
             out.mkdir()
             os.environ["CMT_CACHE_DIR"] = str(out / "cache")   # a cold analysis for every model
-            results[name] = timed_run(video, ckpt, out)
+            results[name] = timed_run(video, ckpt, out, args.dtype)
             results[name]["parameters"] = sum(p.numel() for p in load_checkpoint(ckpt).parameters())
     stages = ["load model", "video analysis", "generation + MIDI", "FluidSynth", "ffmpeg mux", "total"]
-    print(f"\n{args.seconds:.0f} s video, 640x360 @ 30 fps, {args.threads} threads")
+    print(f"\n{args.seconds:.0f} s video, 640x360 @ 30 fps, {args.threads} threads, dtype {args.dtype}")
     print("| stage | " + " | ".join(f"{m} ({r['parameters'] / 1e6:.1f} M, {r['tokens']} tokens)"
                                      for m, r in results.items()) + " |")
     print("|---|" + "---:|" * len(results))
     for s in stages:
         print(f"| {s} | " + " | ".join(f"{r['seconds'][s]:.1f} s" for r in results.values()) + " |")
-    out = ROOT / "benchmarks" / "results" / "pipeline.json"
+    out = ROOT / "benchmarks" / "results" / ("pipeline.json" if args.dtype == "auto" else f"pipeline_{args.dtype}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"video_seconds": args.seconds, "threads": args.threads, "results": results}, indent=1))
+    out.write_text(json.dumps({"video_seconds": args.seconds, "threads": args.threads, "dtype": args.dtype, "results": results}, indent=1))
 
 
 if __name__ == "__main__":

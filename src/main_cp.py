@@ -62,6 +62,7 @@ HP = dict(
     genre="",                    # e.g. "Folk" ("": the commonest genre of the training data)
     program="",                  # General MIDI programs for rendering, e.g. "Piano=0,Strings=48"
     render=1,                    # 0: stop at MIDI
+    dtype="auto",                # inference weights: auto (bfloat16 where the CPU computes it natively) | float32 | bfloat16
 )
 
 PRESETS = {
@@ -115,6 +116,7 @@ def inference(hp: dict) -> None:
         raise cli.UserError("--is_tempo 1 needs --my_tempo BPM (a positive number)")
     inputs = pipeline.collect_inputs(hp["videos"])
     model = load_checkpoint(ckpt, device="cuda" if hp["device"] == "cuda" else "cpu")
+    model.to(pipeline.inference_dtype(hp["dtype"], model))
     opts = pipeline.Options(out_dir=hp["out_dir"], num_songs=hp["num_songs"], C=hp["C"], seed=hp["seed"],
                             tempo=hp["my_tempo"] if hp["is_tempo"] else None, exact=bool(hp["exact"]),
                             min_strength=hp["density_threshold"], render=bool(hp["render"]),
