@@ -40,7 +40,10 @@ def parse_args():
     p.add_argument("--parts", default="gen,orig,train",
                    help="comma-separated subset of gen (generation), orig (original way; needs gen), "
                         "train (training tokens/s); default all")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "model.json"))
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="weights for the generation part (main_cp.py --dtype auto uses bfloat16 on CPUs with "
+                   "native bfloat16); the other parts stay float32")
+    p.add_argument("--out", default=None, help="default benchmarks/results/model.json (model_bfloat16.json)")
     return p.parse_args()
 
 
@@ -172,12 +175,18 @@ def main():
     g = torch.Generator().manual_seed(0)
     m = M.CMT(M.ModelConfig()).eval()
     n_params = M.count_parameters(m)
+    if args.dtype == "bfloat16":
+        if parts != {"gen"}:
+            raise cli.UserError("--dtype bfloat16 times generation only: add --parts gen")
+        m = m.to(torch.bfloat16)
+    args.out = args.out or str(ROOT / "benchmarks" / "results" /
+                               ("model.json" if args.dtype == "float32" else f"model_{args.dtype}.json"))
     nbytes = streamed_bytes(m)
     bw = gemv_bandwidth()
     bound = nbytes / (ASSUMED_GBPS * 1e9) * 1e3
     res = {
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
-                    "torch": torch.__version__, "gemv_GBps": bw, "quick": args.quick,
+                    "torch": torch.__version__, "gemv_GBps": bw, "quick": args.quick, "dtype": args.dtype,
                     "fast_transformers": attention.fast_transformers_available()},
         "model": {"parameters": n_params, "streamed_weight_MB": nbytes / 1e6},
         "bound_ms_per_step": {"at_10GBps": bound, "at_measured_GBps": nbytes / (bw * 1e9) * 1e3},
