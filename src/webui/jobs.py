@@ -9,19 +9,17 @@ for a session's jobs only.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
 import sys
 import threading
 import time
 import traceback
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import cli
+from webui.db import SqliteStore
 
 STATUSES = ("queued", "running", "done", "failed")
 SCHEMA_VERSION = 1
@@ -54,25 +52,12 @@ def one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-class JobStore:
+class JobStore(SqliteStore):
     """The jobs table of one SQLite file (created, with its schema, on first use)."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
-            db.execute("INSERT OR IGNORE INTO jobs_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # autocommit
-        db.row_factory = sqlite3.Row
-        try:
-            yield db
-        finally:
-            db.close()
+    SCHEMA = SCHEMA
+    META_TABLE = "jobs_meta"
+    SCHEMA_VERSION = SCHEMA_VERSION
 
     def _row(self, row) -> dict | None:
         if row is None:

@@ -8,16 +8,14 @@ the file is created on first use.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
-import sqlite3
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Mapping
 
 import cli
+from webui.db import SqliteStore
 
 LEVELS = ("non-musician", "amateur", "professional")
 ROLES = ("listener", "creator")
@@ -74,23 +72,10 @@ def parse_score(value, name: str) -> float:
     return v
 
 
-class RatingStore:
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
-            db.execute("INSERT OR IGNORE INTO ratings_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        try:
-            yield db
-        finally:
-            db.close()
+class RatingStore(SqliteStore):
+    SCHEMA = SCHEMA
+    META_TABLE = "ratings_meta"
+    SCHEMA_VERSION = SCHEMA_VERSION
 
     def save(self, *, rater: str, role: str, level: str, item: str, model: str,
              scores: Mapping[str, object], controls: Mapping[str, str] | None = None) -> int:
