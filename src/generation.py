@@ -58,7 +58,6 @@ class Song:
     done: bool = False
     tokens: list = field(default_factory=list)
     forced: list = field(default_factory=list)    # (bar, barbeat, strength, instr)
-    bar_density: list = field(default_factory=list)  # (bar, video density, written density)
 
     @property
     def next_row(self):
@@ -108,7 +107,6 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
     first = _row(D.BAR, D.TYPE_M, int(rows[0, 1]), i_beat=0, n_beat=n_beat)
     for s in songs:
         s.tokens.append(first)
-        s.bar_density.append((0, int(rows[0, 1]), int(rows[0, 1])))
     tok = torch.tensor([first] * num_songs, dtype=torch.long, device=device)
     h, state = model.step(tok, state)
 
@@ -210,10 +208,8 @@ def _metrical(s: Song, bb: int, dens: int, instr: int, strength: int, rng, C: fl
         s.j += 1
         s.bar += 1
         s.barbeat, s.instr = 0, 0
-        video_density = int(nxt[1])
         if rng.random() < C:
-            dens = video_density
-        s.bar_density.append((s.bar, video_density, dens))
+            dens = int(nxt[1])
         return _row(D.BAR, D.TYPE_M, dens, i_beat=16 * s.bar, n_beat=s.n_beat)
     s.barbeat, s.instr = bb, instr
     return _row(bb, D.TYPE_M, dens, 0, 0, instr, strength, 16 * s.bar + bb - 1, s.n_beat)
