@@ -110,8 +110,14 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
     tok = torch.tensor([first] * num_songs, dtype=torch.long, device=device)
     h, state = model.step(tok, state)
 
-    instr_mask = np.zeros(n_class[D.COL_INSTRUMENT], bool)
-    instr_mask[allowed_instr] = True
+    # masks that are the same for every token: value 0 ("none") is never sampled for a field
+    def non_zero(col):
+        m = np.ones((num_songs, n_class[col]), bool)
+        m[:, 0] = False
+        return m
+    allow_dens, allow_dur, allow_str = non_zero(D.COL_DENSITY), non_zero(D.COL_DURATION), non_zero(D.COL_STRENGTH)
+    allow_instr = np.zeros((num_songs, n_class[D.COL_INSTRUMENT]), bool)
+    allow_instr[:, allowed_instr] = True
     n_bars = int((rows[:, 0] == D.BAR).sum())
     budget = n_bars * controls.max_tokens_per_bar + 16
     for _ in range(budget):
@@ -136,16 +142,15 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
                 allow_bb[b, :D.BAR] = False
             elif s.next_row is None and s.notes_in_bar == 0:
                 allow_bb[b, D.BAR] = False           # the last bar has music, up to the video's end
-        no_zero = lambda n: np.arange(n)[None, :].repeat(num_songs, 0) > 0  # noqa: E731
         bb = sample(heads["barbeat"], "barbeat", rng, allow_bb)
-        dens = sample(heads["density"], "density", rng, no_zero(n_class[D.COL_DENSITY]))
-        allow_pitch = no_zero(n_class[D.COL_PITCH])
+        dens = sample(heads["density"], "density", rng, allow_dens)
+        allow_pitch = non_zero(D.COL_PITCH)
         for b, s in enumerate(songs):
             allow_pitch[b, list(s.chord)] = False    # the notes of a simu-note have distinct pitches
         pitch = sample(heads["pitch"], "pitch", rng, allow_pitch)
-        dur = sample(heads["duration"], "duration", rng, no_zero(n_class[D.COL_DURATION]))
-        instr = sample(heads["instr"], "instr", rng, np.repeat(instr_mask[None], num_songs, 0))
-        strength = sample(heads["strength"], "strength", rng, no_zero(n_class[D.COL_STRENGTH]))
+        dur = sample(heads["duration"], "duration", rng, allow_dur)
+        instr = sample(heads["instr"], "instr", rng, allow_instr)
+        strength = sample(heads["strength"], "strength", rng, allow_str)
 
         next_tokens = []
         for b, s in enumerate(songs):
