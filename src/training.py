@@ -210,10 +210,8 @@ def train(hp: dict) -> Path:
         model = CMT(config)
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=hp["lr"])
-    if hp["resume"] and last.exists():
-        state = torch.load(last, map_location=device, weights_only=True)
-        if state.get("optimizer"):
-            opt.load_state_dict(state["optimizer"])
+    if hp["resume"] and last.exists() and model.checkpoint_info.get("optimizer"):
+        opt.load_state_dict(model.checkpoint_info["optimizer"])   # read with the model by load_checkpoint
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
