@@ -3,6 +3,7 @@
     --instruments Piano,Bass      instrument classes (names or ids 1..5)
     --key "D minor"               a key name (or id 1..24); with the model's key vocabulary
     --genre Folk                  a genre name (or id); with the model's genre vocabulary
+    --emotion Q3                  Q1..Q4 (valence/arousal quadrant); bmt models only
     --program Piano=0,Strings=48  General MIDI programs per track for rendering
 
 Values the checkpoint was not trained with are refused with a one-line error instead of
@@ -71,6 +72,23 @@ def parse_genre(text: str, n_genre: int) -> int:
     if not 0 <= gid < n_genre:
         raise cli.UserError(f"--genre: this checkpoint knows genre ids below {n_genre}")
     return gid
+
+
+def parse_emotion(text: str, model) -> int:
+    """'Q1'..'Q4' (or 1..4) -> 1..4, for a bmt model that saw that emotion in training."""
+    if model.config.preset != "bmt":
+        raise cli.UserError(f"--emotion: this checkpoint is a {model.config.preset} model without an emotion field; "
+                            "train a bmt model (midi2numpy_mix.py --representation bmt) on emotion-labelled MIDI")
+    try:
+        eid = D.emotion_id(text)
+    except KeyError:
+        raise cli.UserError(f"--emotion: unknown emotion {text!r}; use Q1 (happy, excited), Q2 (tense, angry), "
+                            "Q3 (sad) or Q4 (calm)") from None
+    known = (getattr(model, "vocab", None) or {}).get("emotions")
+    if known is not None and eid not in known:
+        have = ", ".join(D.EMOTIONS[k] for k in known if k) or "none (its data had no emotion labels)"
+        raise cli.UserError(f"--emotion: this model was not trained with {D.EMOTIONS[eid]} songs; it knows {have}")
+    return eid
 
 
 def parse_programs(text: str) -> dict:

@@ -4,13 +4,16 @@
 ``prepare_corpus.py``: tokenise every file in parallel (a per-song cache keyed by the
 file's content hash), skip bad files with a one-line reason, cut long songs into
 windows at bar boundaries, attach real init tokens (instruments present, estimated key,
-genre from an optional id -> genre file), make a deterministic train/validation split,
-and write the npz plus ``<stem>_vocab.json`` and ``<stem>_stats.json`` beside it.
+genre from an optional id -> genre file; with the bmt preset also the emotion, from an
+id -> Q1..Q4 label file or an EMOPIA-style ``Q1_...`` file-name prefix), make a
+deterministic train/validation split, and write the npz plus ``<stem>_vocab.json`` and
+``<stem>_stats.json`` beside it.
 
 File layout (np.savez_compressed; read it back with :func:`load_training_npz`):
-``x``/``y`` int32 (N, L, 9) = seq[:-1] / seq[1:] zero-padded, ``mask`` float32 (N, L),
-``seq_len`` int32 (N,), ``init`` int32 (N, 7, 3), ``split`` uint8 (N,) 0 train 1 validation,
-``metadata`` and ``vocab`` 0-d str arrays of JSON.
+``x``/``y`` int32 (N, L, 9) (bmt: 12 columns) = seq[:-1] / seq[1:] zero-padded, ``mask``
+float32 (N, L), ``seq_len`` int32 (N,), ``init`` int32 (N, 7, 3) (bmt: (N, 7, 4)), ``split``
+uint8 (N,) 0 train 1 validation, ``metadata`` and ``vocab`` 0-d str arrays of JSON (the
+vocab names the preset).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -51,22 +55,22 @@ def find_midi_files(midi_dir: str | os.PathLike) -> list[tuple[str, Path]]:
     return out
 
 
-def read_genre_file(path: str | os.PathLike) -> dict[str, int]:
-    """An ``id -> genre id`` map from a text file (``id<TAB or , or spaces>genre`` per line, '#' comments)
-    or a JSON object ``{id: genre}``.  Genres are names from ``dictionary_mix.GENRES`` (case, spaces,
-    '_' and '-' ignored) or numeric ids; an unknown genre is a user error naming the known ones."""
+def read_label_file(path: str | os.PathLike, what: str, to_id, known: list[str]) -> dict[str, int]:
+    """An ``id -> label id`` map from a text file (``id<TAB or , or spaces>label`` per line, '#'
+    comments) or a JSON object ``{id: label}``; ``to_id`` maps a label to its id (KeyError if
+    unknown, reported as a user error listing ``known``)."""
     path = Path(path)
     if not path.is_file():
-        raise cli.UserError(f"genre file {path} does not exist")
+        raise cli.UserError(f"{what} file {path} does not exist")
     text = path.read_text(encoding="utf-8", errors="replace")
     pairs = []
     if path.suffix.lower() == ".json":
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
-            raise cli.UserError(f"genre file {path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+            raise cli.UserError(f"{what} file {path} is not valid JSON ({e.msg} at line {e.lineno})") from None
         if not isinstance(obj, dict):
-            raise cli.UserError(f"genre file {path} must hold a JSON object {{id: genre}}")
+            raise cli.UserError(f"{what} file {path} must hold a JSON object {{id: {what}}}")
         pairs = [(str(k), str(v), 0) for k, v in obj.items()]
     else:
         for n, line in enumerate(text.splitlines(), 1):
@@ -80,17 +84,43 @@ def read_genre_file(path: str | os.PathLike) -> dict[str, int]:
             else:
                 k, _, v = line.partition(" ")
             if not v.strip():
-                raise cli.UserError(f"genre file {path} line {n}: expected 'id<TAB>genre', got {line!r}")
+                raise cli.UserError(f"{what} file {path} line {n}: expected 'id<TAB>{what}', got {line!r}")
             pairs.append((k.strip(), v.strip(), n))
     out = {}
     for k, v, n in pairs:
         try:
-            out[k] = D.genre_id(v)
+            out[k] = to_id(v)
         except KeyError:
             where = f" line {n}" if n else ""
-            raise cli.UserError(f"genre file {path}{where}: unknown genre {v!r}; known: "
-                                f"{', '.join(D.GENRES[1:])} (or a numeric id)") from None
+            raise cli.UserError(f"{what} file {path}{where}: unknown {what} {v!r}; known: "
+                                f"{', '.join(known)} (or a numeric id)") from None
     return out
+
+
+def read_genre_file(path: str | os.PathLike) -> dict[str, int]:
+    """An ``id -> genre id`` map (:func:`read_label_file`); genres are names from
+    ``dictionary_mix.GENRES`` (case, spaces, '_' and '-' ignored) or numeric ids."""
+    return read_label_file(path, "genre", D.genre_id, D.GENRES[1:])
+
+
+def read_emotion_file(path: str | os.PathLike) -> dict[str, int]:
+    """An ``id -> emotion id`` map (:func:`read_label_file`): labels Q1..Q4 (or 1..4), the
+    valence/arousal quadrants of EMOPIA / BMT."""
+    return read_label_file(path, "emotion", D.emotion_id, D.EMOTIONS[1:])
+
+
+_EMOTION_PREFIX = re.compile(r"^(Q[1-4])_", re.IGNORECASE)
+
+
+def emotion_for(song_id: str, emotion_map: dict[str, int] | None) -> int:
+    """Emotion of a song: the label file's entry (looked up like genres), else an EMOPIA-style
+    ``Q1_...`` prefix of its file name, else 0 (unknown)."""
+    if emotion_map:
+        found = genre_for(song_id, emotion_map)
+        if found:
+            return found
+    m = _EMOTION_PREFIX.match(song_id.split("/")[-1])
+    return D.emotion_id(m.group(1)) if m else 0
 
 
 def genre_for(song_id: str, genre_map: dict[str, int] | None) -> int:
@@ -109,23 +139,25 @@ def genre_for(song_id: str, genre_map: dict[str, int] | None) -> int:
 # tokenising one file (runs in worker processes), with a content-hash cache
 # ---------------------------------------------------------------------------------
 
-def _cache_file(cache_dir: Path, digest: str, max_len: int | None) -> Path:
-    return cache_dir / digest[:2] / f"{digest}_v{TOKENISER_VERSION}_L{max_len or 0}.npz"
+def _cache_file(cache_dir: Path, digest: str, max_len: int | None, preset: str = "cmt") -> Path:
+    tag = "" if preset == "cmt" else f"_{preset}"
+    return cache_dir / digest[:2] / f"{digest}_v{TOKENISER_VERSION}_L{max_len or 0}{tag}.npz"
 
 
 def tokenise_file(job: tuple) -> dict:
-    """Worker: ``(song_id, path, max_len, cache_dir or None)`` -> ``{"id", "hash", "windows", "cached"}``.
+    """Worker: ``(song_id, path, max_len, cache_dir or None[, preset])`` -> ``{"id", "hash", "windows", "cached"}``.
 
     ``windows`` is a list of ``(tokens, info)``.  Raises BadMidiError for a bad file (the
     reason is cached too, so a rerun does not parse it again).
     """
-    song_id, path, max_len, cache_dir = job
+    song_id, path, max_len, cache_dir = job[:4]
+    preset = job[4] if len(job) > 4 else "cmt"
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise BadMidiError(f"cannot read: {e.strerror or e}") from None
     digest = hashlib.sha1(data).hexdigest()
-    cfile = _cache_file(Path(cache_dir), digest, max_len) if cache_dir else None
+    cfile = _cache_file(Path(cache_dir), digest, max_len, preset) if cache_dir else None
     if cfile is not None and cfile.exists():
         try:
             with np.load(cfile, allow_pickle=False) as z:
@@ -155,14 +187,15 @@ def tokenise_file(job: tuple) -> dict:
             err = f"corrupt MIDI ({type(e).__name__}: {' '.join(str(e).split())[:120]})"
         else:
             try:
-                windows = midi_to_windows(midi, max_len=max_len)
+                windows = midi_to_windows(midi, max_len=max_len, preset=preset)
                 if not windows:
                     err = "no notes"
             except BadMidiError as e:
                 err = str(e)
     if cfile is not None:
         if err is not None:
-            meta, tokens, offsets = {"error": err}, np.zeros((0, D.N_COLS), np.int32), np.zeros(1, np.int64)
+            n_cols = D.preset(preset).n_cols
+            meta, tokens, offsets = {"error": err}, np.zeros((0, n_cols), np.int32), np.zeros(1, np.int64)
         else:
             meta = {"infos": [info for _, info in windows]}
             tokens = np.concatenate([t for t, _ in windows])
@@ -203,8 +236,9 @@ def assemble_arrays(seqs: list[np.ndarray], inits: list[np.ndarray]) -> dict:
     """x, y, mask, seq_len, init for token sequences (each ending with EOS)."""
     n = len(seqs)
     L = max(len(s) - 1 for s in seqs)
-    x = np.zeros((n, L, D.N_COLS), dtype=np.int32)
-    y = np.zeros((n, L, D.N_COLS), dtype=np.int32)
+    n_cols = seqs[0].shape[1]
+    x = np.zeros((n, L, n_cols), dtype=np.int32)
+    y = np.zeros((n, L, n_cols), dtype=np.int32)
     mask = np.zeros((n, L), dtype=np.float32)
     seq_len = np.zeros(n, dtype=np.int32)
     for i, s in enumerate(seqs):
@@ -216,23 +250,25 @@ def assemble_arrays(seqs: list[np.ndarray], inits: list[np.ndarray]) -> dict:
     return {"x": x, "y": y, "mask": mask, "seq_len": seq_len, "init": np.stack(inits).astype(np.int32)}
 
 
-def vocab_seen(seqs: list[np.ndarray], inits: np.ndarray) -> dict:
+def vocab_seen(seqs: list[np.ndarray], inits: np.ndarray, preset: str = "cmt") -> dict:
     """Per-field vocabulary sizes seen in the data (max value + 1) and distinct-value counts."""
+    P = D.preset(preset)
     allrows = np.concatenate(seqs)
-    size = [int(allrows[:, c].max()) + 1 for c in range(D.N_COLS)]
-    distinct = [int(len(np.unique(allrows[:, c]))) for c in range(D.N_COLS)]
-    init_size = [int(inits[..., c].max()) + 1 for c in range(3)]
-    init_distinct = [int(len(np.unique(inits[..., c]))) for c in range(3)]
-    full = [D.N_CLASS[f] for f in D.FIELDS]
+    size = [int(allrows[:, c].max()) + 1 for c in range(P.n_cols)]
+    distinct = [int(len(np.unique(allrows[:, c]))) for c in range(P.n_cols)]
+    n_init = len(P.init_fields)
+    init_size = [int(inits[..., c].max()) + 1 for c in range(n_init)]
+    init_distinct = [int(len(np.unique(inits[..., c]))) for c in range(n_init)]
     return {
-        "fields": {f: {"size": s, "distinct": d} for f, s, d in zip(D.FIELDS, size, distinct)},
-        "init_fields": {f: {"size": s, "distinct": d} for f, s, d in zip(D.INIT_FIELDS, init_size, init_distinct)},
+        "preset": P.name,
+        "fields": {f: {"size": s, "distinct": d} for f, s, d in zip(P.columns, size, distinct)},
+        "init_fields": {f: {"size": s, "distinct": d} for f, s, d in zip(P.init_fields, init_size, init_distinct)},
         "n_class": size,
         "init_n_class": init_size,
-        "full_n_class": full,
-        "full_init_n_class": list(D.INIT_N_CLASS),
+        "full_n_class": list(P.n_class),
+        "full_init_n_class": list(P.init_n_class),
         "released_n_class": list(D.RELEASED_N_CLASS),
-        "fits_released_decoder": all(s <= r for s, r in zip(size[:8], D.RELEASED_N_CLASS[:8])),
+        "fits_released_decoder": P.name == "cmt" and all(s <= r for s, r in zip(size[:8], D.RELEASED_N_CLASS[:8])),
     }
 
 
@@ -254,18 +290,21 @@ def sidecar(out_name: str | os.PathLike, what: str) -> Path:
 def build_training_set(files: list[tuple[str, Path]], out_name: str | os.PathLike, *, max_len: int | None = 10000,
                        genre_map: dict[str, int] | None = None, workers: int | None = None,
                        cache_dir: str | os.PathLike | None = None, source: str = "midi",
-                       val_fraction: float = 0.1, extra_stats: dict | None = None) -> dict:
+                       val_fraction: float = 0.1, extra_stats: dict | None = None, preset: str = "cmt",
+                       emotion_map: dict[str, int] | None = None) -> dict:
     """Tokenise ``files`` (``(song_id, path)``) and write the training npz, vocab and stats JSON.
 
     Returns the stats dict (also written to ``<stem>_stats.json``, with ``extra_stats`` merged
-    in, e.g. how the MIDI files were made).  Raises cli.UserError
+    in, e.g. how the MIDI files were made).  ``preset="bmt"`` writes bmt tokens and init rows
+    with the emotion (``emotion_map``, else a ``Q1_`` file-name prefix).  Raises cli.UserError
     when no file gives a usable song.
     """
+    preset = D.preset(preset).name
     t0 = time.perf_counter()
     out_name = Path(out_name)
     if cache_dir:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    jobs = [(sid, str(p), max_len, str(cache_dir) if cache_dir else None) for sid, p in files]
+    jobs = [(sid, str(p), max_len, str(cache_dir) if cache_dir else None, preset) for sid, p in files]
     report = corpus.JobReport("tokenise")
     results = []
     for job, ok, value in corpus.run_jobs(tokenise_file, jobs, workers=workers, desc="tokenise"):
@@ -292,20 +331,22 @@ def build_training_set(files: list[tuple[str, Path]], out_name: str | os.PathLik
     n_windowed = 0
     for r in kept:
         gid = genre_for(r["id"], genre_map)
+        emo = emotion_for(r["id"], emotion_map) if preset == "bmt" else None
         if len(r["windows"]) > 1:
             n_windowed += 1
         for tokens, info in r["windows"]:
             seqs.append(np.asarray(tokens, dtype=np.int32))
-            inits.append(init_tokens(info["instruments"], info["key"], gid))
+            inits.append(init_tokens(info["instruments"], info["key"], gid, emo))
             metadata.append({"id": r["id"], "source": source, "window": int(info["window"]),
                              "n_windows": int(info["n_windows"]), "length": int(info["length"]),
                              "n_bars": int(info["n_bars"]), "n_notes": int(info["n_notes"]),
                              "instruments": [D.instrument_name(k) for k in info["instruments"]],
                              "key": D.key_name(int(info["key"])), "genre": D.GENRES[gid],
+                             **({} if emo is None else {"emotion": D.EMOTIONS[emo]}),
                              "split": "validation" if split[r["id"]] else "train", "hash": r["hash"]})
     arrays = assemble_arrays(seqs, inits)
     arrays["split"] = np.array([split[m["id"]] for m in metadata], dtype=np.uint8)
-    vocab = vocab_seen(seqs, arrays["init"])
+    vocab = vocab_seen(seqs, arrays["init"], preset)
     save_training_npz(out_name, arrays, metadata, vocab)
     cli.write_text_atomic(sidecar(out_name, "vocab"), json.dumps(vocab, indent=2) + "\n")
     elapsed = time.perf_counter() - t0
@@ -313,6 +354,7 @@ def build_training_set(files: list[tuple[str, Path]], out_name: str | os.PathLik
     stats = {
         "out_name": str(out_name),
         "source": source,
+        "preset": preset,
         "files": len(files),
         "songs": len(kept),
         "sequences": len(seqs),
@@ -328,6 +370,8 @@ def build_training_set(files: list[tuple[str, Path]], out_name: str | os.PathLik
                   "validation_songs": int(sum(split.values()))},
         "genres": dict(collections.Counter(m["genre"] for m in metadata).most_common()),
         "keys": dict(collections.Counter(m["key"] for m in metadata).most_common()),
+        **({"emotions": dict(collections.Counter(m["emotion"] for m in metadata).most_common())}
+           if preset == "bmt" else {}),
         "instruments": dict(collections.Counter(i for m in metadata for i in m["instruments"]).most_common()),
         "vocab": vocab["n_class"],
         "init_vocab": vocab["init_n_class"],

@@ -1,12 +1,29 @@
-"""Vocabularies of the CMT compound-word representation (SPEC section 2).
+"""Vocabularies of the compound-word representations (SPEC sections 2 and 8).
 
-Every token is one row of nine integers in the model's column order (``FIELDS``).
-Value 0 means "none / padding" in every field.  This module holds only constants
-and tiny lookup helpers; the tokeniser itself lives in :mod:`representation`.
+Two presets share one layout.  ``cmt`` (the published CMT) has nine columns per token row
+(``FIELDS``); ``bmt`` (BMT's richer soundtrack tokens) appends three, so every tool that reads
+the first nine columns reads both:
+
+    col  cmt / bmt                 bmt only
+    0    bar-beat                  9   tempo     on Bar tokens: 55 bins 32..224 bpm (+ 0 none)
+    1    type                      10  chord     on Bar and Beat tokens: root x quality (chords.py)
+    2    density                   11  velocity  on Note tokens: 40 bins of 3.2 (+ 0 none)
+    3    pitch
+    4    duration                  col 7 is p_beat (1..101) in cmt and p_time (0..99, stored + 1)
+    5    instrument                in bmt; both are the position in the song in percent.
+    6    strength
+    7    p_beat / p_time           Init (global) rows: [genre, key, instrument] in cmt,
+    8    i_beat                    [genre, key, instrument, emotion] in bmt.
+
+Value 0 means "none / padding" in every field.  :class:`Preset` describes a layout (which
+columns are embedded, predicted, their full vocabulary sizes); the model builds its
+embeddings and heads from it.  This module holds only constants and tiny lookup helpers;
+the tokeniser itself lives in :mod:`representation`.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 # --- token columns --------------------------------------------------------------
 FIELDS = ["bar-beat", "type", "density", "pitch", "duration", "instrument", "strength", "p_beat", "i_beat"]
@@ -147,3 +164,151 @@ def describe_row(row) -> str:
         return f"{bb} density={int(row[COL_DENSITY]) - 1}{extra} tick={int(row[COL_IBEAT])}"
     return (f"Note {instrument_name(int(row[COL_INSTRUMENT]))} pitch={int(row[COL_PITCH]) - 1} "
             f"dur={int(row[COL_DURATION]) - 1} tick={int(row[COL_IBEAT])}")
+
+
+# ---------------------------------------------------------------------------------
+# BMT fields (SPEC section 8)
+# ---------------------------------------------------------------------------------
+COL_TEMPO = 9
+COL_CHORD = 10
+COL_VELOCITY = 11
+BMT_FIELDS = FIELDS[:COL_PBEAT] + ["p_time", "i_beat", "tempo", "chord", "velocity"]
+
+TEMPO_MIN, TEMPO_MAX, N_TEMPO_BINS = 32.0, 224.0, 55       # vocab 56 with "none"
+N_VELOCITY_BINS = 40                                        # vocab 41 with "none"
+N_PTIME = 101                                               # 0 pad, 1..100 = p_time 0..99 + 1
+N_CHORD = 2 + 12 * 11                                       # none, N.C., 12 roots x 11 qualities (chords.py)
+
+EMOTIONS = ["none", "Q1", "Q2", "Q3", "Q4"]
+EMOTION_MEANING = {"Q1": "high valence, high arousal (happy, excited)",
+                   "Q2": "low valence, high arousal (tense, angry)",
+                   "Q3": "low valence, low arousal (sad, gloomy)",
+                   "Q4": "high valence, low arousal (calm, tender)"}
+
+
+def tempo_bin(bpm) -> int:
+    """Tempo class 1..55 of a tempo in bpm: the nearest of 55 evenly spaced values 32..224."""
+    step = (TEMPO_MAX - TEMPO_MIN) / (N_TEMPO_BINS - 1)
+    k = int(round((min(max(float(bpm), TEMPO_MIN), TEMPO_MAX) - TEMPO_MIN) / step))
+    return 1 + k
+
+
+def tempo_value(cls: int) -> float:
+    """Tempo in bpm of class 1..55 (the bin's centre)."""
+    if not 1 <= int(cls) <= N_TEMPO_BINS:
+        raise ValueError(f"tempo class {cls} out of 1..{N_TEMPO_BINS}")
+    return TEMPO_MIN + (int(cls) - 1) * (TEMPO_MAX - TEMPO_MIN) / (N_TEMPO_BINS - 1)
+
+
+def velocity_bin(velocity) -> int:
+    """Velocity class 1..40 of a MIDI velocity 0..127 (bins 3.2 wide)."""
+    v = min(max(int(velocity), 0), 127)
+    return 1 + v * N_VELOCITY_BINS // 128
+
+
+def velocity_value(cls: int) -> int:
+    """MIDI velocity of class 1..40 (the bin's centre, rounded)."""
+    if not 1 <= int(cls) <= N_VELOCITY_BINS:
+        raise ValueError(f"velocity class {cls} out of 1..{N_VELOCITY_BINS}")
+    return int(round((int(cls) - 1) * 128 / N_VELOCITY_BINS + 64 / N_VELOCITY_BINS))
+
+
+def emotion_id(name) -> int:
+    """'Q1'..'Q4' (case-insensitive, or 1..4) -> 1..4; KeyError otherwise."""
+    t = str(name).strip().upper()
+    if t.isdigit() and 1 <= int(t) <= 4:
+        return int(t)
+    if t in EMOTIONS[1:]:
+        return EMOTIONS.index(t)
+    raise KeyError(name)
+
+
+# ---------------------------------------------------------------------------------
+# presets: what the model embeds and predicts
+# ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TokenField:
+    """One embedded column.  ``module`` names its weights (``encoder_emb_<module>``, ``proj_<module>``:
+    the released checkpoint's names for the cmt fields); ``emb`` is the published embedding size."""
+    name: str
+    col: int
+    emb: int
+    module: str
+    head: bool = True
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    columns: tuple[str, ...]          # column names in row order
+    n_class: tuple[int, ...]          # full vocabulary per column (i_beat: positional table length)
+    fields: tuple[TokenField, ...]    # embedded and concatenated, in this order (type is one of them)
+    time_col: int                     # the beat-timing column (own embedding, added)
+    init_fields: tuple[str, ...]
+    init_n_class: tuple[int, ...]
+
+    @property
+    def n_cols(self) -> int:
+        return len(self.columns)
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """Predicted fields, type first (it is sampled first and conditions the others)."""
+        return ("type",) + tuple(f.name for f in self.fields if f.head and f.name != "type")
+
+    def field(self, name: str) -> TokenField:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def emb_sizes(self, cmt_sizes) -> list[int]:
+        """Embedding sizes for every field from the seven cmt ones: extra bmt fields are sized
+        from the pitch embedding (published 512 -> tempo 128, chord 256, velocity 128)."""
+        sizes = [int(v) for v in cmt_sizes]
+        if len(sizes) == len(self.fields):
+            return sizes
+        if len(sizes) != 7:
+            raise ValueError(f"emb_sizes needs 7 (cmt) or {len(self.fields)} ({self.name}) entries")
+        pitch = sizes[3]
+        extra = {"tempo": max(pitch // 4, 2), "chord": max(pitch // 2, 2), "velocity": max(pitch // 4, 2)}
+        return sizes + [extra[f.name] for f in self.fields[7:]]
+
+
+_CMT_FIELDS = (
+    TokenField("barbeat", COL_BARBEAT, 64, "barbeat"),
+    TokenField("type", COL_TYPE, 32, "type"),
+    TokenField("density", COL_DENSITY, 64, "beat_density"),
+    TokenField("pitch", COL_PITCH, 512, "pitch"),
+    TokenField("duration", COL_DURATION, 128, "duration"),
+    TokenField("instr", COL_INSTRUMENT, 32, "instr"),
+    TokenField("strength", COL_STRENGTH, 64, "onset_density"),
+)
+
+PRESETS = {
+    "cmt": Preset("cmt", tuple(FIELDS), tuple(N_CLASS[f] for f in FIELDS), _CMT_FIELDS, COL_PBEAT,
+                  tuple(INIT_FIELDS), tuple(INIT_N_CLASS)),
+}
+
+
+def _bmt() -> Preset:
+    n_class = [N_CLASS[f] for f in FIELDS]
+    n_class[COL_PBEAT] = N_PTIME
+    n_class += [N_TEMPO_BINS + 1, N_CHORD, N_VELOCITY_BINS + 1]
+    fields = _CMT_FIELDS + (TokenField("tempo", COL_TEMPO, 128, "tempo"),
+                            TokenField("chord", COL_CHORD, 256, "chord"),
+                            TokenField("velocity", COL_VELOCITY, 128, "velocity"))
+    return Preset("bmt", tuple(BMT_FIELDS), tuple(n_class), fields, COL_PBEAT,
+                  tuple(INIT_FIELDS) + ("emotion",), tuple(INIT_N_CLASS) + (len(EMOTIONS),))
+
+
+PRESETS["bmt"] = _bmt()
+
+
+def preset(name: str | None) -> Preset:
+    """The preset named ``name`` (None: cmt); ValueError naming the known ones."""
+    try:
+        return PRESETS[name or "cmt"]
+    except KeyError:
+        raise ValueError(f"unknown representation preset {name!r}; use {' or '.join(PRESETS)}") from None

@@ -17,6 +17,11 @@ every Beat token with exactly as many notes as its strength says (as in the data
 the number of notes of the simu-note), of distinct pitches and with the Beat's instrument,
 keeps the last bar from closing empty (so the music lasts to the video's end), and closes a bar
 by force if the model stalls in one.
+
+With a bmt model (SPEC section 8) the rows carry three more fields: Bar tokens get the tempo
+class of the music's real tempo (``Controls.tempo``: the video's, or the user's), so the model
+composes for the tempo the MIDI will be played at; chords (Bar and Beat tokens) and velocities
+(Note tokens) are sampled from their heads.  The emotion is a global control in the init rows.
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ class Controls:
     forced_tracks: tuple[int, ...] = FORCED_TRACKS
     instruments: tuple[int, ...] | None = None   # classes the music may use (None: all the model knows)
     max_tokens_per_bar: int = 160       # a bar that runs longer is closed by force
+    tempo: float | None = None          # bmt: the tempo (bpm) written on Bar tokens (None: sampled)
 
 
 @dataclass
@@ -75,11 +81,19 @@ def p_beat(i_beat: int, n_beat: int) -> int:
     return min(D.N_PBEAT - 1, int(100 * i_beat / max(n_beat, 1)) + 1)
 
 
+def p_time(i_beat: int, n_beat: int) -> int:
+    return min(99, int(100 * i_beat / max(n_beat, 1))) + 1
+
+
 EOS = [0] * 9
 
 
-def _row(barbeat=0, type_=0, density=0, pitch=0, duration=0, instr=0, strength=0, i_beat=0, n_beat=1):
-    return [barbeat, type_, density, pitch, duration, instr, strength, p_beat(i_beat, n_beat), i_beat]
+def _row(barbeat=0, type_=0, density=0, pitch=0, duration=0, instr=0, strength=0, i_beat=0, n_beat=1,
+         bmt=None):
+    """A token row; ``bmt`` = (tempo, chord, velocity) makes it a 12-column bmt row (p_time in col 7)."""
+    if bmt is None:
+        return [barbeat, type_, density, pitch, duration, instr, strength, p_beat(i_beat, n_beat), i_beat]
+    return [barbeat, type_, density, pitch, duration, instr, strength, p_time(i_beat, n_beat), i_beat, *bmt]
 
 
 @torch.inference_mode()
@@ -87,11 +101,14 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
              controls: Controls | None = None, seed: int = 0, progress=None) -> list[Song]:
     """Generate ``num_songs`` songs for one video; returns their :class:`Song` records.
 
-    ``video_rows``: the inference npz rows; ``init``: the (7, 3) init tokens.
+    ``video_rows``: the inference npz rows; ``init``: the (7, 3) init tokens ((7, 4) for bmt).
     """
     controls = controls or Controls()
     rng = np.random.default_rng(seed)
     n_class = model.config.n_class
+    bmt = model.config.preset == "bmt"
+    eos = [0] * len(n_class) if bmt else EOS
+    tempo_cls = D.tempo_bin(controls.tempo) if bmt and controls.tempo else None
     rows = keep_rows(video_rows, controls.min_strength)
     if len(rows) == 0 or rows[0, 0] != D.BAR:
         raise ValueError("video rows must start with a Bar row")
@@ -104,7 +121,9 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
     device = next(model.parameters()).device
     init_t = torch.as_tensor(np.repeat(init[None], num_songs, 0), dtype=torch.long, device=device)
     state = model.start(init_t)
-    first = _row(D.BAR, D.TYPE_M, int(rows[0, 1]), i_beat=0, n_beat=n_beat)
+    # (the first token is input only: its chord is not known yet, so it says "no chord")
+    first = _row(D.BAR, D.TYPE_M, int(rows[0, 1]), i_beat=0, n_beat=n_beat,
+                 bmt=(tempo_cls or D.tempo_bin(120), 1, 0) if bmt else None)
     for s in songs:
         s.tokens.append(first)
     tok = torch.tensor([first] * num_songs, dtype=torch.long, device=device)
@@ -116,6 +135,8 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
         m[:, 0] = False
         return m
     allow_dens, allow_dur, allow_str = non_zero(D.COL_DENSITY), non_zero(D.COL_DURATION), non_zero(D.COL_STRENGTH)
+    if bmt:
+        allow_tempo, allow_chord, allow_vel = non_zero(D.COL_TEMPO), non_zero(D.COL_CHORD), non_zero(D.COL_VELOCITY)
     allow_instr = np.zeros((num_songs, n_class[D.COL_INSTRUMENT]), bool)
     allow_instr[:, allowed_instr] = True
     n_bars = int((rows[:, 0] == D.BAR).sum())
@@ -151,25 +172,32 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
         dur = sample(heads["duration"], "duration", rng, allow_dur)
         instr = sample(heads["instr"], "instr", rng, allow_instr)
         strength = sample(heads["strength"], "strength", rng, allow_str)
+        if bmt:
+            tempo = sample(heads["tempo"], "tempo", rng, allow_tempo) if tempo_cls is None \
+                else np.full(num_songs, tempo_cls)
+            chord = sample(heads["chord"], "chord", rng, allow_chord)
+            vel = sample(heads["velocity"], "velocity", rng, allow_vel)
 
         next_tokens = []
         for b, s in enumerate(songs):
             if s.done:
-                next_tokens.append(EOS)
+                next_tokens.append(eos)
                 continue
             t = int(types[b])
             if t == D.TYPE_EOS:
                 s.done = True
-                next_tokens.append(EOS)
+                next_tokens.append(eos)
                 continue
             if t == D.TYPE_NOTE:
                 row = _row(s.barbeat, D.TYPE_NOTE, 0, int(pitch[b]), int(dur[b]), s.instr, 0,
-                           16 * s.bar + s.barbeat - 1, n_beat)
+                           16 * s.bar + s.barbeat - 1, n_beat, bmt=(0, 0, int(vel[b])) if bmt else None)
             else:
-                row = _metrical(s, int(bb[b]), int(dens[b]), int(instr[b]), int(strength[b]), rng, controls.C)
+                extra = (int(tempo[b]), int(chord[b])) if bmt else None
+                row = _metrical(s, int(bb[b]), int(dens[b]), int(instr[b]), int(strength[b]), rng, controls.C,
+                                extra)
                 if row is None:          # the video is over and the model closed the last bar
                     s.done = True
-                    next_tokens.append(EOS)
+                    next_tokens.append(eos)
                     continue
             s.tokens.append(row)
             is_bar = row[D.COL_BARBEAT] == D.BAR
@@ -188,14 +216,17 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
         tok = torch.tensor(next_tokens, dtype=torch.long, device=device)
         h, state = model.step(tok, state)
     for s in songs:
-        s.tokens.append(EOS)
+        s.tokens.append(eos)
         s.done = True
     return songs
 
 
-def _metrical(s: Song, bb: int, dens: int, instr: int, strength: int, rng, C: float):
-    """Apply the video's rules to a sampled metrical token; returns the row to write."""
+def _metrical(s: Song, bb: int, dens: int, instr: int, strength: int, rng, C: float, bmt=None):
+    """Apply the video's rules to a sampled metrical token; returns the row to write.
+
+    ``bmt`` = (tempo, chord) sampled for this token (bmt models): Bars keep both, Beats the chord."""
     nxt = s.next_row
+    beat_extra = (0, bmt[1], 0) if bmt else None
     if s.pending or (nxt is not None and nxt[0] != D.BAR and (bb == D.BAR or bb >= nxt[0])):
         # force the visual beat, once per forced track
         if not s.pending:
@@ -206,7 +237,7 @@ def _metrical(s: Song, bb: int, dens: int, instr: int, strength: int, rng, C: fl
             s.j += 1
         s.barbeat, s.instr = b, track
         s.forced.append((s.bar, b, vs, track))
-        return _row(b, D.TYPE_M, dens, 0, 0, track, vs, 16 * s.bar + b - 1, s.n_beat)
+        return _row(b, D.TYPE_M, dens, 0, 0, track, vs, 16 * s.bar + b - 1, s.n_beat, bmt=beat_extra)
     if bb == D.BAR:
         if nxt is None:
             return None
@@ -215,6 +246,7 @@ def _metrical(s: Song, bb: int, dens: int, instr: int, strength: int, rng, C: fl
         s.barbeat, s.instr = 0, 0
         if rng.random() < C:
             dens = int(nxt[1])
-        return _row(D.BAR, D.TYPE_M, dens, i_beat=16 * s.bar, n_beat=s.n_beat)
+        return _row(D.BAR, D.TYPE_M, dens, i_beat=16 * s.bar, n_beat=s.n_beat,
+                    bmt=(bmt[0], bmt[1], 0) if bmt else None)
     s.barbeat, s.instr = bb, instr
-    return _row(bb, D.TYPE_M, dens, 0, 0, instr, strength, 16 * s.bar + bb - 1, s.n_beat)
+    return _row(bb, D.TYPE_M, dens, 0, 0, instr, strength, 16 * s.bar + bb - 1, s.n_beat, bmt=beat_extra)

@@ -1,11 +1,13 @@
-"""Train the compound-word Transformer, or compose music for videos with it.
+"""Train the compound-word Transformer (cmt or bmt tokens), or compose music for videos with it.
 
     python src/main_cp.py --mode train --train_data music21.npz --name mymodel
     torchrun --nproc_per_node 2 src/main_cp.py --mode train ...      # several GPUs (or CPUs)
     python src/main_cp.py --mode inference --videos videos/demo.mp4  # video in, video with music out
 
 Every entry of the hyperparameter block below can be overridden by a flag of the same name
-(``--lr 3e-4``); ``--preset small`` selects the bundled model's size.
+(``--lr 3e-4``); ``--preset small`` selects the bundled model's size.  The token
+representation (cmt or bmt) comes from the training data (``midi2numpy_mix.py
+--representation``) and is recorded in the checkpoint, which inference reads it from.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ HP = dict(
     n_head=8,                    # attention heads (d_model / n_head per head)
     d_ff=2048,                   # feed-forward size
     dropout=0.1,                 # dropout in the embeddings and every block
-    emb_sizes="64,32,64,512,128,32,64",   # bar-beat, type, density, pitch, duration, instrument, strength
+    emb_sizes="64,32,64,512,128,32,64",   # bar-beat, type, density, pitch, duration, instrument, strength (bmt data adds tempo, chord, velocity: pitch/4, /2, /4, or give all 10)
     time_emb_size=256,           # beat-timing (p_beat) embedding size
     init_emb_size=64,            # genre / key / instrument embedding size each
     attention="auto",            # auto | torch | fast_transformers (training kernel)
@@ -60,6 +62,7 @@ HP = dict(
     instruments="",              # e.g. "Piano,Bass": the instruments the music may use ("": all it knows)
     key="",                      # e.g. "D minor" ("": the commonest key of the training data)
     genre="",                    # e.g. "Folk" ("": the commonest genre of the training data)
+    emotion="",                  # bmt models: Q1 happy/excited, Q2 tense, Q3 sad, Q4 calm ("": the commonest of the training data)
     program="",                  # General MIDI programs for rendering, e.g. "Piano=0,Strings=48"
     render=1,                    # 0: stop at MIDI
     dtype="auto",                # inference weights: auto (bfloat16 where the CPU computes it natively) | float32 | bfloat16
@@ -129,7 +132,7 @@ def inference(hp: dict) -> None:
 
 
 def user_controls(hp: dict, model) -> dict:
-    """The --instruments / --key / --genre / --program flags as Options fields."""
+    """The --instruments / --key / --genre / --emotion / --program flags as Options fields."""
     import controls
     out = {}
     released = (model.checkpoint_info or {}).get("format") == "released"
@@ -144,6 +147,8 @@ def user_controls(hp: dict, model) -> dict:
             out["key"] = controls.parse_key(hp["key"], model.config.init_n_class[1])
         if hp["genre"]:
             out["genre"] = controls.parse_genre(hp["genre"], model.config.init_n_class[0])
+    if hp["emotion"]:
+        out["emotion"] = controls.parse_emotion(hp["emotion"], model)
     if hp["program"]:
         out["programs"] = controls.parse_programs(hp["program"])
     return out

@@ -2,10 +2,14 @@
 
     python src/midi2numpy_mix.py --midi_dir dataset/lpd_midi --out_name dataset/lpd.npz \
         [--genre_file genres.tsv] [--max_len 10000] [--workers N]
+    python src/midi2numpy_mix.py --midi_dir EMOPIA_1.0/midis --out_name dataset/emopia.npz \
+        --representation bmt
 
 Any MIDI collection works: tracks are mapped to Drums/Piano/Guitar/Bass/Strings by name,
 else by General MIDI program family.  Bad files (empty, corrupt, not MIDI, no track with
-21+ notes, not 4/4) are skipped with a reason in the final summary.  Writes the npz,
+21+ notes, not 4/4) are skipped with a reason in the final summary.  ``--representation bmt`` writes
+BMT's richer tokens (tempo, chord, velocity) and an emotion init field, labelled from
+``--emotion_file`` or from EMOPIA-style ``Q1_...`` file names.  Writes the npz,
 ``<stem>_vocab.json`` and ``<stem>_stats.json``; a per-song token cache (keyed by file
 content) makes reruns fast.
 """
@@ -22,6 +26,11 @@ def add_build_args(ap: argparse.ArgumentParser, default_max_len: int = 10000) ->
     ap.add_argument("--genre_file", help="optional id -> genre table (TSV/CSV 'id<TAB>genre' or JSON); ids are "
                                          "file paths relative to the MIDI folder without suffix, file names, "
                                          "or parent folder names")
+    ap.add_argument("--representation", choices=["cmt", "bmt"], default="cmt",
+                    help="token preset: cmt (the published 9 fields) or bmt (adds tempo, chord, velocity and "
+                         "an emotion label; default cmt)")
+    ap.add_argument("--emotion_file", help="bmt: optional id -> emotion table ('id<TAB>Q1'..'Q4', or JSON); "
+                                           "without an entry a file named Q1_... (EMOPIA) is Q1, else unknown")
     ap.add_argument("--max_len", type=int, default=default_max_len,
                     help=f"longest sequence in tokens (EOS included); longer songs are cut into windows at bar "
                          f"boundaries (default {default_max_len})")
@@ -39,6 +48,15 @@ def check_build_args(args) -> None:
         raise cli.UserError("--val_fraction must be in [0, 1)")
     if not str(args.out_name).endswith(".npz"):
         raise cli.UserError(f"--out_name {args.out_name} must end with .npz")
+    if args.emotion_file and args.representation != "bmt":
+        raise cli.UserError("--emotion_file needs --representation bmt (the cmt tokens have no emotion field)")
+
+
+def label_maps(args) -> tuple[dict | None, dict | None]:
+    """(genre map, emotion map) from --genre_file / --emotion_file."""
+    genre_map = dataset.read_genre_file(args.genre_file) if args.genre_file else None
+    emotion_map = dataset.read_emotion_file(args.emotion_file) if args.emotion_file else None
+    return genre_map, emotion_map
 
 
 def cache_dir_for(args) -> Path | None:
@@ -48,7 +66,7 @@ def cache_dir_for(args) -> Path | None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description="Tokenise a folder of MIDI files into the CMT training npz.")
+    ap = argparse.ArgumentParser(description="Tokenise a folder of MIDI files into the training npz.")
     ap.add_argument("--midi_dir", required=True, help="folder of .mid/.midi files (searched recursively)")
     ap.add_argument("--out_name", required=True, help="output .npz path, e.g. dataset/mydata.npz")
     add_build_args(ap)
@@ -60,10 +78,11 @@ def main() -> int:
     files = dataset.find_midi_files(midi_dir)
     if not files:
         raise cli.UserError(f"no .mid/.midi files under {midi_dir}")
-    genre_map = dataset.read_genre_file(args.genre_file) if args.genre_file else None
+    genre_map, emotion_map = label_maps(args)
     stats = dataset.build_training_set(files, args.out_name, max_len=args.max_len, genre_map=genre_map,
                                        workers=args.workers, cache_dir=cache_dir_for(args), source="midi",
-                                       val_fraction=args.val_fraction)
+                                       val_fraction=args.val_fraction, preset=args.representation,
+                                       emotion_map=emotion_map)
     print("\n".join(dataset.summary_lines(stats)))
     return 0
 

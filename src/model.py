@@ -1,19 +1,23 @@
-"""The Controllable Music Transformer (SPEC section 3): config, model, loss, checkpoints.
+"""The Controllable Music Transformer (SPEC sections 3 and 8): config, model, loss, checkpoints.
 
-Input rows are compound tokens with 9 int64 columns (SPEC section 2):
+Input rows are compound tokens in a representation preset's column order (dictionary_mix;
+``cmt`` has 9 int64 columns, ``bmt`` appends tempo, chord and velocity):
 
     0 barbeat  1 type  2 density  3 pitch  4 duration  5 instr  6 strength
-    7 p_beat (beat timing, embedded)  8 i_beat (absolute tick, indexes the positional encoding)
+    7 p_beat / p_time (beat timing, embedded)  8 i_beat (absolute tick, indexes the positional
+    encoding)  [9 tempo  10 chord  11 velocity]
 
-and a block of "init" rows [genre, key, instrument] (7 of them in the published setup)
-that is prepended to every sequence.
+and a block of "init" rows [genre, key, instrument(, emotion)] (7 of them in the published
+setup) that is prepended to every sequence.
 
-Data flow (names are the released checkpoint's module names, so its state dict loads
-without a renaming table):
+The model builds its embeddings and heads from the preset's field list, so one code path
+serves both presets.  Data flow (names are the released checkpoint's module names, so its
+state dict loads without a renaming table; bmt adds encoder_emb_/proj_ tempo, chord, velocity
+and init_emb_emotion):
 
-    tokens -> 7 field embeddings (lookup * sqrt(dim)), concatenated -> encoder_in_linear
-           + encoder_time_linear(p_beat embedding) + sinusoidal PE[i_beat] -> dropout
-    init   -> genre/key/instrument embeddings, concatenated -> init_in_linear   (no PE)
+    tokens -> one embedding per field (lookup * sqrt(dim)), concatenated -> encoder_in_linear
+           + encoder_time_linear(beat-timing embedding) + sinusoidal PE[i_beat] -> dropout
+    init   -> one embedding per init field, concatenated -> init_in_linear   (no PE)
     [init ; tokens] -> transformer_encoder: n_layer post-LN blocks with causal linear
            attention (attention.py) + GELU feed-forward, final LayerNorm -> h
     type logits = proj_type(h)
@@ -26,8 +30,8 @@ Two ways to run it:
 * ``start(init)`` then ``step(tokens, state)`` per compound token: the recurrent form of
   linear attention, constant work per token, batched over songs (generation).
 
-Checkpoints: :func:`save_checkpoint` writes our format, :func:`load_checkpoint` reads it
-and the released CMT file (a DataParallel state dict).
+Checkpoints: :func:`save_checkpoint` writes our format (the config names the preset),
+:func:`load_checkpoint` reads it and the released CMT file (a DataParallel state dict).
 """
 from __future__ import annotations
 
@@ -42,19 +46,19 @@ import torch.nn.functional as F
 from torch import nn
 
 import attention
+import dictionary_mix as D
 from cli import UserError, atomic_path
 
-# Field names, in the model's column order.
+# Field names of the cmt preset, in the model's column order.
 COLUMNS = ("barbeat", "type", "density", "pitch", "duration", "instr", "strength", "p_beat", "i_beat")
 INIT_COLUMNS = ("genre", "key", "instrument")
-# The keys of the logits dict, type first (it is predicted first).
-LOGIT_KEYS = ("type", "barbeat", "density", "pitch", "duration", "instr", "strength")
-FIELD_HEADS = ("barbeat", "density", "pitch", "duration", "instr", "strength")  # type-conditioned
+# The keys of the cmt logits dict, type first (it is predicted first).
+LOGIT_KEYS = D.PRESETS["cmt"].heads
 # Other spellings accepted by check_vocab.
 _ALIASES = {"bar-beat": "barbeat", "bar_beat": "barbeat", "beat_density": "density",
             "instrument": "instr", "onset_density": "strength", "time_encoding": "p_beat",
             "beat_timing": "p_beat", "init_genre": "genre", "init_key": "key",
-            "init_instrument": "init_instr"}
+            "init_instrument": "init_instr", "init_emotion": "emotion"}
 
 CHECKPOINT_FORMAT = "cmt-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -64,12 +68,13 @@ RELEASED_HEADS = 8  # not recoverable from weight shapes; the published value
 @dataclass
 class ModelConfig:
     """Sizes of the model; the defaults are the published ones (released checkpoint)."""
-    # classes per column; n_class[8] = max i_beat + 1 is informational (i_beat is not embedded)
+    # classes per column of the preset; n_class[8] = max i_beat + 1 is informational (not embedded)
     n_class: list[int] = field(default_factory=lambda: [18, 3, 18, 129, 18, 6, 20, 102, 5025])
-    init_n_class: list[int] = field(default_factory=lambda: [7, 1, 6])  # genre, key, instrument
-    # embedding sizes of columns 0..6: barbeat, type, density, pitch, duration, instr, strength
+    init_n_class: list[int] = field(default_factory=lambda: [7, 1, 6])  # genre, key, instrument(, emotion)
+    # embedding sizes of the preset's fields: barbeat, type, density, pitch, duration, instr,
+    # strength (, tempo, chord, velocity)
     emb_sizes: list[int] = field(default_factory=lambda: [64, 32, 64, 512, 128, 32, 64])
-    time_emb_size: int = 256      # p_beat embedding
+    time_emb_size: int = 256      # p_beat / p_time embedding
     init_emb_size: int = 64       # each of genre, key, instrument
     d_model: int = 512
     n_layer: int = 12
@@ -78,6 +83,11 @@ class ModelConfig:
     dropout: float = 0.1
     max_pos: int = 20000          # rows of the original's positional table (see _beat_pe)
     attention: str = "auto"       # "auto" | "torch" | "fast_transformers"
+    preset: str = "cmt"           # representation preset (dictionary_mix.PRESETS)
+
+    @property
+    def layout(self) -> "D.Preset":
+        return D.preset(self.preset)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -91,8 +101,11 @@ class ModelConfig:
         return cls(**{k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in d.items()})
 
     def validate(self) -> None:
-        if len(self.n_class) < 8 or len(self.emb_sizes) != 7 or len(self.init_n_class) != 3:
-            raise ValueError("n_class needs >= 8 entries, emb_sizes 7, init_n_class 3")
+        P = self.layout
+        if len(self.n_class) < P.n_cols - 1 or len(self.emb_sizes) != len(P.fields) \
+                or len(self.init_n_class) != len(P.init_fields):
+            raise ValueError(f"the {P.name} preset needs n_class of {P.n_cols} entries, emb_sizes "
+                             f"{len(P.fields)}, init_n_class {len(P.init_fields)}")
         if self.d_model % self.n_head:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
         if self.d_model % 2:
@@ -265,21 +278,16 @@ class CMT(nn.Module):
         self.config = cfg
         self.vocab: dict | None = None
         self.checkpoint_info: dict = {}
-        n, e = cfg.n_class, cfg.emb_sizes
+        n, e, P = cfg.n_class, cfg.emb_sizes, cfg.layout
+        self.layout = P
 
-        self.init_emb_genre = Embeddings(cfg.init_n_class[0], cfg.init_emb_size)
-        self.init_emb_key = Embeddings(cfg.init_n_class[1], cfg.init_emb_size)
-        self.init_emb_instrument = Embeddings(cfg.init_n_class[2], cfg.init_emb_size)
-        self.init_in_linear = nn.Linear(3 * cfg.init_emb_size, cfg.d_model)
+        for name, k in zip(P.init_fields, cfg.init_n_class):
+            setattr(self, f"init_emb_{name}", Embeddings(k, cfg.init_emb_size))
+        self.init_in_linear = nn.Linear(len(P.init_fields) * cfg.init_emb_size, cfg.d_model)
 
-        self.encoder_emb_barbeat = Embeddings(n[0], e[0])
-        self.encoder_emb_type = Embeddings(n[1], e[1])
-        self.encoder_emb_beat_density = Embeddings(n[2], e[2])
-        self.encoder_emb_pitch = Embeddings(n[3], e[3])
-        self.encoder_emb_duration = Embeddings(n[4], e[4])
-        self.encoder_emb_instr = Embeddings(n[5], e[5])
-        self.encoder_emb_onset_density = Embeddings(n[6], e[6])
-        self.encoder_emb_time_encoding = Embeddings(n[7], cfg.time_emb_size)
+        for f, size in zip(P.fields, e):
+            setattr(self, f"encoder_emb_{f.module}", Embeddings(n[f.col], size))
+        self.encoder_emb_time_encoding = Embeddings(n[P.time_col], cfg.time_emb_size)
         self.encoder_pos_emb = BeatPositionalEncoding(cfg.d_model)
         self.encoder_in_linear = nn.Linear(sum(e), cfg.d_model)
         self.encoder_time_linear = nn.Linear(cfg.time_emb_size, cfg.d_model)
@@ -288,33 +296,24 @@ class CMT(nn.Module):
         self.transformer_encoder = Encoder(cfg)
 
         self.project_concat_type = nn.Linear(cfg.d_model + e[1], cfg.d_model)
-        self.proj_barbeat = nn.Linear(cfg.d_model, n[0])
-        self.proj_type = nn.Linear(cfg.d_model, n[1])
-        self.proj_beat_density = nn.Linear(cfg.d_model, n[2])
-        self.proj_pitch = nn.Linear(cfg.d_model, n[3])
-        self.proj_duration = nn.Linear(cfg.d_model, n[4])
-        self.proj_instr = nn.Linear(cfg.d_model, n[5])
-        self.proj_onset_density = nn.Linear(cfg.d_model, n[6])
+        for f in P.fields:   # (type included: its head reads h directly)
+            if f.head:
+                setattr(self, f"proj_{f.module}", nn.Linear(cfg.d_model, n[f.col]))
+        self._emb = [(f"encoder_emb_{f.module}", f.col) for f in P.fields]
+        self._init_emb = [f"init_emb_{name}" for name in P.init_fields]
+        self._heads = [(f.name, f"proj_{f.module}") for f in P.fields if f.head and f.name != "type"]
 
     # ---- embeddings -------------------------------------------------------------------
     def embed_tokens(self, x):
-        """(..., 9) compound tokens -> (..., d_model) inputs of the stack (dropout applied)."""
-        embs = torch.cat([
-            self.encoder_emb_barbeat(x[..., 0]),
-            self.encoder_emb_type(x[..., 1]),
-            self.encoder_emb_beat_density(x[..., 2]),
-            self.encoder_emb_pitch(x[..., 3]),
-            self.encoder_emb_duration(x[..., 4]),
-            self.encoder_emb_instr(x[..., 5]),
-            self.encoder_emb_onset_density(x[..., 6]),
-        ], dim=-1)
-        h = self.encoder_in_linear(embs) + self.encoder_time_linear(self.encoder_emb_time_encoding(x[..., 7]))
-        return self.emb_dropout(h + self.encoder_pos_emb(x[..., 8]))
+        """(..., n_cols) compound tokens -> (..., d_model) inputs of the stack (dropout applied)."""
+        embs = torch.cat([getattr(self, m)(x[..., col]) for m, col in self._emb], dim=-1)
+        t = self.layout.time_col
+        h = self.encoder_in_linear(embs) + self.encoder_time_linear(self.encoder_emb_time_encoding(x[..., t]))
+        return self.emb_dropout(h + self.encoder_pos_emb(x[..., D.COL_IBEAT]))
 
     def embed_init(self, init):
-        """(..., 3) [genre, key, instrument] rows -> (..., d_model); no positional encoding."""
-        embs = torch.cat([self.init_emb_genre(init[..., 0]), self.init_emb_key(init[..., 1]),
-                          self.init_emb_instrument(init[..., 2])], dim=-1)
+        """(..., n_init_fields) rows [genre, key, instrument(, emotion)] -> (..., d_model); no PE."""
+        embs = torch.cat([getattr(self, m)(init[..., i]) for i, m in enumerate(self._init_emb)], dim=-1)
         return self.init_in_linear(embs)
 
     def backend(self, device=None) -> str:
@@ -338,28 +337,27 @@ class CMT(nn.Module):
     def heads(self, h, type_ids) -> dict[str, torch.Tensor]:
         """Type-conditioned heads from hidden states and the (given) type of each position."""
         y = self.project_concat_type(torch.cat([h, self.encoder_emb_type(type_ids)], dim=-1))
-        return {"barbeat": self.proj_barbeat(y), "density": self.proj_beat_density(y),
-                "pitch": self.proj_pitch(y), "duration": self.proj_duration(y),
-                "instr": self.proj_instr(y), "strength": self.proj_onset_density(y)}
+        return {name: getattr(self, m)(y) for name, m in self._heads}
 
     def forward(self, x, y, init) -> dict[str, torch.Tensor]:
         """Teacher-forced logits.
 
-        x, y: (B, L, 9) int64 inputs and targets (y = x shifted by one); init: (B, n_init, 3).
-        Returns {type, barbeat, density, pitch, duration, instr, strength}: (B, L, vocab) each;
-        the type-conditioned heads see the target type y[..., 1].
+        x, y: (B, L, n_cols) int64 inputs and targets (y = x shifted by one); init: (B, n_init,
+        n_init_fields).  Returns one (B, L, vocab) tensor per predicted field of the preset (type,
+        barbeat, density, pitch, duration, instr, strength (, tempo, chord, velocity)); the
+        type-conditioned heads see the target type y[..., 1].
         """
         h = self.forward_hidden(x, init)
         return {"type": self.proj_type(h), **self.heads(h, y[..., 1])}
 
     def loss(self, x, y, mask, init) -> tuple[torch.Tensor, dict[str, float]]:
-        """SPEC section 4: per field, CE * mask summed / mask sum; total = mean over 7 fields."""
+        """SPEC section 4: per field, CE * mask summed / mask sum; total = mean over the fields."""
         logits = self(x, y, init)
         mask = mask.to(logits["type"].dtype)
         denom = mask.sum()
         parts = {}
-        for name in LOGIT_KEYS:
-            col = COLUMNS.index(name)
+        for name in self.layout.heads:
+            col = self.layout.field(name).col
             ce = F.cross_entropy(logits[name].flatten(0, 1), y[..., col].flatten(), reduction="none")
             parts[name] = (ce * mask.flatten()).sum() / denom
         total = torch.stack(list(parts.values())).mean()
@@ -368,7 +366,7 @@ class CMT(nn.Module):
     # ---- recurrent (generation) path --------------------------------------------------
     @torch.inference_mode()
     def start(self, init):
-        """Run the init rows (B, n_init, 3) through the stack; returns the per-layer state.
+        """Run the init rows (B, n_init, n_init_fields) through the stack; returns the per-layer state.
 
         The state is a list (one entry per layer) of (S (B,H,E,E), Z (B,H,E)) tensors;
         index both with a batch index to keep or drop songs (see :func:`select_state`).
@@ -378,12 +376,12 @@ class CMT(nn.Module):
 
     @torch.inference_mode()
     def prefill(self, x, state):
-        """Run several tokens (B, L, 9) in parallel from ``state``; returns (h (B,L,d), state)."""
+        """Run several tokens (B, L, n_cols) in parallel from ``state``; returns (h (B,L,d), state)."""
         return self.transformer_encoder(self.embed_tokens(x), "torch", state, True)
 
     @torch.inference_mode()
     def step(self, tokens, state):
-        """One compound token per sequence: tokens (B, 9) int64 -> (h (B, d_model), new state).
+        """One compound token per sequence: tokens (B, n_cols) int64 -> (h (B, d_model), new state).
 
         h is after the final LayerNorm; the input state is left unchanged.
         """
@@ -396,7 +394,7 @@ class CMT(nn.Module):
 
     @torch.inference_mode()
     def predict_fields(self, h, type_ids) -> dict[str, torch.Tensor]:
-        """Type-conditioned logits for barbeat, density, pitch, duration, instr, strength."""
+        """Type-conditioned logits of every predicted field but type."""
         return self.heads(h, type_ids)
 
 
@@ -413,24 +411,26 @@ def check_vocab(model_or_config, data_sizes, source: str) -> None:
     """Fail with one line when data needs more classes than the model has.
 
     ``data_sizes``: classes the data needs (max value + 1) per field, either a list in
-    column order (COLUMNS) or a dict keyed by column name ("barbeat", "type", "density",
-    "pitch", "duration", "instr", "strength", "p_beat"; SPEC spellings such as
-    "bar-beat", "instrument", "onset_density" accepted) or by the init fields
-    ("genre", "key", "init_instr").  i_beat is not checked: its positional encoding is
-    computed for any position.
+    column order or a dict keyed by column name ("barbeat", "type", "density", "pitch",
+    "duration", "instr", "strength", "p_beat" (bmt: "p_time", "tempo", "chord", "velocity");
+    SPEC spellings such as "bar-beat", "instrument", "onset_density" accepted) or by the init
+    fields ("genre", "key", "init_instr", "emotion").  i_beat is not checked: its positional
+    encoding is computed for any position.
     """
     cfg = model_or_config.config if isinstance(model_or_config, nn.Module) else model_or_config
-    items = list(zip(COLUMNS, data_sizes)) if isinstance(data_sizes, (list, tuple)) else list(data_sizes.items())
+    columns = [_ALIASES.get(c, c) for c in cfg.layout.columns]
+    init_names = ["init_instr" if f == "instrument" else f for f in cfg.layout.init_fields]
+    items = list(zip(columns, data_sizes)) if isinstance(data_sizes, (list, tuple)) else list(data_sizes.items())
     for raw, need in items:
         name = _ALIASES.get(raw, raw)
         if name == "i_beat":
             continue
-        if name in COLUMNS:
-            have, where = cfg.n_class[COLUMNS.index(name)], "column"
-        elif name in ("genre", "key", "init_instr"):
-            have, where = cfg.init_n_class[("genre", "key", "init_instr").index(name)], "init field"
+        if name in columns:
+            have, where = cfg.n_class[columns.index(name)], "column"
+        elif name in init_names:
+            have, where = cfg.init_n_class[init_names.index(name)], "init field"
         else:
-            raise ValueError(f"check_vocab: unknown field {raw!r}")
+            raise ValueError(f"check_vocab: unknown field {raw!r} for the {cfg.preset} preset")
         if int(need) > int(have):
             raise UserError(f"{source}: {where} '{name}' needs {int(need)} classes but the model has "
                             f"{int(have)}: use a checkpoint trained with this vocabulary, or retrain")

@@ -11,6 +11,10 @@ with the General MIDI programs of ``dictionary_mix.PROGRAMS`` (Drums on channel 
 Note timing: onset = the row's i_beat (in 16ths), duration = duration-1 sixteenths (at
 least 1); the file's resolution is ``ticks_per_beat`` (4 by default, so one MIDI tick is
 one token tick).
+
+bmt rows (12 columns) also carry each note's velocity, a tempo per bar and chords: the
+notes keep their velocities, the chords become MIDI markers ("C:maj", ...) and, when no
+tempo is given, the tokens' tempo changes become the MIDI's.
 """
 from __future__ import annotations
 
@@ -21,18 +25,24 @@ import numpy as np
 
 import cli
 import dictionary_mix as D
+from representation import tokens_chords, tokens_tempos
 from representation import tokens_to_notes  # re-exported: notes as (onset, pitch, duration, instrument)
 
 __all__ = ["tokens_to_midi", "notes_to_midi", "tokens_to_notes", "write_midi"]
 
 
 def notes_to_midi(notes: np.ndarray, tempo_bpm: float, velocity: int = 80, programs: dict | None = None,
-                  ticks_per_beat: int = D.TICKS_PER_BEAT):
-    """A ``miditoolkit.MidiFile`` for notes ``(n, 4)`` ``[onset_16th, pitch, duration_16ths, instrument]``."""
-    import miditoolkit
-    from miditoolkit.midi.containers import Instrument, Note, TempoChange, TimeSignature
+                  ticks_per_beat: int = D.TICKS_PER_BEAT, tempos=None, chords=None):
+    """A ``miditoolkit.MidiFile`` for notes ``(n, 4)`` ``[onset_16th, pitch, duration_16ths, instrument]``.
 
-    if not tempo_bpm or tempo_bpm <= 0:
+    A fifth column, when present, is each note's velocity (else ``velocity`` for all).
+    ``tempos``: ``[(tick_16th, bpm), ...]`` tempo changes replacing ``tempo_bpm``; ``chords``:
+    ``[(tick_16th, chord id), ...]`` written as markers named by :func:`chords.chord_name`.
+    """
+    import miditoolkit
+    from miditoolkit.midi.containers import Instrument, Marker, Note, TempoChange, TimeSignature
+
+    if not tempos and (not tempo_bpm or tempo_bpm <= 0):
         raise ValueError(f"tempo must be positive, got {tempo_bpm}")
     if ticks_per_beat % D.TICKS_PER_BEAT:
         raise ValueError("ticks_per_beat must be a multiple of 4 (one 16th = a whole number of ticks)")
@@ -43,10 +53,18 @@ def notes_to_midi(notes: np.ndarray, tempo_bpm: float, velocity: int = 80, progr
             raise ValueError(f"unknown instrument names in programs: {sorted(unknown)}")
         progs.update({k: int(v) for k, v in programs.items()})
     scale = ticks_per_beat // D.TICKS_PER_BEAT
-    notes = np.asarray(notes, dtype=np.int64).reshape(-1, 4)
+    notes = np.asarray(notes, dtype=np.int64)
+    notes = notes.reshape(-1, notes.shape[-1] if notes.ndim == 2 and notes.shape[-1] >= 4 else 4)
     midi = miditoolkit.MidiFile(ticks_per_beat=ticks_per_beat)
-    midi.tempo_changes = [TempoChange(float(tempo_bpm), 0)]
+    if tempos:
+        midi.tempo_changes = [TempoChange(float(bpm), int(t) * scale) for t, bpm in tempos]
+        midi.tempo_changes[0].time = 0
+    else:
+        midi.tempo_changes = [TempoChange(float(tempo_bpm), 0)]
     midi.time_signature_changes = [TimeSignature(4, 4, 0)]
+    if chords:
+        from chords import chord_name
+        midi.markers = [Marker(chord_name(int(c)), int(t) * scale) for t, c in chords]
     vel = int(np.clip(velocity, 1, 127))
     for k, name in enumerate(D.INSTRUMENTS, start=1):
         sel = notes[notes[:, 3] == k]
@@ -54,9 +72,10 @@ def notes_to_midi(notes: np.ndarray, tempo_bpm: float, velocity: int = 80, progr
             continue
         inst = Instrument(program=progs[name], is_drum=(k == D.DRUMS), name=name)
         order = np.lexsort((sel[:, 1], sel[:, 0]))
-        for onset, pitch, dur, _ in sel[order]:
+        for onset, pitch, dur, *rest in sel[order]:
             start = int(onset) * scale
-            inst.notes.append(Note(velocity=vel, pitch=int(pitch), start=start, end=start + max(int(dur), 1) * scale))
+            v = int(np.clip(rest[1], 1, 127)) if len(rest) > 1 else vel
+            inst.notes.append(Note(velocity=v, pitch=int(pitch), start=start, end=start + max(int(dur), 1) * scale))
         midi.instruments.append(inst)
     if midi.instruments:
         midi.max_tick = max(n.end for i in midi.instruments for n in i.notes) + 1
@@ -69,15 +88,23 @@ def write_midi(midi, out_path: str | os.PathLike) -> None:
         midi.dump(tmp)
 
 
-def tokens_to_midi(tokens: np.ndarray, out_path: str | os.PathLike, tempo_bpm: float, velocity: int = 80,
+def tokens_to_midi(tokens: np.ndarray, out_path: str | os.PathLike, tempo_bpm: float | None, velocity: int = 80,
                    programs: dict | None = None, ticks_per_beat: int = D.TICKS_PER_BEAT, timing: str = "i_beat"):
     """Write token rows (T, >= 9 columns; stops at the first EOS row) as a MIDI file; returns the MidiFile.
 
     ``programs`` overrides General MIDI programs by instrument name, e.g. ``{"Strings": 48}``.
     ``timing="structure"`` takes onsets from the Bar/Beat tokens instead of i_beat.
+    bmt rows: notes keep their velocity, chords become markers, and with ``tempo_bpm`` None
+    the tempo follows the tokens (120 if they hold none).  A given ``tempo_bpm`` always wins
+    (a video's music must play at the video's tempo).
     """
-    notes = tokens_to_notes(tokens, timing=timing)
-    midi = notes_to_midi(notes, tempo_bpm, velocity=velocity, programs=programs, ticks_per_beat=ticks_per_beat)
+    tokens = np.asarray(tokens)
+    bmt = tokens.shape[1] > D.COL_VELOCITY
+    notes = tokens_to_notes(tokens, timing=timing, velocity=bmt)
+    tempos = tokens_tempos(tokens) if bmt and not tempo_bpm else None
+    midi = notes_to_midi(notes, tempo_bpm or 120.0, velocity=velocity, programs=programs,
+                         ticks_per_beat=ticks_per_beat, tempos=tempos,
+                         chords=tokens_chords(tokens) if bmt else None)
     write_midi(midi, out_path)
     return midi
 
@@ -124,14 +151,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description="Write CMT token rows as a five-track MIDI file.")
     ap.add_argument("--in", dest="inp", required=True, help=".npy (T, 9) token rows, or .npz (see --key/--index)")
     ap.add_argument("--out", required=True, help="output .mid path")
-    ap.add_argument("--tempo", type=float, default=120.0, help="tempo in bpm (default 120)")
+    ap.add_argument("--tempo", type=float, default=None,
+                    help="tempo in bpm (default: bmt tokens' own tempo, else 120)")
     ap.add_argument("--velocity", type=int, default=80, help="note velocity (default 80)")
     ap.add_argument("--key", help="array name inside an .npz (default: tokens, else x + y of a training file)")
     ap.add_argument("--index", type=int, help="which sequence when the array holds several")
     ap.add_argument("--program", action="append", default=[], metavar="NAME=PROGRAM",
                     help="override a General MIDI program, e.g. --program Strings=48 (repeatable)")
     args = ap.parse_args()
-    if args.tempo <= 0:
+    if args.tempo is not None and args.tempo <= 0:
         raise cli.UserError("--tempo must be positive")
     programs = {}
     for item in args.program:
@@ -142,8 +170,10 @@ def main() -> int:
     tokens = _load_tokens(args.inp, args.key, args.index)
     midi = tokens_to_midi(tokens, args.out, args.tempo, velocity=args.velocity, programs=programs or None)
     n = sum(len(i.notes) for i in midi.instruments)
+    bpm = midi.tempo_changes[0].tempo
+    more = f" ({len(midi.tempo_changes)} tempo changes, {len(midi.markers)} chord markers)" if midi.markers else ""
     print(f"wrote {args.out}: {n} notes in {len(midi.instruments)} tracks "
-          f"({', '.join(i.name for i in midi.instruments)}), {args.tempo:g} bpm")
+          f"({', '.join(i.name for i in midi.instruments)}), {bpm:g} bpm{more}")
     return 0
 
 

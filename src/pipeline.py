@@ -37,6 +37,7 @@ class Options:
     instruments: tuple[int, ...] | None = None
     key: int | None = None
     genre: int | None = None
+    emotion: int | None = None          # bmt models: 1..4 = Q1..Q4
     programs: dict | None = None
     render: bool = True
 
@@ -105,7 +106,10 @@ def init_block(model, opts: Options) -> np.ndarray:
     n_key = model.config.init_n_class[1]
     key = opts.key if opts.key is not None else vocab.get("default_key", 1 if n_key > 1 else 0)
     genre = opts.genre if opts.genre is not None else vocab.get("default_genre", 0)
-    return np.asarray(init_tokens(instruments, key, genre))
+    emotion = None
+    if model.config.preset == "bmt":
+        emotion = opts.emotion if opts.emotion is not None else vocab.get("default_emotion", 0)
+    return np.asarray(init_tokens(instruments, key, genre, emotion))
 
 
 def inference_dtype(name: str, model):
@@ -140,6 +144,7 @@ def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
     known = tuple((getattr(model, "vocab", None) or {}).get("instruments") or ())   # classes it was trained on
     controls = generation.Controls(C=opts.C, min_strength=opts.min_strength,
                                    instruments=opts.instruments or known or None)
+    init = init_block(model, opts)
     warned: set[str] = set()
     for path in inputs:
         name = path.stem
@@ -156,7 +161,8 @@ def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
         log(f"{name}: {duration:.1f} s, {tempo:.1f} bpm, {n_bars} bars, "
             f"{int(((rows[:, 0] != D.BAR) & (rows[:, 2] >= opts.min_strength)).sum())} visual beats to force")
         bar = cli.progress(desc=f"{name}: composing {opts.num_songs} song(s)", unit="token")
-        songs = generation.generate(model, rows, init_block(model, opts), opts.num_songs, controls=controls,
+        controls.tempo = tempo        # bmt models compose for the tempo the MIDI is played at
+        songs = generation.generate(model, rows, init, opts.num_songs, controls=controls,
                                     seed=opts.seed, progress=bar)
         bar.close()
         for k, song in enumerate(songs):

@@ -19,7 +19,7 @@ from pathlib import Path
 import cli
 import corpus
 import dataset
-from midi2numpy_mix import add_build_args, cache_dir_for, check_build_args
+from midi2numpy_mix import add_build_args, cache_dir_for, check_build_args, label_maps
 
 MUSIC21_MAX_LEN = 2048
 
@@ -46,7 +46,7 @@ def main() -> int:
     if args.cap < 0:
         raise cli.UserError("--cap must be >= 0")
     t0 = time.perf_counter()
-    genre_map = dataset.read_genre_file(args.genre_file) if args.genre_file else None
+    genre_map, emotion_map = label_maps(args)
     extra = {}
     if args.source == "music21":
         midi_out = Path(args.midi_out or "dataset/music21_midi")
@@ -78,7 +78,8 @@ def main() -> int:
         raise cli.UserError("no MIDI files to tokenise")
     stats = dataset.build_training_set(files, args.out_name, max_len=args.max_len, genre_map=genre_map,
                                        workers=args.workers, cache_dir=cache_dir_for(args), source=args.source,
-                                       val_fraction=args.val_fraction, extra_stats=extra)
+                                       val_fraction=args.val_fraction, extra_stats=extra, preset=args.representation,
+                                       emotion_map=emotion_map)
     print("\n".join(dataset.summary_lines(stats)))
     print(f"total {time.perf_counter() - t0:.1f} s")
     return 0

@@ -11,8 +11,13 @@ The tokeniser works in three steps:
 3. :func:`midi_to_tokens` / :func:`midi_to_windows` glue the two together and add
    per-song information (bars, instruments present, estimated key).
 
+``preset="bmt"`` (SPEC section 8) adds per-token tempo (on Bar tokens: the MIDI's tempo at
+the bar's start), chord (on Bar and Beat tokens: the chord of the half bar they fall in,
+:mod:`chords`) and velocity (on Note tokens), and writes p_time instead of p_beat in column 7;
+the first nine columns mean the same in both presets.
+
 :func:`tokens_to_notes` is the inverse of step 2 (used by ``numpy2midi_mix`` and by
-evaluation).  Files that cannot be tokenised raise :class:`BadMidiError` whose message
+evaluation); :func:`tokens_tempos` and :func:`tokens_chords` read back bmt's tempo and chords.  Files that cannot be tokenised raise :class:`BadMidiError` whose message
 is a one-line reason, so folder tools can skip them and report why.
 """
 from __future__ import annotations
@@ -101,7 +106,8 @@ def check_meter(midi, until_tick: int | None = None) -> None:
                 "(only bars of 16 sixteenths, e.g. 4/4 or 2/2, are supported)")
 
 
-def extract_notes(src, min_track_notes: int = D.MIN_TRACK_NOTES, check_time_signature: bool = True):
+def extract_notes(src, min_track_notes: int = D.MIN_TRACK_NOTES, check_time_signature: bool = True,
+                  velocity: bool = False):
     """Quantised notes of a MIDI file and a description of its tracks.
 
     Returns ``(notes, tracks)``: ``notes`` is an int32 array ``(n, 4)`` of
@@ -111,6 +117,7 @@ def extract_notes(src, min_track_notes: int = D.MIN_TRACK_NOTES, check_time_sign
     ``(onset, pitch, instrument)`` keeps only its longest note.  ``tracks`` lists
     ``{"name", "program", "is_drum", "class", "n_notes", "kept"}`` per MIDI track.
     Tracks with fewer than ``min_track_notes`` notes are dropped (SPEC: <= 20).
+    With ``velocity`` the notes get a fifth column, their MIDI velocity.
     """
     midi = load_midi(src)
     tpb = int(midi.ticks_per_beat)
@@ -128,12 +135,13 @@ def extract_notes(src, min_track_notes: int = D.MIN_TRACK_NOTES, check_time_sign
                        "class": cls, "n_notes": n, "kept": kept})
         if not kept or n == 0:
             continue
-        arr = np.array([(nt.start, nt.end, nt.pitch) for nt in inst.notes], dtype=np.int64)
+        arr = np.array([(nt.start, nt.end, nt.pitch, nt.velocity) for nt in inst.notes], dtype=np.int64)
         start, end, pitch = arr[:, 0], arr[:, 1], arr[:, 2]
         onset = np.floor(start * D.TICKS_PER_BEAT / tpb + 0.5).astype(np.int64)
         dur = np.floor((end - start) * D.TICKS_PER_BEAT / tpb + 0.5).astype(np.int64)
         dur = np.clip(dur, 1, D.MAX_DURATION)
-        parts.append(np.stack([onset, pitch, dur, np.full_like(onset, cls)], axis=1))
+        cols = [onset, pitch, dur, np.full_like(onset, cls)] + ([arr[:, 3]] if velocity else [])
+        parts.append(np.stack(cols, axis=1))
     if not any(t["n_notes"] for t in tracks):
         raise BadMidiError("no notes")
     if not parts:
@@ -147,8 +155,11 @@ def extract_notes(src, min_track_notes: int = D.MIN_TRACK_NOTES, check_time_sign
 
 
 def dedupe_and_sort(notes: np.ndarray) -> np.ndarray:
-    """Sort notes by (onset, instrument, pitch) and keep the longest of duplicated (onset, pitch, instrument)."""
-    notes = np.asarray(notes, dtype=np.int64).reshape(-1, 4)
+    """Sort notes by (onset, instrument, pitch) and keep the longest of duplicated (onset, pitch, instrument).
+
+    Columns beyond the four (velocity) travel with their note."""
+    notes = np.asarray(notes, dtype=np.int64)
+    notes = notes.reshape(-1, notes.shape[-1] if notes.ndim == 2 and notes.shape[-1] >= 4 else 4)
     if len(notes) == 0:
         return notes.astype(np.int32)
     # order: onset, instrument, pitch, then longest duration first
@@ -158,6 +169,20 @@ def dedupe_and_sort(notes: np.ndarray) -> np.ndarray:
     first = np.ones(len(notes), dtype=bool)
     first[1:] = np.any(key[1:] != key[:-1], axis=1)
     return notes[first].astype(np.int32)
+
+
+def bar_tempos(midi, n_bars: int, bar_offset: int = 0) -> np.ndarray:
+    """Tempo (bpm) in effect at the start of each bar ``bar_offset .. bar_offset + n_bars - 1``
+    (120 before the first tempo event, the MIDI default)."""
+    tpb = int(midi.ticks_per_beat)
+    changes = sorted((int(t.time), float(t.tempo)) for t in midi.tempo_changes if float(t.tempo) > 0)
+    times = np.array([c[0] for c in changes], dtype=np.int64)
+    values = np.array([c[1] for c in changes])
+    starts = (np.arange(n_bars) + bar_offset) * D.TICKS_PER_BAR * tpb // D.TICKS_PER_BEAT
+    if not len(changes):
+        return np.full(n_bars, 120.0)
+    idx = np.searchsorted(times, starts, side="right") - 1
+    return np.where(idx >= 0, values[np.maximum(idx, 0)], 120.0)
 
 
 # ---------------------------------------------------------------------------------
@@ -207,15 +232,28 @@ def p_beat(i_beat, n_beat: int):
     return np.minimum((100 * np.asarray(i_beat, dtype=np.int64)) // n_beat + 1, D.N_PBEAT - 1)
 
 
-def notes_to_tokens(notes: np.ndarray, n_beat: int | None = None, n_bars: int | None = None) -> np.ndarray:
-    """Token rows (T, 9) int32 for sorted, quantised notes; the last row is the all-zero EOS.
+def p_time(i_beat, n_beat: int):
+    """bmt's beat timing, stored + 1: min(99, int(100 * i_beat / n_beat)) + 1, so 1..100 (0 = pad)."""
+    n_beat = max(int(n_beat), 1)
+    return np.minimum((100 * np.asarray(i_beat, dtype=np.int64)) // n_beat, 99) + 1
+
+
+def notes_to_tokens(notes: np.ndarray, n_beat: int | None = None, n_bars: int | None = None,
+                    preset: str = "cmt", tempos=None, chords=None) -> np.ndarray:
+    """Token rows (T, 9) int32 (bmt: (T, 12)) for sorted, quantised notes; the last row is the all-zero EOS.
 
     ``notes`` as from :func:`extract_notes` (sorted by onset; ties keep their order).
     ``n_beat`` (song length in ticks for p_beat) defaults to the end of the last note;
     ``n_bars`` defaults to the bar of the last onset + 1 (bars without notes get a Bar
     token with density 1).
+
+    ``preset="bmt"`` also writes tempo, chord and velocity: ``tempos`` is the bpm of each
+    bar (default 120), ``chords`` the chord id of each half bar (default: extracted from
+    the notes by :func:`chords.segment_chords`), velocities come from a fifth note column
+    (default 80).
     """
-    notes = np.asarray(notes, dtype=np.int64).reshape(-1, 4)
+    notes = np.asarray(notes, dtype=np.int64)
+    notes = notes.reshape(-1, notes.shape[-1] if notes.ndim == 2 and notes.shape[-1] >= 4 else 4)
     if len(notes) == 0:
         raise BadMidiError("no notes")
     onset = notes[:, 0]
@@ -226,6 +264,16 @@ def notes_to_tokens(notes: np.ndarray, n_beat: int | None = None, n_bars: int | 
     if n_beat is None:
         n_beat = int(np.max(onset + notes[:, 2]))
     n_beat = max(int(n_beat), int(onset[-1]) + 1)
+    P = D.preset(preset)
+    bmt = P.name == "bmt"
+    timing = p_time if bmt else p_beat
+    if bmt:
+        import chords as CH
+        tempo_cls = [D.tempo_bin(t) for t in (np.full(n_bars, 120.0) if tempos is None else tempos)]
+        if len(tempo_cls) < n_bars:
+            raise ValueError(f"tempos has {len(tempo_cls)} bars, the song {n_bars}")
+        seg = CH.segment_chords(notes, n_bars * D.TICKS_PER_BAR) if chords is None else np.asarray(chords)
+        vel_cls = np.array([D.velocity_bin(v) for v in (notes[:, 4] if notes.shape[1] > 4 else [80] * len(notes))])
     pos = onset % D.TICKS_PER_BAR
     inst = notes[:, 3]
     bar_start = np.searchsorted(onset, np.arange(n_bars + 1) * D.TICKS_PER_BAR)
@@ -235,7 +283,7 @@ def notes_to_tokens(notes: np.ndarray, n_beat: int | None = None, n_bars: int | 
     group_id = np.cumsum(new_group) - 1
     group_size = np.bincount(group_id)
     n_groups = len(group_size)
-    out = np.zeros((n_bars + n_groups + len(notes) + 1, D.N_COLS), dtype=np.int32)
+    out = np.zeros((n_bars + n_groups + len(notes) + 1, P.n_cols), dtype=np.int32)
     r = 0
     for b in range(n_bars):
         lo, hi = bar_start[b], bar_start[b + 1]
@@ -243,18 +291,22 @@ def notes_to_tokens(notes: np.ndarray, n_beat: int | None = None, n_bars: int | 
         distinct = np.unique(bar_pos)
         tick = b * D.TICKS_PER_BAR
         out[r, [D.COL_BARBEAT, D.COL_TYPE, D.COL_DENSITY, D.COL_PBEAT, D.COL_IBEAT]] = (
-            D.BAR, D.TYPE_M, len(distinct) + 1, p_beat(tick, n_beat), tick)
+            D.BAR, D.TYPE_M, len(distinct) + 1, timing(tick, n_beat), tick)
+        if bmt:
+            out[r, [D.COL_TEMPO, D.COL_CHORD]] = tempo_cls[b], seg[tick // CH.SEGMENT]
         r += 1
         i = lo
         while i < hi:
             g = group_id[i]
             j = i + group_size[g]
             t = int(onset[i])
-            pb = int(p_beat(t, n_beat))
+            pb = int(timing(t, n_beat))
             after = len(distinct) - int(np.searchsorted(distinct, pos[i], side="right"))
             out[r, [D.COL_BARBEAT, D.COL_TYPE, D.COL_DENSITY, D.COL_INSTRUMENT, D.COL_STRENGTH,
                     D.COL_PBEAT, D.COL_IBEAT]] = (
                 pos[i] + 1, D.TYPE_M, after + 1, inst[i], min(j - i, D.N_CLASS["strength"] - 1), pb, t)
+            if bmt:
+                out[r, D.COL_CHORD] = seg[t // CH.SEGMENT]
             r += 1
             k = j - i
             rows = out[r:r + k]
@@ -264,20 +316,23 @@ def notes_to_tokens(notes: np.ndarray, n_beat: int | None = None, n_bars: int | 
             rows[:, D.COL_INSTRUMENT] = inst[i]
             rows[:, D.COL_PBEAT] = pb
             rows[:, D.COL_IBEAT] = t
+            if bmt:
+                rows[:, D.COL_VELOCITY] = vel_cls[i:j]
             r += k
             i = j
     assert r == len(out) - 1
     return out
 
 
-def tokens_to_notes(tokens: np.ndarray, timing: str = "i_beat") -> np.ndarray:
+def tokens_to_notes(tokens: np.ndarray, timing: str = "i_beat", velocity: bool = False) -> np.ndarray:
     """Notes ``(n, 4)`` int32 ``[onset_tick, pitch, duration_ticks, instrument_class]`` from token rows.
 
     Reads rows until the first EOS (type 0) row.  ``timing="i_beat"`` takes the onset
     from the i_beat column; ``timing="structure"`` recomputes it from the Bar and Beat
     tokens seen so far (16 * bars-before + position), for rows whose i_beat is unset.
     Note rows with pitch, duration or instrument 0 are skipped; a duration of 0 ticks
-    becomes 1.  Extra columns beyond the nine are ignored.
+    becomes 1.  Extra columns beyond the nine are ignored, except with ``velocity``: then a
+    fifth column holds each note's MIDI velocity (from bmt's velocity column, 80 without one).
     """
     tokens = np.asarray(tokens)
     if tokens.ndim != 2 or tokens.shape[1] < (D.N_COLS if timing == "i_beat" else D.N_COLS - 1):
@@ -305,24 +360,65 @@ def tokens_to_notes(tokens: np.ndarray, timing: str = "i_beat") -> np.ndarray:
     sel = ((typ == D.TYPE_NOTE) & (tokens[:, D.COL_PITCH] > 0) & (tokens[:, D.COL_DURATION] > 0)
            & (tokens[:, D.COL_INSTRUMENT] > 0) & (tokens[:, D.COL_INSTRUMENT] <= len(D.INSTRUMENTS)))
     rows = tokens[sel]
-    out = np.stack([onset[sel], rows[:, D.COL_PITCH] - 1, np.maximum(rows[:, D.COL_DURATION] - 1, 1),
-                    rows[:, D.COL_INSTRUMENT]], axis=1) if len(rows) else np.zeros((0, 4))
+    cols = [onset[sel], rows[:, D.COL_PITCH] - 1, np.maximum(rows[:, D.COL_DURATION] - 1, 1),
+            rows[:, D.COL_INSTRUMENT]]
+    if velocity:
+        vel = rows[:, D.COL_VELOCITY] if tokens.shape[1] > D.COL_VELOCITY else np.zeros(len(rows), np.int64)
+        cols.append(np.array([D.velocity_value(v) if 1 <= v <= D.N_VELOCITY_BINS else 80 for v in vel], np.int64))
+    out = np.stack(cols, axis=1) if len(rows) else np.zeros((0, len(cols)))
     return out.astype(np.int32)
+
+
+def _until_eos(tokens: np.ndarray) -> np.ndarray:
+    tokens = np.asarray(tokens)
+    eos = np.flatnonzero(tokens[:, D.COL_TYPE] == D.TYPE_EOS)
+    return tokens[:int(eos[0])] if len(eos) else tokens
+
+
+def tokens_tempos(tokens: np.ndarray) -> list[tuple[int, float]]:
+    """bmt tempo changes ``[(tick, bpm), ...]`` from the tempo of Bar tokens (empty for cmt rows)."""
+    tokens = _until_eos(tokens)
+    if tokens.shape[1] <= D.COL_TEMPO:
+        return []
+    out = []
+    for row in tokens[(tokens[:, D.COL_BARBEAT] == D.BAR) & (tokens[:, D.COL_TEMPO] > 0)]:
+        bpm = D.tempo_value(int(row[D.COL_TEMPO]))
+        if not out or out[-1][1] != bpm:
+            out.append((int(row[D.COL_IBEAT]), bpm))
+    return out
+
+
+def tokens_chords(tokens: np.ndarray) -> list[tuple[int, int]]:
+    """bmt chord changes ``[(tick, chord id), ...]`` read from metrical tokens (empty for cmt rows)."""
+    tokens = _until_eos(tokens)
+    if tokens.shape[1] <= D.COL_CHORD:
+        return []
+    out = []
+    for row in tokens[(tokens[:, D.COL_TYPE] == D.TYPE_M) & (tokens[:, D.COL_CHORD] > 0)]:
+        cid = int(row[D.COL_CHORD])
+        if not out or out[-1][1] != cid:
+            out.append((int(row[D.COL_IBEAT]), cid))
+    return out
 
 
 # ---------------------------------------------------------------------------------
 # songs and windows
 # ---------------------------------------------------------------------------------
 
-def _song_notes(src, trim_leading: bool):
-    notes, tracks = extract_notes(src)
+def _song_notes(src, trim_leading: bool, preset: str = "cmt"):
+    """(notes, tracks, bar_offset, tempos per bar or None); bmt notes carry velocity."""
+    bmt = D.preset(preset).name == "bmt"
+    midi = load_midi(src) if bmt else src
+    notes, tracks = extract_notes(midi, velocity=bmt)
     if len(notes) == 0:
         raise BadMidiError("no notes")
     bar_offset = int(notes[0, 0] // D.TICKS_PER_BAR) if trim_leading else 0
     if bar_offset:
         notes = notes.copy()
         notes[:, 0] -= bar_offset * D.TICKS_PER_BAR
-    return notes, tracks, bar_offset
+    n_bars = int(notes[-1, 0] // D.TICKS_PER_BAR) + 1
+    tempos = bar_tempos(midi, n_bars, bar_offset) if bmt else None
+    return notes, tracks, bar_offset, tempos
 
 
 def _info(tokens, notes, n_bars, n_beat, key, **extra):
@@ -337,18 +433,18 @@ def _info(tokens, notes, n_bars, n_beat, key, **extra):
     }
 
 
-def midi_to_tokens(src, trim_leading: bool = True):
+def midi_to_tokens(src, trim_leading: bool = True, preset: str = "cmt"):
     """Tokens of a whole song and information about it.
 
     ``src`` is a path or a ``miditoolkit.MidiFile``.  Returns ``(tokens, info)``:
-    tokens int32 ``(T, 9)`` ending with the EOS row; info holds ``length``, ``n_bars``,
-    ``n_beat``, ``n_notes``, ``instruments`` (class ids present), ``key`` (id),
+    tokens int32 ``(T, 9)`` (bmt: ``(T, 12)``) ending with the EOS row; info holds ``length``,
+    ``n_bars``, ``n_beat``, ``n_notes``, ``instruments`` (class ids present), ``key`` (id),
     ``bar_offset`` (leading empty bars removed when ``trim_leading``) and ``tracks``.
     Raises :class:`BadMidiError` for files that cannot be tokenised.
     """
-    notes, tracks, bar_offset = _song_notes(src, trim_leading)
+    notes, tracks, bar_offset, tempos = _song_notes(src, trim_leading, preset)
     key = estimate_key(notes)
-    tokens = notes_to_tokens(notes)
+    tokens = notes_to_tokens(notes, preset=preset, tempos=tempos)
     n_bars = int(notes[-1, 0] // D.TICKS_PER_BAR) + 1
     n_beat = int(np.max(notes[:, 0] + notes[:, 2]))
     return tokens, _info(tokens, notes, n_bars, n_beat, key, bar_offset=bar_offset, tracks=tracks, window=0,
@@ -381,7 +477,7 @@ def window_bounds(counts: np.ndarray, max_len: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def midi_to_windows(src, max_len: int | None = 10000, trim_leading: bool = True):
+def midi_to_windows(src, max_len: int | None = 10000, trim_leading: bool = True, preset: str = "cmt"):
     """A song as a list of ``(tokens, info)`` windows of at most ``max_len`` rows (EOS included).
 
     A song that fits is one window (identical to :func:`midi_to_tokens`).  A longer one
@@ -389,13 +485,17 @@ def midi_to_windows(src, max_len: int | None = 10000, trim_leading: bool = True)
     to the window start, ``n_beat`` = the window's span (its bars, or up to the last
     note's end for the final window).  The key is estimated once for the whole song;
     ``instruments`` lists the classes present in each window.  Windows without notes
-    are left out.
+    are left out.  ``preset="bmt"``: chords are extracted once from the whole song.
     """
-    notes, tracks, bar_offset = _song_notes(src, trim_leading)
+    notes, tracks, bar_offset, tempos = _song_notes(src, trim_leading, preset)
     key = estimate_key(notes)
     n_bars = int(notes[-1, 0] // D.TICKS_PER_BAR) + 1
     song_end = int(np.max(notes[:, 0] + notes[:, 2]))
     counts = bar_token_counts(notes, n_bars)
+    song_chords = None
+    if tempos is not None:
+        import chords as CH
+        song_chords = CH.segment_chords(notes, n_bars * D.TICKS_PER_BAR)
     if max_len is None or counts.sum() + 1 <= max_len:
         bounds = [(0, n_bars)]
     else:
@@ -410,7 +510,11 @@ def midi_to_windows(src, max_len: int | None = 10000, trim_leading: bool = True)
         w[:, 0] -= t0
         last = b1 == n_bars
         n_beat = (song_end - t0) if last else (t1 - t0)
-        tokens = notes_to_tokens(w, n_beat=n_beat, n_bars=b1 - b0)
+        extra = {}
+        if tempos is not None:
+            per_bar = D.TICKS_PER_BAR // CH.SEGMENT
+            extra = dict(preset=preset, tempos=tempos[b0:b1], chords=song_chords[b0 * per_bar:b1 * per_bar])
+        tokens = notes_to_tokens(w, n_beat=n_beat, n_bars=b1 - b0, **extra)
         windows.append((tokens, _info(tokens, w, b1 - b0, n_beat, key, bar_offset=bar_offset + b0,
                                       tracks=tracks, window=len(windows))))
     for _, info in windows:
@@ -422,15 +526,18 @@ def midi_to_windows(src, max_len: int | None = 10000, trim_leading: bool = True)
 # init tokens and the training file
 # ---------------------------------------------------------------------------------
 
-def init_tokens(instruments_present, key_id: int, genre_id: int) -> np.ndarray:
-    """The 7 global rows ``[genre, key, instrument]`` (int32, (7, 3)).
+def init_tokens(instruments_present, key_id: int, genre_id: int, emotion: int | None = None) -> np.ndarray:
+    """The 7 global rows ``[genre, key, instrument]`` (int32, (7, 3)); with ``emotion`` (bmt,
+    0..4, 0 = unknown) ``[genre, key, instrument, emotion]`` (7, 4).
 
-    Row 0 = [genre, 0, 0], row 1 = [0, key, 0], row 1+k = [0, 0, k] for each instrument
-    class k in 1..5 that is present, else [0, 0, 0].
+    Row 0 = [genre, 0, 0(, emotion)], row 1 = [0, key, 0(, 0)], row 1+k = [0, 0, k(, 0)] for
+    each instrument class k in 1..5 that is present, else zeros.
     """
-    out = np.zeros((D.N_INIT_ROWS, 3), dtype=np.int32)
+    out = np.zeros((D.N_INIT_ROWS, 3 if emotion is None else 4), dtype=np.int32)
     out[0, 0] = int(genre_id)
     out[1, 1] = int(key_id)
+    if emotion is not None:
+        out[0, 3] = int(emotion)
     present = {int(k) for k in instruments_present}
     for k in range(1, len(D.INSTRUMENTS) + 1):
         if k in present:
@@ -441,8 +548,8 @@ def init_tokens(instruments_present, key_id: int, genre_id: int) -> np.ndarray:
 def load_training_npz(path: str | os.PathLike) -> dict:
     """A training npz written by ``midi2numpy_mix.py`` as a dict of arrays.
 
-    Keys: ``x``, ``y`` (int32 (N, L, 9)), ``mask`` (float32 (N, L)), ``seq_len`` (int32 (N,)),
-    ``init`` (int32 (N, 7, 3)), ``split`` (uint8 (N,), 0 train / 1 validation), ``metadata``
+    Keys: ``x``, ``y`` (int32 (N, L, 9); bmt 12), ``mask`` (float32 (N, L)), ``seq_len`` (int32 (N,)),
+    ``init`` (int32 (N, 7, 3); bmt (N, 7, 4)), ``split`` (uint8 (N,), 0 train / 1 validation), ``metadata``
     (list of per-song dicts) and ``vocab`` (dict), the last two parsed from JSON.
     """
     with np.load(path, allow_pickle=False) as z:

@@ -17,6 +17,10 @@ SAMPLING = {
     "duration": (2.0, 0.9),
     "instr": (1.0, 0.9),
     "strength": (1.0, 0.9),
+    # bmt fields (BMT publishes no settings; these follow the other fields)
+    "tempo": (1.0, 0.9),
+    "chord": (1.0, 0.9),
+    "velocity": (1.0, 0.9),
 }
 
 

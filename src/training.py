@@ -26,10 +26,11 @@ import cli
 import dictionary_mix as D
 from model import CMT, ModelConfig, load_checkpoint, save_checkpoint
 
-# logits key -> target column of y
+# logits key -> target column of y (the cmt fields; bmt adds tempo, chord, velocity)
 TARGETS = {"type": D.COL_TYPE, "barbeat": D.COL_BARBEAT, "density": D.COL_DENSITY,
            "pitch": D.COL_PITCH, "duration": D.COL_DURATION, "instr": D.COL_INSTRUMENT,
            "strength": D.COL_STRENGTH}
+ALL_TARGETS = {**TARGETS, "tempo": D.COL_TEMPO, "chord": D.COL_CHORD, "velocity": D.COL_VELOCITY}
 
 
 # ----------------------------------------------------------------------------- data
@@ -61,11 +62,28 @@ def load_data(path: str | os.PathLike) -> dict:
     return data
 
 
+def data_preset(data: dict) -> str:
+    """The representation preset of a training npz: its vocab says, else its column count."""
+    named = (data.get("vocab") or {}).get("preset")
+    if named:
+        try:
+            return D.preset(named).name
+        except ValueError as e:
+            raise cli.UserError(f"training data: {e}") from None
+    n_cols = data["x"].shape[-1]
+    for P in D.PRESETS.values():
+        if P.n_cols == n_cols:
+            return P.name
+    raise cli.UserError(f"training data rows have {n_cols} columns; expected 9 (cmt) or 12 (bmt)")
+
+
 def data_n_class(data: dict) -> list[int]:
     """Vocab sizes for a new model: the representation's full sizes, grown if the data needs more."""
-    seen = [int(data["x"][..., c].max()) + 1 for c in range(9)]
+    P = D.preset(data_preset(data))
+    seen = [int(data["x"][..., c].max()) + 1 for c in range(P.n_cols)]
     seen = [max(a, int(data["y"][..., c].max()) + 1) for c, a in enumerate(seen)]
-    n_class = [max(a, b) for a, b in zip(D.RELEASED_N_CLASS, seen)]
+    base = list(D.RELEASED_N_CLASS) if P.name == "cmt" else list(P.n_class)
+    n_class = [max(a, b) for a, b in zip(base, seen)]
     n_class[D.COL_TYPE] = max(seen[D.COL_TYPE], 3)
     return n_class
 
@@ -119,10 +137,11 @@ def to_batch(data: dict, ids: np.ndarray, max_len: int | None, device) -> tuple:
 
 # ----------------------------------------------------------------------------- loss
 def field_losses(logits: dict, y: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per field: cross-entropy (no reduction) times the mask, summed / mask sum."""
+    """Per predicted field: cross-entropy (no reduction) times the mask, summed / mask sum."""
     denom = mask.sum().clamp_min(1.0)
     out = {}
-    for key, col in TARGETS.items():
+    for key in logits:
+        col = ALL_TARGETS[key]
         ce = F.cross_entropy(logits[key].transpose(1, 2).float(), y[..., col], reduction="none")
         out[key] = (ce * mask).sum() / denom
     return out
@@ -201,9 +220,14 @@ def train(hp: dict) -> Path:
         resumed = f"resuming {last} after epoch {start_epoch - 1} (step {step}, best validation loss {best:.4f})"
     else:
         resumed = f"no {last} to resume from: starting afresh" if hp["resume"] else ""
+        preset = data_preset(data)   # the representation (cmt/bmt) comes from the data
+        try:
+            emb_sizes = D.preset(preset).emb_sizes(int(v) for v in str(hp["emb_sizes"]).split(","))
+        except ValueError as e:
+            raise cli.UserError(f"--emb_sizes: {e}") from None
         config = ModelConfig(
-            n_class=data_n_class(data), init_n_class=init_n_class(data),
-            emb_sizes=[int(v) for v in str(hp["emb_sizes"]).split(",")],
+            preset=preset, n_class=data_n_class(data), init_n_class=init_n_class(data),
+            emb_sizes=emb_sizes,
             time_emb_size=hp["time_emb_size"], init_emb_size=hp["init_emb_size"],
             d_model=hp["d_model"], n_layer=hp["n_layer"], n_head=hp["n_head"], d_ff=hp["d_ff"],
             dropout=hp["dropout"], attention=hp["attention"])
@@ -217,10 +241,10 @@ def train(hp: dict) -> Path:
         from torch.nn.parallel import DistributedDataParallel as DDP
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    vocab = {"n_class": list(config.n_class), "init_n_class": list(config.init_n_class),
-             "fields": list(D.FIELDS), **label_vocab(data, train_idx)}
+    vocab = {"preset": config.preset, "n_class": list(config.n_class), "init_n_class": list(config.init_n_class),
+             "fields": list(config.layout.columns), **label_vocab(data, train_idx)}
     n_params = sum(p.numel() for p in model.parameters())
-    log = Logger(log_dir, hp["name"], main)
+    log = Logger(log_dir, hp["name"], main, fields=config.layout.heads)
     if resumed:
         log.line(resumed)
     log.line(f"model {n_params / 1e6:.2f} M parameters, {len(train_idx)} train / {len(val_idx)} "
@@ -282,19 +306,20 @@ def evaluate(model, data, val_idx, hp, device, rank=0, world=1) -> tuple[float, 
     model.eval()
     rng = np.random.default_rng(0)
     batches = make_batches(data["seq_len"].astype(np.int64), val_idx, hp["batch_size"], hp["max_tokens"], rng)
-    sums = torch.zeros(len(TARGETS) + 1, dtype=torch.float64, device=device)
+    fields = model.layout.heads
+    sums = torch.zeros(len(fields) + 1, dtype=torch.float64, device=device)
     for ids in batches[rank::world]:
         x, y, mask, init = to_batch(data, ids, hp["max_len"], device)
         parts = field_losses(model(x, y, init), y, mask)
         n = mask.sum()
-        sums[:-1] += torch.stack([parts[k] * n for k in TARGETS]).double()
+        sums[:-1] += torch.stack([parts[k] * n for k in fields]).double()
         sums[-1] += n.double()
     if world > 1:
         import torch.distributed as dist
         dist.all_reduce(sums)
     model.train()
     per = (sums[:-1] / sums[-1].clamp_min(1)).tolist()
-    parts = dict(zip(TARGETS, per))
+    parts = dict(zip(fields, per))
     return float(np.mean(per)), parts
 
 
@@ -314,19 +339,29 @@ def loss_tag(loss: float) -> int:
 
 
 def init_n_class(data: dict) -> list[int]:
-    seen = [int(data["init"][..., c].max()) + 1 for c in range(3)]
-    return [max(a, b) for a, b in zip(D.RELEASED_INIT_N_CLASS, seen)]
+    P = D.preset(data_preset(data))
+    if data["init"].shape[-1] != len(P.init_fields):
+        raise cli.UserError(f"training data init rows have {data['init'].shape[-1]} fields; the {P.name} "
+                            f"preset needs {len(P.init_fields)} ({', '.join(P.init_fields)})")
+    seen = [int(data["init"][..., c].max()) + 1 for c in range(len(P.init_fields))]
+    base = list(D.RELEASED_INIT_N_CLASS) + [len(D.EMOTIONS)] * (len(P.init_fields) - 3)
+    return [max(a, b) for a, b in zip(base, seen)]
 
 
 def label_vocab(data: dict, idx: np.ndarray) -> dict:
     """What the checkpoint records of its training labels, for inference defaults and checks:
-    the instrument classes played, the genres and keys of the init tokens, and the commonest."""
+    the instrument classes played, the genres and keys (bmt: emotions) of the init tokens, and
+    the commonest of each (what inference uses when the user does not choose)."""
     init = data["init"][idx]
     genres, g_count = np.unique(init[:, 0, 0], return_counts=True)
     keys, k_count = np.unique(init[:, 1, 1], return_counts=True)
-    return {"instruments": trained_instruments(data, idx),
-            "genres": genres.tolist(), "keys": keys.tolist(),
-            "default_genre": int(genres[g_count.argmax()]), "default_key": int(keys[k_count.argmax()])}
+    out = {"instruments": trained_instruments(data, idx),
+           "genres": genres.tolist(), "keys": keys.tolist(),
+           "default_genre": int(genres[g_count.argmax()]), "default_key": int(keys[k_count.argmax()])}
+    if init.shape[-1] > 3:
+        emotions, e_count = np.unique(init[:, 0, 3], return_counts=True)
+        out.update(emotions=emotions.tolist(), default_emotion=int(emotions[e_count.argmax()]))
+    return out
 
 
 def trained_instruments(data: dict, idx: np.ndarray) -> list[int]:
@@ -338,8 +373,9 @@ def trained_instruments(data: dict, idx: np.ndarray) -> list[int]:
 class Logger:
     """logs/<name>.log (text), logs/<name>.csv (one row per epoch), logs/<name>_loss.png."""
 
-    def __init__(self, log_dir: Path, name: str, active: bool):
+    def __init__(self, log_dir: Path, name: str, active: bool, fields=tuple(TARGETS)):
         self.active = active
+        self.fields = tuple(fields)
         self.text = log_dir / f"{name}.log"
         self.csv = log_dir / f"{name}.csv"
         self.png = log_dir / f"{name}_loss.png"
@@ -361,7 +397,7 @@ class Logger:
             with open(self.csv) as f:
                 rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < epoch]   # drop rows a resume redoes
         row = {"epoch": epoch, "step": step, "train_loss": f"{train_loss:.5f}", "val_loss": f"{val_loss:.5f}",
-               **{f"val_{k}": f"{parts.get(k, float('nan')):.5f}" for k in TARGETS},
+               **{f"val_{k}": f"{parts.get(k, float('nan')):.5f}" for k in self.fields},
                "tokens_per_s": f"{tok_s:.1f}", "seconds": f"{seconds:.1f}"}
         rows.append(row)
         with cli.atomic_path(self.csv) as tmp, open(tmp, "w", newline="") as f:
@@ -385,7 +421,7 @@ class Logger:
         ax.plot(ep, [float(r["train_loss"]) for r in rows], label="train", marker=".")
         ax.plot(ep, [float(r["val_loss"]) for r in rows], label="validation", marker=".")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("loss (mean over 7 fields)")
+        ax.set_ylabel(f"loss (mean over {len(self.fields)} fields)")
         ax.set_title(self.png.stem.replace("_loss", "") + ": loss")
         ax.grid(alpha=0.3)
         ax.legend()

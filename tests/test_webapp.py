@@ -26,6 +26,7 @@ import pytest
 
 import cli
 from make_demo_video import render_demo
+from conftest import save_tiny_checkpoint
 from model import load_checkpoint
 from webui import ratings as R
 from webui import soundtrack
@@ -192,10 +193,14 @@ def test_soundtrack_page_offers_emotion_only_when_the_model_has_it(tmp_path, tin
     page = create_app(AppConfig(data_dir=tmp_path / "a", model=model, start_worker=False)).test_client().get("/")
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and 'id="video-file"' in html and 'id="emotion"' not in html
-    model.vocab = {"instruments": [1, 2, 3, 4, 5], "emotions": ["Q1", "Q2", "Q3", "Q4"]}
+    model.vocab = {"instruments": [1, 2, 3, 4, 5], "emotions": [1, 2, 3, 4]}   # a cmt model has no emotion field
     html = create_app(AppConfig(data_dir=tmp_path / "b", model=model, start_worker=False)).test_client().get("/")
+    assert 'id="emotion"' not in html.get_data(as_text=True)
+    bmt = load_checkpoint(save_tiny_checkpoint(tmp_path / "bmt.pt", preset="bmt", vocab={"emotions": [0, 1, 3]}))
+    html = create_app(AppConfig(data_dir=tmp_path / "c", model=bmt, start_worker=False)).test_client().get("/")
     html = html.get_data(as_text=True)
-    assert 'id="emotion"' in html and all(f'<option value="Q{i}">' in html for i in range(1, 5))
+    assert 'id="emotion"' in html and '<option value="Q1">' in html and '<option value="Q3">' in html
+    assert '<option value="Q2">' not in html and '<option value="Q4">' not in html   # not in its training data
 
 
 def test_parse_options_and_pipeline_options(tmp_path):
@@ -221,17 +226,13 @@ def test_parse_options_and_pipeline_options(tmp_path):
         with pytest.raises(cli.UserError, match=message):
             soundtrack.parse_options(fields, instruments, plain, 5)
     # a checkpoint with an emotion vocabulary offers the control
-    emo = _Model({"emotions": ["Q1", "Q2", "Q3", "Q4"]})
+    emo = _Model({"emotions": [1, 2, 3, 4]})
     assert soundtrack.emotions(emo) == ["Q1", "Q2", "Q3", "Q4"] and soundtrack.emotions(plain) == []
     with pytest.raises(cli.UserError, match="unknown emotion"):
         soundtrack.parse_options({"emotion": "Q5"}, ["1"], emo, 5)
     o = soundtrack.parse_options({"emotion": "Q2"}, ["1"], emo, 5)
     assert o["emotion"] == "Q2"
-    if soundtrack.has_option("emotion"):
-        assert soundtrack.pipeline_options(o, tmp_path).emotion == "Q2"
-    else:   # the pipeline has no emotion control yet: say so rather than ignore it
-        with pytest.raises(cli.UserError, match="no emotion control"):
-            soundtrack.pipeline_options(o, tmp_path)
+    assert soundtrack.pipeline_options(o, tmp_path).emotion == 2     # Q2's id in the init tokens
     asked = dict(soundtrack.controls_asked(o))
     assert set(asked) == {"visual_beats", "tempo", "instruments", "emotion"}
     assert asked["instruments"] == "instruments: Drums" and asked["tempo"] == "tempo follows the video"

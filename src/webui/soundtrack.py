@@ -27,14 +27,28 @@ INSTRUMENTS = {i + 1: name for i, name in enumerate(D.INSTRUMENTS)}   # 1 Drums 
 
 
 def emotions(model) -> list[str]:
-    """The emotion labels the checkpoint knows (empty: no emotion control)."""
+    """The emotion labels ("Q1".."Q4") the checkpoint was trained with (empty: no emotion control;
+    only bmt models have one, and only when their data carried emotion labels)."""
+    cfg = getattr(model, "config", None)
+    if cfg is not None and getattr(cfg, "preset", "cmt") != "bmt":
+        return []
     vocab = getattr(model, "vocab", None) or {}
     found = vocab.get("emotions") if isinstance(vocab, dict) else None
-    if isinstance(found, dict):
-        return [str(k) for k in found]
-    if isinstance(found, (list, tuple)):
-        return [str(k) for k in found]
-    return []
+    if not found:
+        return []
+    out = []
+    for k in found:
+        try:
+            eid = D.emotion_id(k)
+        except KeyError:
+            continue            # 0 = unlabelled songs
+        if D.EMOTIONS[eid] not in out:
+            out.append(D.EMOTIONS[eid])
+    return out
+
+
+def emotion_meaning(name: str) -> str:
+    return D.EMOTION_MEANING.get(name, "")
 
 
 def has_option(name: str) -> bool:
@@ -104,7 +118,7 @@ def pipeline_options(options: dict, out_dir: Path) -> pipeline.Options:
     if options.get("emotion") is not None:
         if not has_option("emotion"):
             raise cli.UserError("this version of the pipeline has no emotion control")
-        kw["emotion"] = options["emotion"]
+        kw["emotion"] = D.emotion_id(options["emotion"])
     return pipeline.Options(**kw)
 
 
