@@ -154,6 +154,14 @@ def extract_notes(src, min_track_notes: int = D.MIN_TRACK_NOTES, check_time_sign
     return dedupe_and_sort(notes), tracks
 
 
+def note_columns(notes) -> np.ndarray:
+    """The four note columns [onset, pitch, duration, instrument] of an (n, >= 4) array (or an empty one)."""
+    notes = np.asarray(notes)
+    if notes.ndim == 2 and notes.shape[1] >= 4:
+        return notes[:, :4]
+    return notes.reshape(-1, 4)
+
+
 def dedupe_and_sort(notes: np.ndarray) -> np.ndarray:
     """Sort notes by (onset, instrument, pitch) and keep the longest of duplicated (onset, pitch, instrument).
 
@@ -196,7 +204,7 @@ _KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69
 
 def pitch_class_histogram(notes: np.ndarray) -> np.ndarray:
     """Duration-weighted 12-bin pitch-class histogram of the pitched (non-drum) notes."""
-    notes = np.asarray(notes).reshape(-1, 4)
+    notes = note_columns(notes)
     pitched = notes[notes[:, 3] != D.DRUMS]
     return np.bincount(pitched[:, 1] % 12, weights=pitched[:, 2], minlength=12).astype(np.float64)
 
@@ -453,7 +461,7 @@ def midi_to_tokens(src, trim_leading: bool = True, preset: str = "cmt"):
 
 def bar_token_counts(notes: np.ndarray, n_bars: int) -> np.ndarray:
     """Number of token rows each bar produces: 1 Bar + one Beat per simu-note + one per note."""
-    notes = np.asarray(notes).reshape(-1, 4)
+    notes = note_columns(notes)
     bar = notes[:, 0] // D.TICKS_PER_BAR
     new_group = np.ones(len(notes), dtype=bool)
     new_group[1:] = (notes[1:, 0] != notes[:-1, 0]) | (notes[1:, 3] != notes[:-1, 3])
