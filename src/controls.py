@@ -44,8 +44,9 @@ def parse_instruments(text: str, known: list[int] | None = None) -> tuple[int, .
     return tuple(ids)
 
 
-def parse_key(text: str, n_key: int) -> int:
-    """'D minor' / 'd min' / '15' -> key id; the model must have a key vocabulary."""
+def parse_key(text: str, n_key: int, known: list[int] | None = None) -> int:
+    """'D minor' / 'd min' / '15' -> key id; the model must have a key vocabulary and, when
+    ``known`` (the keys of its training data) is given, have seen the key."""
     if n_key <= 1:
         raise cli.UserError("--key: this checkpoint has no key control (it was trained without key labels)")
     t = str(text).strip()
@@ -61,16 +62,24 @@ def parse_key(text: str, n_key: int) -> int:
         kid = 1 + pc % 12 + (12 if minor else 0)
     if not 1 <= kid < min(n_key, len(D.KEY_NAMES)):
         raise cli.UserError(f"--key: key ids are 1..{min(n_key, len(D.KEY_NAMES)) - 1}")
+    if known and kid not in known:
+        have = ", ".join(D.KEY_NAMES[k] for k in known if 0 < k < len(D.KEY_NAMES))
+        raise cli.UserError(f"--key: this model never saw {D.KEY_NAMES[kid]} in training (its key token "
+                            f"would be untrained noise); it knows {have}")
     return kid
 
 
-def parse_genre(text: str, n_genre: int) -> int:
+def parse_genre(text: str, n_genre: int, known: list[int] | None = None) -> int:
+    """'Folk' / '8' -> genre id; with ``known`` (the genres of its training data) it must be one of them."""
     try:
         gid = D.genre_id(text.strip() if not str(text).strip().isdigit() else int(text))
     except (KeyError, ValueError):
         raise cli.UserError(f"--genre: unknown genre {text!r}; use one of {', '.join(D.GENRES[1:])}") from None
     if not 0 <= gid < n_genre:
         raise cli.UserError(f"--genre: this checkpoint knows genre ids below {n_genre}")
+    if known and gid not in known:
+        have = ", ".join(D.GENRES[g] for g in known if 0 <= g < len(D.GENRES))
+        raise cli.UserError(f"--genre: this model was not trained with {D.GENRES[gid]} songs; it knows {have}")
     return gid
 
 

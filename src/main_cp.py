@@ -136,7 +136,8 @@ def user_controls(hp: dict, model) -> dict:
     import controls
     out = {}
     released = (model.checkpoint_info or {}).get("format") == "released"
-    known = (getattr(model, "vocab", None) or {}).get("instruments")
+    vocab = getattr(model, "vocab", None) or {}
+    known = vocab.get("instruments")
     if hp["instruments"]:
         out["instruments"] = controls.parse_instruments(hp["instruments"], known)
     if hp["key"] or hp["genre"]:
@@ -144,9 +145,9 @@ def user_controls(hp: dict, model) -> dict:
             raise cli.UserError("--key/--genre: the released CMT checkpoint was trained with one constant "
                                 "init block, so these controls cannot act on it")
         if hp["key"]:
-            out["key"] = controls.parse_key(hp["key"], model.config.init_n_class[1])
+            out["key"] = controls.parse_key(hp["key"], model.config.init_n_class[1], vocab.get("keys"))
         if hp["genre"]:
-            out["genre"] = controls.parse_genre(hp["genre"], model.config.init_n_class[0])
+            out["genre"] = controls.parse_genre(hp["genre"], model.config.init_n_class[0], vocab.get("genres"))
     if hp["emotion"]:
         out["emotion"] = controls.parse_emotion(hp["emotion"], model)
     if hp["program"]:

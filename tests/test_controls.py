@@ -25,6 +25,13 @@ def test_key_names():
         controls.parse_key("H major", 25)
     with pytest.raises(cli.UserError, match="no key control"):
         controls.parse_key("C", 1)                                     # the released checkpoint
+    # a key or genre the model never saw has an untrained embedding: refused, not silently noise
+    assert controls.parse_key("G", 25, known=[1, 8, 13]) == 8
+    with pytest.raises(cli.UserError, match="never saw F# major.*C major, G major, C minor"):
+        controls.parse_key("F# major", 25, known=[1, 8, 13])
+    assert controls.parse_genre("folk", 9, known=[7, 8]) == 8
+    with pytest.raises(cli.UserError, match="not trained with Rock songs; it knows Classical, Folk"):
+        controls.parse_genre("Rock", 9, known=[7, 8])
 
 
 def test_instruments_and_programs():
