@@ -160,8 +160,9 @@ def test_requested_key_moves_the_pitch_classes_onto_its_scale(keyed_model):
     assert sorted(masses) == [kf.KEY_EB, kf.KEY_FS, kf.KEY_A]
     with_key = np.mean([w for w, _ in masses.values()])
     without = np.mean([wo for _, wo in masses.values()])
-    # measured over training/data/sampling seeds 0-7: with 0.97-1.00 (each key >= 0.92),
-    # without 0.41-0.46 (about C major's share of the other scales, 10/21), difference >= 0.50
+    # measured with seeds 0-11 (data, training and sampling): with 0.965-0.999 (each key >= 0.91),
+    # without 0.408-0.470 (songs all in C major would have 10/21), difference 0.495-0.591, and per
+    # key a difference >= 0.16 (Eb's and A's scales share four of their pitch classes with C's)
     assert with_key >= 0.85, masses
     assert with_key - without >= 0.30, masses
-    assert all(w >= 0.75 for w, _ in masses.values()), masses
+    assert all(w >= 0.75 and w > wo for w, wo in masses.values()), masses
