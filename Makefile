@@ -48,7 +48,7 @@ corpus: setup
 
 # Retrain the bundled model (see README, "The bundled model").
 train-bundled: corpus
-	$(PY) src/main_cp.py --mode train --preset small --train_data music21.npz --name bundled
+	$(PY) src/main_cp.py --mode train --preset small --train_data music21.npz --name bundled --transpose 6
 	$(PY) src/export_checkpoint.py --ckpt "$$(ls exp/bundled/loss_*_params.pt | sort -t_ -k2 -n | head -1)" \
 		--out exp/bundled/model.pt --half --data dataset/music21.npz
 

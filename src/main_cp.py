@@ -44,6 +44,7 @@ HP = dict(
     steps_per_epoch=0,           # 0: an epoch is a full pass; N: validate and checkpoint every N batches
     val_max_songs=0,             # 0: validate on every validation song; N: on a fixed subset of N
     grad_clip=3.0,               # gradient-norm clip
+    transpose=0,                 # augmentation: shift each training song by a random -N..N semitones per batch (key label and chords too); 0: off
     seed=0,                      # same seed, same batches / same songs
     device="auto",               # auto | cpu | cuda
     gid="",                      # GPU ids as in BMT, e.g. "0" or "0,1" (several: one process each)

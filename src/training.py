@@ -126,13 +126,53 @@ def epoch_batches(lengths: np.ndarray, idx: np.ndarray, hp: dict, epoch: int) ->
     return out
 
 
-def to_batch(data: dict, ids: np.ndarray, max_len: int | None, device) -> tuple:
+def to_batch(data: dict, ids: np.ndarray, max_len: int | None, device, transpose: int = 0,
+             rng: np.random.Generator | None = None) -> tuple:
+    """Tensors (x, y, mask, init) of the songs ``ids``; with ``transpose`` > 0 each song is
+    shifted by a random number of semitones (see :func:`transpose_songs`)."""
     L = int(data["seq_len"][ids].max())
     if max_len:
         L = min(L, max_len)
+    x, y = data["x"][ids, :L].astype(np.int64), data["y"][ids, :L].astype(np.int64)
+    init = data["init"][ids].astype(np.int64)
+    if transpose > 0:
+        transpose_songs(x, y, init, rng or np.random.default_rng(), transpose)
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)  # noqa: E731
-    return (t(data["x"][ids, :L].astype(np.int64)), t(data["y"][ids, :L].astype(np.int64)),
-            t(data["mask"][ids, :L].astype(np.float32)), t(data["init"][ids].astype(np.int64)))
+    return t(x), t(y), t(data["mask"][ids, :L].astype(np.float32)), t(init)
+
+
+def transpose_songs(x: np.ndarray, y: np.ndarray, init: np.ndarray, rng: np.random.Generator,
+                    max_shift: int) -> np.ndarray:
+    """Data augmentation, in place: shift each song by k semitones, k uniform in
+    [-max_shift, max_shift] but limited so every note stays in MIDI 0..127.  Pitched notes
+    (not Drums) move, and with them the key label (the same mode, the tonic moved by k) and,
+    in bmt rows, the chord roots.  Returns the shifts.  A corpus with a few common keys then
+    shows every key, and the model must read the key token to know which one it is in."""
+    shifts = np.zeros(len(x), dtype=np.int64)
+    for i in range(len(x)):
+        notes = [(a[:, D.COL_TYPE] == D.TYPE_NOTE) & (a[:, D.COL_PITCH] > 0) & (a[:, D.COL_INSTRUMENT] != D.DRUMS)
+                 for a in (x[i], y[i])]
+        pitches = np.concatenate([x[i][notes[0], D.COL_PITCH], y[i][notes[1], D.COL_PITCH]]) - 1
+        if len(pitches) == 0:
+            continue
+        lo, hi = max(-max_shift, -int(pitches.min())), min(max_shift, 127 - int(pitches.max()))
+        k = int(rng.integers(lo, hi + 1)) if hi >= lo else 0
+        if k == 0:
+            continue
+        shifts[i] = k
+        for a, sel in zip((x[i], y[i]), notes):
+            a[sel, D.COL_PITCH] += k
+            if a.shape[1] > D.COL_CHORD:
+                c = a[:, D.COL_CHORD]
+                has_root = c >= 2
+                n_q = (D.N_CHORD - 2) // 12                      # qualities per root
+                root, quality = (c[has_root] - 2) // n_q, (c[has_root] - 2) % n_q
+                c[has_root] = 2 + n_q * ((root + k) % 12) + quality
+        key = init[i, :, 1]
+        known = key > 0
+        tonic, mode = (key[known] - 1) % 12, (key[known] - 1) // 12
+        key[known] = 1 + 12 * mode + (tonic + k) % 12
+    return shifts
 
 
 # ----------------------------------------------------------------------------- loss
@@ -260,8 +300,9 @@ def train(hp: dict) -> Path:
         net.train()
         t0, tokens, total = time.time(), 0, 0.0
         bar = cli.progress(batches, desc=f"epoch {epoch}", unit="batch", disable=not main)
+        aug = np.random.default_rng([hp["seed"], epoch, rank])   # same shifts when a run is resumed
         for ids in bar:
-            x, y, mask, init = to_batch(data, ids, hp["max_len"], device)
+            x, y, mask, init = to_batch(data, ids, hp["max_len"], device, int(hp.get("transpose") or 0), aug)
             losses = field_losses(net(x, y, init), y, mask)
             loss = sum(losses.values()) / len(losses)
             opt.zero_grad(set_to_none=True)

@@ -117,3 +117,32 @@ def test_ddp_two_cpu_processes_train_and_save(tiny_data, tmp_path):
     assert model.checkpoint_info["step"] == 1       # 2 songs, batch 4, 2 ranks: one step each
     assert "2 process(es)" in (tmp_path / "logs" / "tiny.log").read_text()
     assert math.isfinite(model.checkpoint_info["val_loss"])
+
+
+def test_transposition_moves_notes_key_and_chords_but_not_drums():
+    import chords as CH
+    from representation import init_tokens, notes_to_tokens
+    notes = np.array([[0, 60, 4, D.PIANO, 80], [0, 64, 4, D.PIANO, 80], [0, 67, 4, D.PIANO, 80],
+                      [0, 36, 4, D.DRUMS, 80], [4, 69, 4, D.PIANO, 80], [8, 125, 4, D.PIANO, 80]])
+    song = notes_to_tokens(notes, preset="bmt")
+    x, y = song[None, :-1].astype(np.int64), song[None, 1:].astype(np.int64)
+    init = init_tokens([D.PIANO, D.DRUMS], 22, 0, 0)[None].astype(np.int64)   # A minor
+    x0, y0 = x.copy(), y.copy()
+    shifts = training.transpose_songs(x, y, init, np.random.default_rng(3), 6)
+    k = int(shifts[0])
+    assert -6 <= k <= 2 and k != 0                      # pitch 125 leaves room for +2 at most
+    note = (x0[0, :, D.COL_TYPE] == D.TYPE_NOTE)
+    drum = note & (x0[0, :, D.COL_INSTRUMENT] == D.DRUMS)
+    assert (x[0, note & ~drum, D.COL_PITCH] == x0[0, note & ~drum, D.COL_PITCH] + k).all()
+    assert (x[0, drum, D.COL_PITCH] == x0[0, drum, D.COL_PITCH]).all()
+    assert (y[0, :-1] == x[0, 1:]).all()                   # x and y moved together
+    assert init[0, 1, 1] == 13 + (9 + k) % 12               # A minor + k, still minor
+    c_major = CH.chord_id(0, "maj")
+    assert x0[0, 0, D.COL_CHORD] == c_major and x[0, 0, D.COL_CHORD] == CH.chord_id(k % 12, "maj")
+    # a song already at the top of the range can only go down
+    top = notes_to_tokens(np.array([[0, 127, 4, D.PIANO], [4, 120, 4, D.PIANO]]))
+    xt, yt = top[None, :-1].astype(np.int64), top[None, 1:].astype(np.int64)
+    it = init_tokens([D.PIANO], 1, 0)[None].astype(np.int64)
+    for seed in range(20):
+        s = training.transpose_songs(xt.copy(), yt.copy(), it.copy(), np.random.default_rng(seed), 6)
+        assert -6 <= s[0] <= 0
