@@ -62,6 +62,7 @@ bench: setup fast-transformers
 	$(PY) benchmarks/bench_data.py
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_evaluate.py
+	$(PY) benchmarks/bench_controls.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

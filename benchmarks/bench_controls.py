@@ -1,6 +1,6 @@
 """What each inference control does with the bundled model (README "Controls" table).
 
-    python benchmarks/bench_controls.py [--ckpt exp/bundled/model.pt] [--songs 16] [--seed 0]
+    python benchmarks/bench_controls.py [--ckpt exp/bundled/model.pt] [--songs 32] [--seed 0]
                                         [--out benchmarks/results] [--video videos/demo.mp4]
 
 Analyses the video once, then generates ``--songs`` songs (one batch, same seed) for the
