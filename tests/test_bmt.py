@@ -299,3 +299,17 @@ def test_emotion_control_moves_loudness_and_register(emotion_model):
     # the data: Q1 velocity 100-120 and piano 67-83, Q3 velocity 20-40 and piano 43-59
     assert default_vel > 85 and default_pitch > 65
     assert q3_vel < 55 and q3_pitch < 62
+
+
+def test_main_cp_inference_with_a_bmt_checkpoint_and_emotion(bmt_model, tmp_path):
+    rows = np.array([[17, 5, 0, 0, 32, 1], [5, 0, 3, 4, 32, 13], [17, 4, 0, 16, 32, 51]])
+    np.savez(tmp_path / "clip.npz", input=rows, tempo=np.float64(90.0), duration=np.float64(5.3))
+    r = run_cli("src/main_cp.py", "--mode", "inference", "--ckpt", str(bmt_model), "--emotion", "Q3",
+                "--videos", str(tmp_path / "clip.npz"), "--out_dir", str(tmp_path / "out"), "--render", "0",
+                "--num_songs", "2")
+    assert r.returncode == 0, r.stderr
+    midi = miditoolkit.MidiFile(str(tmp_path / "out" / "clip_1.mid"))
+    assert round(midi.tempo_changes[0].tempo, 3) == 90.0 and midi.markers
+    r = run_cli("src/main_cp.py", "--mode", "inference", "--ckpt", str(bmt_model), "--emotion", "Q2",
+                "--videos", str(tmp_path / "clip.npz"), "--out_dir", str(tmp_path / "out2"), "--render", "0")
+    assert r.returncode != 0 and "not trained with Q2" in r.stderr and "Traceback" not in r.stderr
