@@ -33,21 +33,32 @@ def scale(key_id: int) -> set[int]:
     return {(TONIC[key_id] + p) % 12 for p in MAJOR}
 
 
-def random_key_song(key_id: int, rng: np.random.Generator, bars: int = 4) -> np.ndarray:
-    """Notes ``[onset, pitch, duration, instrument]``: random piano simu-notes from the key's
-    scale over a bass tonic held through every bar."""
-    pitches = [p for p in range(55, 80) if p % 12 in scale(key_id)]
+def random_piano_bass(pitches, bass_pitch: int, rng: np.random.Generator, bars: int = 4,
+                      velocity: tuple[int, int] | None = None) -> np.ndarray:
+    """Notes ``[onset, pitch, duration, instrument]``: piano simu-notes of one to three distinct
+    ``pitches`` on a random rhythm over ``bass_pitch`` held through every bar; with ``velocity``
+    = (lo, hi) a fifth column of random velocities in [lo, hi)."""
+    def note(onset, pitch, dur, instrument):
+        row = [onset, int(pitch), dur, instrument]
+        return row + [int(rng.integers(*velocity))] if velocity else row
+
     notes = []
     for b in range(bars):
         t = 0
         while t < D.TICKS_PER_BAR:
             dur = min(int(rng.choice([2, 4, 4, 8])), D.TICKS_PER_BAR - t)
             for p in rng.choice(pitches, size=int(rng.integers(1, 4)), replace=False):
-                notes.append([16 * b + t, int(p), dur, D.PIANO])
+                notes.append(note(16 * b + t, p, dur, D.PIANO))
             t += dur
-        notes.append([16 * b, 36 + TONIC[key_id], 16, D.BASS])
+        notes.append(note(16 * b, bass_pitch, 16, D.BASS))
     notes.sort(key=lambda n: (n[0], n[3], n[1]))
     return np.array(notes, dtype=np.int64)
+
+
+def random_key_song(key_id: int, rng: np.random.Generator, bars: int = 4) -> np.ndarray:
+    """Random piano simu-notes from the key's scale (G3..G5) over a bass tonic."""
+    pitches = [p for p in range(55, 80) if p % 12 in scale(key_id)]
+    return random_piano_bass(pitches, 36 + TONIC[key_id], rng, bars)
 
 
 def write_key_npz(path: Path, per_key: int = 48, seed: int = 0) -> Path:

@@ -238,19 +238,10 @@ EMOTION_STYLE = {1: (100, 121, 67, 84), 3: (20, 41, 43, 60)}   # Q1 loud and hig
 def emotion_song(emotion: int, rng, bars: int = 4) -> np.ndarray:
     """Notes [onset, pitch, duration, instrument, velocity]: random C-major piano simu-notes in
     the emotion's register and loudness, over a bass C held through every bar."""
+    from key_fixtures import random_piano_bass
     v_lo, v_hi, p_lo, p_hi = EMOTION_STYLE[emotion]
     pitches = [p for p in range(p_lo, p_hi) if p % 12 in (0, 2, 4, 5, 7, 9, 11)]
-    notes = []
-    for b in range(bars):
-        t = 0
-        while t < D.TICKS_PER_BAR:
-            dur = min(int(rng.choice([2, 4, 4, 8])), D.TICKS_PER_BAR - t)
-            for p in rng.choice(pitches, size=int(rng.integers(1, 4)), replace=False):
-                notes.append([16 * b + t, int(p), dur, D.PIANO, int(rng.integers(v_lo, v_hi))])
-            t += dur
-        notes.append([16 * b, 36, 16, D.BASS, int(rng.integers(v_lo, v_hi))])
-    notes.sort(key=lambda n: (n[0], n[3], n[1]))
-    return np.array(notes, dtype=np.int64)
+    return random_piano_bass(pitches, 36, rng, bars, velocity=(v_lo, v_hi))
 
 
 @pytest.fixture(scope="module")
