@@ -158,6 +158,16 @@ def chord_root_quality(cid: int) -> tuple[int, str] | None:
     return root, QUALITIES[q]
 
 
+def transpose(cids, k: int) -> np.ndarray:
+    """Chord ids (any array shape) with every root moved up ``k`` semitones; none and N.C. stay."""
+    cids = np.asarray(cids)
+    out = cids.copy()
+    named = cids >= 2
+    root, q = np.divmod(cids[named] - 2, _NQ)
+    out[named] = 2 + ((root + k) % 12) * _NQ + q
+    return out
+
+
 def chord_name(cid: int) -> str:
     """``"C:maj"``, ``"F#:min7"``, ``"N.C."`` or ``"none"``; ValueError if out of range."""
     rq = chord_root_quality(cid)
@@ -393,4 +403,4 @@ def segment_chords(notes, n_ticks: int, segment: int = SEGMENT) -> np.ndarray:
 
 __all__ = ["QUALITIES", "PITCH_CLASSES", "NONE", "NO_CHORD", "N_CHORD", "SEGMENT", "TEMPLATES",
            "KIND_TO_QUALITY", "chord_id", "chord_name", "parse_chord", "chord_pitch_classes",
-           "chord_root_quality", "name_pitch_classes", "segment_chords"]
+           "chord_root_quality", "name_pitch_classes", "segment_chords", "transpose"]

@@ -140,6 +140,15 @@ def key_name(key_id: int) -> str:
     return KEY_NAMES[key_id]
 
 
+def transpose_keys(key_ids, k: int):
+    """Key ids (a NumPy array) with the tonic moved up ``k`` semitones, the mode kept; 0 (none) stays."""
+    out = key_ids.copy()
+    known = key_ids > 0
+    tonic, mode = (key_ids[known] - 1) % 12, (key_ids[known] - 1) // 12
+    out[known] = 1 + 12 * mode + (tonic + k) % 12
+    return out
+
+
 def instrument_name(class_id: int) -> str:
     """'Drums'..'Strings' for 1..5, 'none' for 0."""
     return "none" if class_id == 0 else INSTRUMENTS[class_id - 1]

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 import dictionary_mix as D
+from representation import p_beat, p_time
 from sampling import sample
 
 FORCED_TRACKS = (1, 2, 3)   # Drums, Piano, Guitar (instrument class ids)
@@ -77,14 +78,6 @@ def keep_rows(rows: np.ndarray, min_strength: int) -> np.ndarray:
     return rows[keep]
 
 
-def p_beat(i_beat: int, n_beat: int) -> int:
-    return min(D.N_PBEAT - 1, int(100 * i_beat / max(n_beat, 1)) + 1)
-
-
-def p_time(i_beat: int, n_beat: int) -> int:
-    return min(99, int(100 * i_beat / max(n_beat, 1))) + 1
-
-
 EOS = [0] * 9
 
 
@@ -92,8 +85,8 @@ def _row(barbeat=0, type_=0, density=0, pitch=0, duration=0, instr=0, strength=0
          bmt=None):
     """A token row; ``bmt`` = (tempo, chord, velocity) makes it a 12-column bmt row (p_time in col 7)."""
     if bmt is None:
-        return [barbeat, type_, density, pitch, duration, instr, strength, p_beat(i_beat, n_beat), i_beat]
-    return [barbeat, type_, density, pitch, duration, instr, strength, p_time(i_beat, n_beat), i_beat, *bmt]
+        return [barbeat, type_, density, pitch, duration, instr, strength, int(p_beat(i_beat, n_beat)), i_beat]
+    return [barbeat, type_, density, pitch, duration, instr, strength, int(p_time(i_beat, n_beat)), i_beat, *bmt]
 
 
 @torch.inference_mode()

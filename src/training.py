@@ -22,15 +22,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import chords
 import cli
 import dictionary_mix as D
 from model import CMT, ModelConfig, load_checkpoint, save_checkpoint
 
-# logits key -> target column of y (the cmt fields; bmt adds tempo, chord, velocity)
-TARGETS = {"type": D.COL_TYPE, "barbeat": D.COL_BARBEAT, "density": D.COL_DENSITY,
-           "pitch": D.COL_PITCH, "duration": D.COL_DURATION, "instr": D.COL_INSTRUMENT,
-           "strength": D.COL_STRENGTH}
-ALL_TARGETS = {**TARGETS, "tempo": D.COL_TEMPO, "chord": D.COL_CHORD, "velocity": D.COL_VELOCITY}
+# logits key -> target column of y, from the presets (bmt's fields include cmt's)
+TARGETS = {f.name: f.col for f in D.PRESETS["bmt"].fields if f.head}
 
 
 # ----------------------------------------------------------------------------- data
@@ -163,15 +161,8 @@ def transpose_songs(x: np.ndarray, y: np.ndarray, init: np.ndarray, rng: np.rand
         for a, sel in zip((x[i], y[i]), notes):
             a[sel, D.COL_PITCH] += k
             if a.shape[1] > D.COL_CHORD:
-                c = a[:, D.COL_CHORD]
-                has_root = c >= 2
-                n_q = (D.N_CHORD - 2) // 12                      # qualities per root
-                root, quality = (c[has_root] - 2) // n_q, (c[has_root] - 2) % n_q
-                c[has_root] = 2 + n_q * ((root + k) % 12) + quality
-        key = init[i, :, 1]
-        known = key > 0
-        tonic, mode = (key[known] - 1) % 12, (key[known] - 1) // 12
-        key[known] = 1 + 12 * mode + (tonic + k) % 12
+                a[:, D.COL_CHORD] = chords.transpose(a[:, D.COL_CHORD], k)
+        init[i, :, 1] = D.transpose_keys(init[i, :, 1], k)
     return shifts
 
 
@@ -181,7 +172,7 @@ def field_losses(logits: dict, y: torch.Tensor, mask: torch.Tensor) -> dict[str,
     denom = mask.sum().clamp_min(1.0)
     out = {}
     for key in logits:
-        col = ALL_TARGETS[key]
+        col = TARGETS[key]
         ce = F.cross_entropy(logits[key].transpose(1, 2).float(), y[..., col], reduction="none")
         out[key] = (ce * mask).sum() / denom
     return out
@@ -414,7 +405,7 @@ def trained_instruments(data: dict, idx: np.ndarray) -> list[int]:
 class Logger:
     """logs/<name>.log (text), logs/<name>.csv (one row per epoch), logs/<name>_loss.png."""
 
-    def __init__(self, log_dir: Path, name: str, active: bool, fields=tuple(TARGETS)):
+    def __init__(self, log_dir: Path, name: str, active: bool, fields=D.PRESETS["cmt"].heads):
         self.active = active
         self.fields = tuple(fields)
         self.text = log_dir / f"{name}.log"

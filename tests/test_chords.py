@@ -272,3 +272,10 @@ def test_segment_shapes_and_edges():
     assert CH.segment_chords(zero, 8).tolist() == [C_MAJ]
     with pytest.raises(ValueError):
         CH.segment_chords(notes, 48, segment=0)
+
+
+def test_transpose_moves_roots_and_keeps_none_and_no_chord():
+    ids = np.array([[CH.NONE, CH.NO_CHORD, CH.chord_id(11, "maj")], [CH.chord_id(9, "min7"), 2, 133]])
+    assert CH.transpose(ids, 1).tolist() == [[CH.NONE, CH.NO_CHORD, CH.chord_id(0, "maj")],
+                                             [CH.chord_id(10, "min7"), CH.chord_id(1, "maj"), CH.chord_id(0, "sus4")]]
+    assert (CH.transpose(CH.transpose(ids, 5), -5) == ids).all()
