@@ -9,7 +9,9 @@ parallel flow pass), timeline (VFR -> uniform grid), envelope, beats, tempo,
 metadata (json + npz rows), cache, analysis, visualize, pipeline.
 """
 from video2npz.analysis import analyse, analyse_video
-from video2npz.metadata import load_metadata, metadata_to_rows
+from video2npz.metadata import (ROW_BARBEAT, ROW_DENSITY, ROW_I_BEAT, ROW_N_BEAT, ROW_P_BEAT,  # noqa: F401
+                                 ROW_STRENGTH, load_metadata, metadata_to_rows)
 from video2npz.pipeline import video_to_npz
 
-__all__ = ["analyse", "analyse_video", "metadata_to_rows", "load_metadata", "video_to_npz"]
+__all__ = ["analyse", "analyse_video", "metadata_to_rows", "load_metadata", "video_to_npz",
+           "ROW_BARBEAT", "ROW_DENSITY", "ROW_STRENGTH", "ROW_I_BEAT", "ROW_N_BEAT", "ROW_P_BEAT"]

@@ -31,6 +31,11 @@ TICKS_PER_BAR = 16
 TICKS_PER_BEAT = 4
 BAR_TOKEN = 17
 
+#: The inference rows' columns, by name: [bar-beat, density, strength, i_beat, n_beat, p_beat].
+#: Every reader of video rows indexes them with these, never with raw numbers.
+ROW_BARBEAT, ROW_DENSITY, ROW_STRENGTH, ROW_I_BEAT, ROW_N_BEAT, ROW_P_BEAT = range(6)
+ROW_COLUMNS = ("bar-beat", "density", "strength", "i_beat", "n_beat", "p_beat")
+
 #: Motion speed per bar -> density class (fitted so video statistics match music's).
 DENSITY_THRESHOLDS = (
     0.008169269189238548, 0.020344337448477745, 0.02979462407529354, 0.041041795164346695,
