@@ -22,12 +22,12 @@ ORIGINAL_DATA = "lpd_5_prcem_mix_v8_10000.npz"
 
 def parse_args(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-n", "--name", default=main_cp.HP["name"], help="experiment name: exp/<name>/, logs/<name>.log")
-    ap.add_argument("-l", "--lr", type=float, default=main_cp.HP["lr"], help="initial learning rate")
-    ap.add_argument("-b", "--batch_size", type=int, default=main_cp.HP["batch_size"], help="songs per batch")
+    ap.add_argument("-n", "--name", help=f"experiment name: exp/<name>/, logs/<name>.log (default {main_cp.HP['name']})")
+    ap.add_argument("-l", "--lr", type=float, help=f"initial learning rate (default {main_cp.HP['lr']})")
+    ap.add_argument("-b", "--batch_size", type=int, help=f"songs per batch (default {main_cp.HP['batch_size']})")
     ap.add_argument("-p", "--path", help="start from this checkpoint: exp/<name>/last.pt resumes the run, "
                                          "any other checkpoint (e.g. the released loss_8_params.pt) is fine-tuned")
-    ap.add_argument("-e", "--epochs", type=int, default=main_cp.HP["epochs"], help="number of epochs")
+    ap.add_argument("-e", "--epochs", type=int, help=f"number of epochs (default {main_cp.HP['epochs']})")
     ap.add_argument("-t", "--train_data", default=f"../dataset/{ORIGINAL_DATA}",
                     help=f"training npz: the original's processed file (default dataset/{ORIGINAL_DATA}) "
                          "or one from midi2numpy_mix.py")
@@ -37,8 +37,9 @@ def parse_args(argv=None) -> dict:
     data = args.train_data
     if data == f"../dataset/{ORIGINAL_DATA}":
         data = str(paths.REPO / "dataset" / ORIGINAL_DATA)
-    hp.update(mode="train", name=args.name, lr=args.lr, batch_size=args.batch_size,
-              epochs=args.epochs, train_data=data)
+    hp.update(train_data=data, **{k: v for k, v in (("name", args.name), ("lr", args.lr),
+                                                     ("batch_size", args.batch_size), ("epochs", args.epochs))
+                                  if v is not None})
     if args.gpus:
         hp.update(gid=",".join(str(g) for g in args.gpus))
     hp = main_cp.resolve_paths(hp)
