@@ -3,6 +3,7 @@
     python src/main_cp.py --mode train --train_data music21.npz --name mymodel
     torchrun --nproc_per_node 2 src/main_cp.py --mode train ...      # several GPUs (or CPUs)
     python src/main_cp.py --mode inference --videos videos/demo.mp4  # video in, video with music out
+    python src/main_cp.py                  # BMT's way: edit the block below (mode, ...), then run
 
 Every entry of the hyperparameter block below can be overridden by a flag of the same name
 (``--lr 3e-4``); ``--preset small`` selects the bundled model's size.  The token
@@ -19,6 +20,7 @@ import cli
 # ------------------------------------------------------------------ hyperparameters
 # Edit here; every entry is also a flag (--name value).  Defaults are the published CMT.
 HP = dict(
+    mode="inference",            # train | inference (BMT: edit here, then `python src/main_cp.py`)
     # run and data
     name="cmt",                  # exp/<name>/ holds checkpoints, logs/<name>.* the logs
     data_root="dataset",         # --train_data is looked up here unless it is a path
@@ -50,6 +52,7 @@ HP = dict(
     gid="",                      # GPU ids as in BMT, e.g. "0" or "0,1" (several: one process each)
     data_parallel=0,             # 1: use every visible GPU (BMT's flag)
     resume=0,                    # 1: continue from exp/<name>/last.pt
+    init_ckpt="",                # fine-tune: start from this checkpoint's weights (CMT's train.py -p)
     # inference (SPEC section 5)
     videos="videos/demo.mp4",    # a video, a video npz, or a folder of them
     ckpt="",                     # default: the bundled model, exp/bundled/model.pt
@@ -89,10 +92,13 @@ def _comments() -> dict[str, str]:
 def parse_args(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     notes = _comments()
-    ap.add_argument("--mode", choices=["train", "inference"], required=True)
+    ap.add_argument("--mode", choices=["train", "inference"], default=None,
+                    help=f"{notes.get('mode', '')} (default: {HP['mode']!r}, from the block at the top of this file)")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="published",
                     help="a named set of hyperparameters applied before the other flags")
     for key, default in HP.items():
+        if key == "mode":
+            continue
         kind = type(default)
         ap.add_argument(f"--{key}", type=kind, default=None, metavar=kind.__name__.upper(),
                         help=f"{notes.get(key, '')} (default: {default!r})".strip())
@@ -100,7 +106,18 @@ def parse_args(argv=None) -> dict:
     hp = dict(HP)
     hp.update(PRESETS[args.preset])
     hp.update({k: v for k, v in vars(args).items() if k in HP and v is not None})
-    hp["mode"], hp["preset"] = args.mode, args.preset
+    hp["mode"], hp["preset"] = args.mode or hp["mode"], args.preset
+    if hp["mode"] not in ("train", "inference"):
+        raise cli.UserError(f"mode {hp['mode']!r} in the HP block of main_cp.py: use 'train' or 'inference'")
+    return resolve_paths(hp)
+
+
+def resolve_paths(hp: dict) -> dict:
+    """dataset/, exp/, logs/, inference/, videos/ are the repository's folders from any working folder."""
+    import paths
+    for key in ("data_root", "exp_dir", "log_dir", "out_dir", "videos", "ckpt", "train_data", "init_ckpt"):
+        if hp.get(key):
+            hp[key] = str(paths.repo_path(hp[key]))
     return hp
 
 

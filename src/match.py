@@ -1,6 +1,7 @@
 """The retrieval baseline (SPEC section 7): the songs of a token library that best fit a video.
 
     python src/match.py inference/demo.npz dataset/music21.npz [--top 5]
+    cd src && python match.py ../inference/test.npz ../dataset/lpd_5_prcem_mix_v8_10000.npz   # CMT's file works too
 
 Scores every song by 1 / (MSE of per-bar density + MSE of per-position strength) against the
 video's controls and prints the best ones.
@@ -31,9 +32,13 @@ def main() -> None:
         rows = np.load(args.video_npz, allow_pickle=False)["input"]
     except Exception as e:  # noqa: BLE001
         raise cli.UserError(f"{args.video_npz} is not a video npz with an 'input' array ({e})") from None
+    import original_npz
     try:
-        data = load_training_npz(args.music_npz)
+        data = (original_npz.read(args.music_npz) if original_npz.is_original(args.music_npz)
+                else load_training_npz(args.music_npz))
         x, seq_len = data["x"], data["seq_len"]
+    except original_npz.OriginalNpzError as e:
+        raise cli.UserError(str(e)) from None
     except Exception as e:  # noqa: BLE001
         raise cli.UserError(f"{args.music_npz} is not a training npz ({e})") from None
     meta = data.get("metadata") or [{} for _ in range(len(x))]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import cli
 import dataset
+import paths
 
 
 def add_build_args(ap: argparse.ArgumentParser, default_max_len: int = 10000) -> None:
@@ -62,15 +63,23 @@ def label_maps(args) -> tuple[dict | None, dict | None]:
 def cache_dir_for(args) -> Path | None:
     if args.no_cache:
         return None
-    return Path(args.cache_dir) if args.cache_dir else Path(args.out_name).parent / ".cache" / "tokens"
+    if args.cache_dir:
+        return Path(args.cache_dir)
+    out_dir = Path(args.out_name).resolve().parent
+    if out_dir == paths.REPO / "src" or paths.REPO / "src" in out_dir.parents:
+        return paths.CACHE / "tokens"   # caches never land inside src/
+    return out_dir / ".cache" / "tokens"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description="Tokenise a folder of MIDI files into the training npz.")
     ap.add_argument("--midi_dir", required=True, help="folder of .mid/.midi files (searched recursively)")
-    ap.add_argument("--out_name", required=True, help="output .npz path, e.g. dataset/mydata.npz")
+    ap.add_argument("--out_name", required=True, help="output .npz: a bare name goes into the repository's "
+                                                     "dataset/ (data.npz -> dataset/data.npz, as in CMT), "
+                                                     "else a path")
     add_build_args(ap)
     args = ap.parse_args()
+    args.out_name = str(paths.in_folder(args.out_name, "dataset"))
     check_build_args(args)
     midi_dir = Path(args.midi_dir)
     if not midi_dir.is_dir():

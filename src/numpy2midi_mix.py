@@ -13,7 +13,7 @@ least 1); the file's resolution is ``ticks_per_beat`` (4 by default, so one MIDI
 one token tick).
 
 bmt rows (12 columns) also carry each note's velocity, a tempo per bar and chords: the
-notes keep their velocities, the chords become MIDI markers ("C:maj", ...) and, when no
+notes keep their velocities, the chords become MIDI markers ("C_M", "A#_M7", ...) and, when no
 tempo is given, the tokens' tempo changes become the MIDI's.
 """
 from __future__ import annotations

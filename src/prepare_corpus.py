@@ -19,6 +19,7 @@ from pathlib import Path
 import cli
 import corpus
 import dataset
+import paths
 from midi2numpy_mix import add_build_args, cache_dir_for, check_build_args, label_maps
 
 MUSIC21_MAX_LEN = 2048
@@ -42,6 +43,7 @@ def main() -> int:
         args.max_len = MUSIC21_MAX_LEN if args.source == "music21" else 10000
     if args.out_name is None:
         args.out_name = f"dataset/{args.source}.npz"
+    args.out_name = str(paths.in_folder(args.out_name, "dataset"))
     check_build_args(args)
     if args.cap < 0:
         raise cli.UserError("--cap must be >= 0")
@@ -49,7 +51,7 @@ def main() -> int:
     genre_map, emotion_map = label_maps(args)
     extra = {}
     if args.source == "music21":
-        midi_out = Path(args.midi_out or "dataset/music21_midi")
+        midi_out = paths.repo_path(args.midi_out or "dataset/music21_midi")
         files, m21_genres, report = corpus.build_music21_midi(midi_out, cap=args.cap or None, workers=args.workers,
                                                               collections_=args.collections)
         print("\n".join(report.lines()))
@@ -63,7 +65,7 @@ def main() -> int:
     elif args.source == "lpd":
         if not args.in_dir or not Path(args.in_dir).is_dir():
             raise cli.UserError("--source lpd needs --in_dir, the folder of lpd-5 .npz files")
-        midi_out = Path(args.midi_out or "dataset/lpd_midi")
+        midi_out = paths.repo_path(args.midi_out or "dataset/lpd_midi")
         report = corpus.convert_pianoroll_folder(args.in_dir, midi_out, workers=args.workers)
         print("\n".join(report.lines()))
         files = dataset.find_midi_files(midi_out)

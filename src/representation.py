@@ -112,9 +112,10 @@ def extract_notes(src, min_track_notes: int = D.MIN_TRACK_NOTES, check_time_sign
 
     Returns ``(notes, tracks)``: ``notes`` is an int32 array ``(n, 4)`` of
     ``[onset_tick, pitch, duration_ticks, instrument_class]`` on the 16th-note grid
-    (onset rounded to the nearest 16th, duration rounded and clipped to 1..16),
-    sorted by onset, then instrument class, then pitch; a repeated
-    ``(onset, pitch, instrument)`` keeps only its longest note.  ``tracks`` lists
+    (onset and end rounded to the nearest 16th, halves to even, as the original's muspy;
+    duration = end - onset clipped to 0..16: a note shorter than half a 16th has duration 0),
+    sorted by onset, then instrument class, then unquantised start, then pitch; a repeated
+    ``(onset, pitch, instrument)`` from the same unquantised start keeps only its longest note.  ``tracks`` lists
     ``{"name", "program", "is_drum", "class", "n_notes", "kept"}`` per MIDI track.
     Tracks with fewer than ``min_track_notes`` notes are dropped (SPEC: <= 20).
     With ``velocity`` the notes get a fifth column, their MIDI velocity.
@@ -126,7 +127,7 @@ def extract_notes(src, min_track_notes: int = D.MIN_TRACK_NOTES, check_time_sign
     if not midi.instruments:
         raise BadMidiError("no tracks with notes")
     tracks = []
-    parts = []
+    parts, raw_starts = [], []
     for inst in midi.instruments:
         cls = instrument_class(inst.name, inst.program, inst.is_drum)
         n = len(inst.notes)
@@ -137,21 +138,25 @@ def extract_notes(src, min_track_notes: int = D.MIN_TRACK_NOTES, check_time_sign
             continue
         arr = np.array([(nt.start, nt.end, nt.pitch, nt.velocity) for nt in inst.notes], dtype=np.int64)
         start, end, pitch = arr[:, 0], arr[:, 1], arr[:, 2]
-        onset = np.floor(start * D.TICKS_PER_BEAT / tpb + 0.5).astype(np.int64)
-        dur = np.floor((end - start) * D.TICKS_PER_BEAT / tpb + 0.5).astype(np.int64)
-        dur = np.clip(dur, 1, D.MAX_DURATION)
+        # as the original (muspy's adjust_resolution): onset and end each rounded half to even,
+        # duration = end - onset, so a very short note has duration 0
+        onset = np.rint(start * (D.TICKS_PER_BEAT / tpb)).astype(np.int64)
+        dur = np.rint(end * (D.TICKS_PER_BEAT / tpb)).astype(np.int64) - onset
+        dur = np.clip(dur, 0, D.MAX_DURATION)
         cols = [onset, pitch, dur, np.full_like(onset, cls)] + ([arr[:, 3]] if velocity else [])
         parts.append(np.stack(cols, axis=1))
+        raw_starts.append(start)
     if not any(t["n_notes"] for t in tracks):
         raise BadMidiError("no notes")
     if not parts:
         raise BadMidiError(f"no track with at least {min_track_notes} notes")
-    notes = np.concatenate(parts)
-    notes = notes[(notes[:, 0] >= 0) & (notes[:, 1] >= 0) & (notes[:, 1] <= 127)]
+    notes, raw_start = np.concatenate(parts), np.concatenate(raw_starts)
+    ok = (notes[:, 0] >= 0) & (notes[:, 1] >= 0) & (notes[:, 1] <= 127)
+    notes, raw_start = notes[ok], raw_start[ok]
     if check_time_signature:
         last_onset_midi = int(max(nt.start for inst in midi.instruments for nt in inst.notes))
         check_meter(midi, until_tick=last_onset_midi)
-    return dedupe_and_sort(notes), tracks
+    return dedupe_and_sort(notes, raw_start), tracks
 
 
 def note_columns(notes) -> np.ndarray:
@@ -162,18 +167,23 @@ def note_columns(notes) -> np.ndarray:
     return notes.reshape(-1, 4)
 
 
-def dedupe_and_sort(notes: np.ndarray) -> np.ndarray:
+def dedupe_and_sort(notes: np.ndarray, raw_start=None) -> np.ndarray:
     """Sort notes by (onset, instrument, pitch) and keep the longest of duplicated (onset, pitch, instrument).
 
-    Columns beyond the four (velocity) travel with their note."""
+    With ``raw_start`` (each note's unquantised start) the original's rules hold: only notes
+    that also start on the same unquantised tick are duplicates (two short notes that round
+    onto one 16th are both kept), and notes of one instrument on the same 16th keep the order
+    of their unquantised starts, then pitch (muspy sorts a track by its own ticks; the
+    original's bar sort is stable).  Columns beyond the four (velocity) travel with their note."""
     notes = np.asarray(notes, dtype=np.int64)
     notes = notes.reshape(-1, notes.shape[-1] if notes.ndim == 2 and notes.shape[-1] >= 4 else 4)
     if len(notes) == 0:
         return notes.astype(np.int32)
-    # order: onset, instrument, pitch, then longest duration first
-    order = np.lexsort((-notes[:, 2], notes[:, 1], notes[:, 3], notes[:, 0]))
-    notes = notes[order]
-    key = notes[:, [0, 3, 1]]
+    raw = np.zeros(len(notes), np.int64) if raw_start is None else np.asarray(raw_start, np.int64)
+    # order: onset, instrument, (unquantised start,) pitch, then longest duration first
+    order = np.lexsort((-notes[:, 2], notes[:, 1], raw, notes[:, 3], notes[:, 0]))
+    notes, raw = notes[order], raw[order]
+    key = np.column_stack([notes[:, [0, 3, 1]], raw])
     first = np.ones(len(notes), dtype=bool)
     first[1:] = np.any(key[1:] != key[:-1], axis=1)
     return notes[first].astype(np.int32)
@@ -235,9 +245,10 @@ def estimate_key(notes: np.ndarray) -> int:
 # ---------------------------------------------------------------------------------
 
 def p_beat(i_beat, n_beat: int):
-    """Beat-timing class: int(100 * i_beat / n_beat) + 1, clipped to 1..101."""
+    """Beat-timing class: int(i_beat / n_beat * 100) + 1, clipped to 1..101 (the original's
+    float expression, so values just under an integer round as they did there)."""
     n_beat = max(int(n_beat), 1)
-    return np.minimum((100 * np.asarray(i_beat, dtype=np.int64)) // n_beat + 1, D.N_PBEAT - 1)
+    return np.minimum((np.asarray(i_beat, dtype=np.float64) / n_beat * 100).astype(np.int64) + 1, D.N_PBEAT - 1)
 
 
 def p_time(i_beat, n_beat: int):
@@ -413,10 +424,23 @@ def tokens_chords(tokens: np.ndarray) -> list[tuple[int, int]]:
 # songs and windows
 # ---------------------------------------------------------------------------------
 
+def song_end(midi) -> int:
+    """The song length in 16ths for p_beat, as the original's muspy ``get_end_time``: the latest
+    rounded note end (before durations are clipped, dropped tracks included) or tempo, meter,
+    key, marker or lyric time."""
+    f = D.TICKS_PER_BEAT / int(midi.ticks_per_beat)
+    times = [n.end for inst in midi.instruments for n in inst.notes]
+    for events in (midi.tempo_changes, midi.time_signature_changes, midi.key_signature_changes,
+                   midi.markers, midi.lyrics):
+        times.extend(e.time for e in events)
+    return int(np.rint(np.max(np.asarray(times, dtype=np.int64)) * f)) if times else 0
+
+
 def _song_notes(src, trim_leading: bool, preset: str = "cmt"):
-    """(notes, tracks, bar_offset, tempos per bar or None); bmt notes carry velocity."""
+    """(notes, tracks, bar_offset, tempos per bar or None, song end in 16ths after the offset);
+    bmt notes carry velocity."""
     bmt = D.preset(preset).name == "bmt"
-    midi = load_midi(src) if bmt else src
+    midi = load_midi(src)
     notes, tracks = extract_notes(midi, velocity=bmt)
     if len(notes) == 0:
         raise BadMidiError("no notes")
@@ -426,7 +450,8 @@ def _song_notes(src, trim_leading: bool, preset: str = "cmt"):
         notes[:, 0] -= bar_offset * D.TICKS_PER_BAR
     n_bars = int(notes[-1, 0] // D.TICKS_PER_BAR) + 1
     tempos = bar_tempos(midi, n_bars, bar_offset) if bmt else None
-    return notes, tracks, bar_offset, tempos
+    end = max(song_end(midi) - bar_offset * D.TICKS_PER_BAR, int(np.max(notes[:, 0] + notes[:, 2])))
+    return notes, tracks, bar_offset, tempos, end
 
 
 def _info(tokens, notes, n_bars, n_beat, key, **extra):
@@ -450,11 +475,10 @@ def midi_to_tokens(src, trim_leading: bool = True, preset: str = "cmt"):
     ``bar_offset`` (leading empty bars removed when ``trim_leading``) and ``tracks``.
     Raises :class:`BadMidiError` for files that cannot be tokenised.
     """
-    notes, tracks, bar_offset, tempos = _song_notes(src, trim_leading, preset)
+    notes, tracks, bar_offset, tempos, n_beat = _song_notes(src, trim_leading, preset)
     key = estimate_key(notes)
-    tokens = notes_to_tokens(notes, preset=preset, tempos=tempos)
+    tokens = notes_to_tokens(notes, n_beat=n_beat, preset=preset, tempos=tempos)
     n_bars = int(notes[-1, 0] // D.TICKS_PER_BAR) + 1
-    n_beat = int(np.max(notes[:, 0] + notes[:, 2]))
     return tokens, _info(tokens, notes, n_bars, n_beat, key, bar_offset=bar_offset, tracks=tracks, window=0,
                          n_windows=1)
 
@@ -495,10 +519,9 @@ def midi_to_windows(src, max_len: int | None = 10000, trim_leading: bool = True,
     ``instruments`` lists the classes present in each window.  Windows without notes
     are left out.  ``preset="bmt"``: chords are extracted once from the whole song.
     """
-    notes, tracks, bar_offset, tempos = _song_notes(src, trim_leading, preset)
+    notes, tracks, bar_offset, tempos, end = _song_notes(src, trim_leading, preset)
     key = estimate_key(notes)
     n_bars = int(notes[-1, 0] // D.TICKS_PER_BAR) + 1
-    song_end = int(np.max(notes[:, 0] + notes[:, 2]))
     counts = bar_token_counts(notes, n_bars)
     song_chords = None
     if tempos is not None:
@@ -517,7 +540,7 @@ def midi_to_windows(src, max_len: int | None = 10000, trim_leading: bool = True,
         w = notes[lo:hi].copy()
         w[:, 0] -= t0
         last = b1 == n_bars
-        n_beat = (song_end - t0) if last else (t1 - t0)
+        n_beat = (end - t0) if last else (t1 - t0)
         extra = {}
         if tempos is not None:
             per_bar = D.TICKS_PER_BAR // CH.SEGMENT

@@ -38,6 +38,12 @@ def load_data(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise cli.UserError(f"training data {path} not found; build it with `make corpus` or "
                             "`python src/midi2numpy_mix.py --midi_dir DIR --out_name FILE.npz`")
+    import original_npz
+    if original_npz.is_original(path):   # CMT's processed file: 10 raw columns, pickled metadata
+        try:
+            return original_npz.read(path)
+        except original_npz.OriginalNpzError as e:
+            raise cli.UserError(f"training data: {e}") from None
     try:
         z = np.load(path, allow_pickle=False)
         data = {k: z[k] for k in z.files}
@@ -249,6 +255,15 @@ def train(hp: dict) -> Path:
         best = float(info.get("extra", {}).get("best_val", math.inf))
         config = model.config
         resumed = f"resuming {last} after epoch {start_epoch - 1} (step {step}, best validation loss {best:.4f})"
+    elif hp.get("init_ckpt"):   # fine-tune (CMT's train.py -p): its weights and sizes, a fresh optimizer
+        model = load_checkpoint(Path(hp["init_ckpt"]), device=device)
+        config = model.config
+        for c, n in list(enumerate(config.n_class))[:D.COL_IBEAT]:
+            top = int(max(data["x"][..., c].max(), data["y"][..., c].max()))
+            if top >= n:
+                raise cli.UserError(f"--init_ckpt {hp['init_ckpt']}: its {config.layout.columns[c]} vocabulary has "
+                                    f"{n} classes but the training data holds {top}; fine-tune on data of its kind")
+        resumed = f"starting from the weights of {hp['init_ckpt']}"
     else:
         resumed = f"no {last} to resume from: starting afresh" if hp["resume"] else ""
         preset = data_preset(data)   # the representation (cmt/bmt) comes from the data

@@ -163,13 +163,20 @@ def test_round_trip_keeps_onset_pitch_duration_instrument(tmp_path):
 def test_quantisation_rounds_to_the_16th_grid():
     m = miditoolkit.MidiFile(ticks_per_beat=96)  # 24 ticks per 16th
     inst = Instrument(0, False, "Piano")
-    # onsets 11 -> 0, 13 -> 1 (16ths); 35 ticks long -> round(35/24) = 1; 500 ticks -> capped at 16
-    inst.notes = [Note(80, 60, 11, 11 + 35), Note(80, 62, 13, 13 + 500)] + [Note(80, 50, 48 * k, 48 * k + 24)
-                                                                            for k in range(1, 20)]
+    # as the original (muspy): onset and end are rounded, duration = end - onset.
+    # onsets 11 -> 0, 13 -> 1 (16ths); the first ends at 46 -> 2, so 2 - 0 = 2; 500 ticks -> capped at 16;
+    # 60 -> 70 rounds to 2.5 -> 2 (half to even) and 2.9 -> 3: 1 16th; 84 -> 90: 3.5 -> 4 and 3.75 -> 4: duration 0
+    inst.notes = [Note(80, 60, 11, 11 + 35), Note(80, 62, 13, 13 + 500), Note(80, 64, 60, 70),
+                  Note(80, 65, 84, 90)] + [Note(80, 50, 48 * k, 48 * k + 24) for k in range(1, 20)]
     m.instruments = [inst]
     notes, _ = R.extract_notes(m)
-    assert notes[0].tolist() == [0, 60, 1, D.PIANO]
+    assert notes[0].tolist() == [0, 60, 2, D.PIANO]
     assert notes[1].tolist() == [1, 62, 16, D.PIANO]
+    assert notes[2].tolist() == [2, 50, 1, D.PIANO]    # 48 -> 72: 2 -> 3
+    assert notes[3].tolist() == [2, 64, 1, D.PIANO]
+    # on one 16th, notes keep the order of their unquantised starts (84 before 96), as in the original
+    assert notes[4].tolist() == [4, 65, 0, D.PIANO]    # shorter than half a 16th: duration 0
+    assert notes[5].tolist() == [4, 50, 1, D.PIANO]    # 96 -> 120
 
 
 def test_meter_other_than_sixteen_sixteenths_is_rejected():

@@ -137,8 +137,9 @@ def test_transposition_moves_notes_key_and_chords_but_not_drums():
     assert (x[0, drum, D.COL_PITCH] == x0[0, drum, D.COL_PITCH]).all()
     assert (y[0, :-1] == x[0, 1:]).all()                   # x and y moved together
     assert init[0, 1, 1] == 13 + (9 + k) % 12               # A minor + k, still minor
-    c_major = CH.chord_id(0, "maj")
-    assert x0[0, 0, D.COL_CHORD] == c_major and x[0, 0, D.COL_CHORD] == CH.chord_id(k % 12, "maj")
+    # chorder reads the first half bar (C E G on beat 0, A on beat 1) as one chord, A_m7
+    a_min7 = CH.chord_id(9, "m7")
+    assert x0[0, 0, D.COL_CHORD] == a_min7 and x[0, 0, D.COL_CHORD] == CH.chord_id((9 + k) % 12, "m7")
     # a song already at the top of the range can only go down
     top = notes_to_tokens(np.array([[0, 127, 4, D.PIANO], [4, 120, 4, D.PIANO]]))
     xt, yt = top[None, :-1].astype(np.int64), top[None, 1:].astype(np.int64)

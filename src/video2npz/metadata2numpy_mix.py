@@ -2,6 +2,11 @@
 """metadata.json -> the inference npz (SPEC section 6): rows under "input", plus tempo and duration.
 
     python src/video2npz/metadata2numpy_mix.py --video clip.mp4 --meta_data inference/clip.json --out_dir inference
+    python src/video2npz/metadata2numpy_mix.py --video videos/ --meta_data inference/meta/ --is_path 1 --out_dir inference
+
+``--is_path 1`` (BMT's flag): ``--video`` is a folder of videos and ``--meta_data`` the folder of their
+``<name>.json``; one npz per video, a bad one does not stop the others.  ``--metadata`` (the
+originals' spelling) is the same as ``--meta_data``.
 """
 import sys
 from pathlib import Path
@@ -13,7 +18,9 @@ sys.path.insert(0, str(_HERE.parent))
 import argparse  # noqa: E402
 
 import cli  # noqa: E402
+import paths  # noqa: E402
 from video2npz import metadata  # noqa: E402
+from video2npz.pipeline import list_videos  # noqa: E402
 
 REPO = _HERE.parents[1]
 
@@ -25,24 +32,53 @@ def parse_args(argv=None):
     p.add_argument("--video", default=None,
                    help="the video the metadata belongs to: names the npz <out_dir>/<video name>.npz "
                    "(default: named after the JSON), and picks its entry from a combined metadata file")
-    p.add_argument("--meta_data", required=True, help="metadata JSON written by video2metadata.py")
+    p.add_argument("--meta_data", "--metadata", dest="meta_data", required=True,
+                   help="metadata JSON written by video2metadata.py (a folder of them with --is_path 1)")
     p.add_argument("--out_dir", default=str(REPO / "inference"), help="output folder (default inference/)")
+    p.add_argument("--is_path", type=int, choices=(0, 1), default=None,
+                   help="BMT's flag: 1 = --video and --meta_data are folders, 0 = files "
+                   "(default: decided by whether --video is a folder)")
     return p.parse_args(argv)
+
+
+def convert_one(video_name, meta_path: Path, out_dir: Path, stem: str) -> str:
+    meta = metadata.load_metadata(meta_path, video_name)
+    rows = metadata.metadata_to_rows(meta)
+    out = out_dir / f"{stem}.npz"
+    if out.resolve() == meta_path.resolve():
+        raise cli.UserError(f"{out}: would overwrite the input; choose another --out_dir")
+    metadata.save_npz(out, rows, meta["tempo"], meta["duration"])
+    n_bars = int((rows[:, 0] == metadata.BAR_TOKEN).sum()) if len(rows) else 0
+    return (f"{out}: {len(rows)} rows ({n_bars} bars, {len(rows) - n_bars} visual beats), "
+            f"tempo {float(meta['tempo']):.2f} bpm")
 
 
 def main(argv=None):
     args = parse_args(argv)
-    video_name = Path(args.video).name if args.video else None
-    meta = metadata.load_metadata(args.meta_data, video_name)
-    rows = metadata.metadata_to_rows(meta)
-    stem = Path(args.video).stem if args.video else Path(args.meta_data).stem
-    out = Path(args.out_dir) / f"{stem}.npz"
-    if out.resolve() == Path(args.meta_data).resolve():
-        raise cli.UserError(f"{out}: would overwrite the input; choose another --out_dir")
-    metadata.save_npz(out, rows, meta["tempo"], meta["duration"])
-    n_bars = int((rows[:, 0] == metadata.BAR_TOKEN).sum()) if len(rows) else 0
-    print(f"{out}: {len(rows)} rows ({n_bars} bars, {len(rows) - n_bars} visual beats), "
-          f"tempo {float(meta['tempo']):.2f} bpm")
+    video = paths.repo_path(args.video) if args.video else None
+    meta_path, out_dir = paths.repo_path(args.meta_data), paths.repo_path(args.out_dir)
+    folder = video is not None and video.is_dir()
+    if args.is_path == 1 and not folder:
+        raise cli.UserError(f"--is_path 1: --video {args.video} must be a folder of videos")
+    if args.is_path == 0 and folder:
+        raise cli.UserError(f"--is_path 0: --video {args.video} is a folder; pass --is_path 1 or a video file")
+    if not folder:
+        stem = video.stem if video else meta_path.stem
+        print(convert_one(video.name if video else None, meta_path, out_dir, stem))
+        return 0
+    if not meta_path.is_dir():
+        raise cli.UserError(f"--meta_data {args.meta_data}: with a folder of videos give the folder of their JSON files")
+    videos = list_videos(video)
+    if not videos:
+        raise cli.UserError(f"{video}: no video files in this folder")
+    failed = []
+    for v in videos:
+        try:
+            print(convert_one(v.name, meta_path / f"{v.stem}.json", out_dir, v.stem))
+        except cli.UserError as e:
+            failed.append(f"{v.name} ({e})")
+    if failed:
+        raise cli.UserError(f"{len(failed)} of {len(videos)} videos failed: " + "; ".join(failed))
     return 0
 
 
