@@ -25,12 +25,13 @@ from pathlib import Path
 import pytest
 
 import cli
+import dictionary_mix as D
 from make_demo_video import render_demo
 from conftest import save_tiny_checkpoint
 from model import load_checkpoint
 from webui import ratings as R
 from webui import soundtrack
-from webui.jobs import JobStore, Worker
+from webui.jobs import Cancelled, JobStore, Worker
 from webui.server import AppConfig, create_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,6 +157,32 @@ def test_ratings_store_summary_csv_and_validation(tmp_path):
     assert cells[("B", "rhythm")] == (1.5, 1)
     listeners = {(r["model"], r["criterion"]): (r["mean"], r["count"]) for r in store.summary("listener")}
     assert listeners[("A", "rhythm")] == (3.75, 2)
+    # spread and 95 % interval, by hand: A's rhythm is 4.5, 3.0, 1.0 -> mean 17/6, sd sqrt(sum sq dev / 2)
+    a = {r["criterion"]: r for r in store.summary() if r["model"] == "A"}["rhythm"]
+    dev = [x - 17 / 6 for x in (4.5, 3.0, 1.0)]
+    sd = (sum(d * d for d in dev) / 2) ** 0.5
+    half = 4.302652729911275 * sd / 3 ** 0.5                 # t(0.975, 2 degrees of freedom)
+    assert (a["n"], a["mean"], a["sd"]) == (3, pytest.approx(17 / 6), pytest.approx(sd))
+    assert (a["ci_low"], a["ci_high"]) == (pytest.approx(17 / 6 - half), pytest.approx(17 / 6 + half))
+    b = {r["criterion"]: r for r in store.summary() if r["model"] == "B"}["rhythm"]
+    assert (b["n"], b["mean"], b["sd"], b["ci_low"]) == (1, 1.5, None, None)   # one rating: no spread
+    amateur = {(r["model"], r["criterion"]): (r["mean"], r["n"]) for r in store.summary(level="amateur")}
+    assert amateur[("A", "rhythm")] == (4.5, 1) and amateur[("B", "rhythm")] == (1.5, 1)
+    assert {r["model"] for r in store.summary(level="professional")} == {"A"}
+    # A/B comparisons: stored by model name whichever side it was shown on
+    answers = {k: "A" for k in R.CRITERION_KEYS}
+    store.save_comparison(rater="r1", level="amateur", item="ab:x.mp4|A|B", model_a="B", model_b="A",
+                          answers={**answers, "overall": "same"})
+    store.save_comparison(rater="r2", level="amateur", item="ab:x.mp4|A|B", model_a="A", model_b="B",
+                          answers={**answers, "rhythm": "B"})
+    cells = {c["criterion"]: c for c in store.comparison_summary()}
+    assert (cells["rhythm"]["model_1"], cells["rhythm"]["wins_1"], cells["rhythm"]["wins_2"]) == ("A", 0, 2)
+    assert (cells["overall"]["wins_1"], cells["overall"]["same"], cells["overall"]["n"]) == (1, 1, 2)
+    rows = list(csv.DictReader(io.StringIO(store.comparisons_csv())))
+    assert [(r["model_a"], r["preferred_rhythm"], r["preferred_overall"]) for r in rows] == \
+        [("B", "B", "same"), ("A", "B", "A")]
+    with pytest.raises(cli.UserError, match="which is better"):
+        store.save_comparison(rater="r3", level="amateur", item="ab:x", model_a="A", model_b="B", answers={})
     assert store.control_summary() == [
         {"model": "A", "control": "visual_beats", "yes": 0, "partly": 1, "no": 0, "count": 1},
         {"model": "A", "control": "tempo", "yes": 1, "partly": 0, "no": 0, "count": 1}]
@@ -188,6 +215,32 @@ class _Model:
         self.vocab = vocab
 
 
+def test_key_genre_and_timbre_choices_follow_the_model(tmp_path, tiny_ckpt):
+    model = load_checkpoint(tiny_ckpt)
+    model.vocab = {"instruments": [2, 4], "keys": [1, 10, 13], "genres": [3, 5]}
+    assert soundtrack.key_choices(model) == [(k, D.KEY_NAMES[k]) for k in (1, 10, 13)]
+    assert soundtrack.genre_choices(model) == [(3, D.GENRES[3]), (5, D.GENRES[5])]
+    o = soundtrack.parse_options({"key": "10", "genre": "5"}, ["2"], model, 5)
+    assert (o["key"], o["genre"]) == (10, 5)
+    opts = soundtrack.pipeline_options(o, tmp_path)
+    assert (opts.key, opts.genre) == (10, 5)
+    for fields, message in [({"key": "2"}, "never saw"), ({"genre": "4"}, "not trained with")]:
+        with pytest.raises(cli.UserError, match=message):
+            soundtrack.parse_options(fields, ["2"], model, 5)
+    html = create_app(AppConfig(data_dir=tmp_path / "k", model=model, start_worker=False)).test_client().get("/")
+    html = html.get_data(as_text=True)
+    assert 'id="key"' in html and f'<option value="10">{D.KEY_NAMES[10]}</option>' in html
+    assert f'<option value="2">{D.KEY_NAMES[2]}</option>' not in html and 'id="genre"' in html
+    # only the instruments the model knows are pre-checked
+    checked = {i: f'id="instr-{i}" name="instruments" value="{i}"\n      checked' in html for i in range(1, 6)}
+    assert checked == {1: False, 2: True, 3: False, 4: True, 5: False}
+    # the GM programs, grouped by family: 16 families of 8, names from pretty_midi
+    groups = soundtrack.gm_programs()
+    assert [len(g[1]) for g in groups] == [8] * 16 and groups[0][0] == "Piano" and groups[5][0] == "Strings"
+    assert groups[5][1][0] == (40, "Violin") and html.count('<optgroup label="Organ">') == 4   # one per pitched track
+    assert '<option value="33" selected>33 Electric Bass (finger)</option>' in html   # the default bass sound
+
+
 def test_soundtrack_page_offers_emotion_only_when_the_model_has_it(tmp_path, tiny_ckpt):
     model = load_checkpoint(tiny_ckpt)
     page = create_app(AppConfig(data_dir=tmp_path / "a", model=model, start_worker=False)).test_client().get("/")
@@ -207,10 +260,20 @@ def test_parse_options_and_pipeline_options(tmp_path):
     plain = _Model({"instruments": [1, 2, 3, 4, 5]})
     o = soundtrack.parse_options({"threshold": "4", "num_songs": "2", "tempo_mode": "auto", "seed": "7"},
                                  ["2", "1", "2"], plain, max_songs=5)
-    assert o == {"threshold": 4, "tempo": None, "num_songs": 2, "instruments": [1, 2], "emotion": None, "seed": 7}
+    assert o == {"threshold": 4, "tempo": None, "num_songs": 2, "instruments": [1, 2], "emotion": None, "seed": 7,
+                 "key": None, "genre": None, "programs": {}, "keep_audio": False, "music_gain_db": -6.0}
     opts = soundtrack.pipeline_options(o, tmp_path)
     assert (opts.tempo, opts.min_strength, opts.instruments, opts.num_songs, opts.seed, opts.render) == \
         (None, 4, (1, 2), 2, 7, False)
+    assert (opts.keep_audio, opts.programs, opts.key, opts.genre) == (False, None, None, None)
+    o = soundtrack.parse_options({"program_Piano": "19", "program_Drums": "5", "keep_audio": "1",
+                                  "music_gain_db": "-12"}, ["1", "2", "3"], plain, 5)
+    assert (o["programs"], o["keep_audio"], o["music_gain_db"]) == ({"Piano": 19}, True, -12.0)
+    opts = soundtrack.pipeline_options(o, tmp_path)
+    assert opts.programs == {"Drums": 0, "Piano": 19, "Guitar": 24, "Bass": 33, "Strings": 41}
+    assert (opts.keep_audio, opts.music_gain_db, opts.loudness) == (True, -12.0, -16.0)
+    new = soundtrack.new_seed(o)
+    assert new["seed"] != o["seed"] and {**new, "seed": o["seed"]} == o
     manual = soundtrack.parse_options({"tempo_mode": "manual", "tempo": "96.5"}, ["5"], plain, 5)
     assert manual["tempo"] == 96.5 and manual["threshold"] == soundtrack.DEFAULT_THRESHOLD
     assert 0 <= manual["seed"] < 2**31
@@ -222,6 +285,9 @@ def test_parse_options_and_pipeline_options(tmp_path):
             ({"num_songs": "6"}, ["1"], "number of songs"),
             ({}, [], "at least one instrument"),
             ({}, ["9"], "instrument"),
+            ({"program_Piano": "128"}, ["2"], "Piano sound"),
+            ({"music_gain_db": "loud"}, ["2"], "music level"),
+            ({"key": "1"}, ["2"], "no key control"),
             ({"emotion": "Q1"}, ["1"], "no emotion control")]:
         with pytest.raises(cli.UserError, match=message):
             soundtrack.parse_options(fields, instruments, plain, 5)
@@ -290,6 +356,32 @@ def test_upload_checks_names_and_sessions(app, video, fake_video, tmp_path):
     # files of a job that is not finished (or not yours) are not served
     assert alice.get(f"/files/{job['id']}/video/0").status_code == 404
     assert alice.get("/files/../../etc/passwd").status_code == 404
+    # regenerate: the same video and settings, a new seed, a new job with its own copy of the upload
+    res = alice.post(f"/api/jobs/{job['id']}/regenerate", headers=HDR)
+    assert res.status_code == 201
+    again = res.get_json()["job"]
+    assert again["id"] != job["id"] and again["name"] == job["name"]
+    assert {**again["options"], "seed": 0} == {**job["options"], "seed": 0} and again["options"]["seed"] != job["options"]["seed"]
+    assert bob.post(f"/api/jobs/{job['id']}/regenerate", headers=HDR).status_code == 404
+    assert len(list(uploads.iterdir())) == 2
+    # cancel a queued job: at once; then delete it with its upload; the other job keeps its video
+    assert alice.post(f"/api/jobs/{job['id']}/cancel", headers=HDR).get_json()["job"]["status"] == "cancelled"
+    assert alice.post(f"/api/jobs/{job['id']}/cancel", headers=HDR).status_code == 400     # already ended
+    assert bob.delete(f"/api/jobs/{again['id']}", headers=HDR).status_code == 404
+    assert alice.delete(f"/api/jobs/{job['id']}").status_code == 403                      # not from the page
+    assert alice.delete(f"/api/jobs/{job['id']}", headers=HDR).get_json() == {"deleted": True}
+    assert [j["id"] for j in alice.get("/api/jobs").get_json()["jobs"]] == [again["id"]]
+    assert [p.name for p in uploads.iterdir()] == [f"{again['id']}.mp4"]
+    # a running job is asked to stop, and cannot be deleted until it has
+    store = app.extensions["cmt"].jobs
+    assert store.claim()["id"] == again["id"]
+    assert alice.post(f"/api/jobs/{again['id']}/cancel", headers=HDR).get_json()["job"]["stage"] == "cancelling"
+    assert alice.delete(f"/api/jobs/{again['id']}", headers=HDR).status_code == 400
+    with pytest.raises(Cancelled):
+        store.set_stage(again["id"], "composing", 0.5)
+    # the site icon
+    icon = alice.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.data[:4] == b"\0\0\1\0"      # an ICO file
 
 
 # ---------------------------------------------------------------------------------- the real server in Chromium
