@@ -149,7 +149,7 @@ def loudnorm_filter(measured: dict, target: float) -> str | None:
     m = {k: measured[k] for k in ("input_i", "input_tp", "input_lra", "input_thresh", "target_offset")}
     return (f"loudnorm=I={target:g}:TP={TRUE_PEAK:g}:LRA=20:linear=true:measured_I={m['input_i']}:"
             f"measured_TP={m['input_tp']}:measured_LRA={m['input_lra']}:measured_thresh={m['input_thresh']}:"
-            f"offset={m['target_offset']},aresample={SAMPLE_RATE}")
+            f"offset={m['target_offset']},aresample={SAMPLE_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo")
 
 
 def mux(video_path: str | os.PathLike, wav_path: str | os.PathLike, out_path: str | os.PathLike,

@@ -436,9 +436,10 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tiny_ckpt, video, tmp_path_factory):
     data = tmp_path_factory.mktemp("webapp_data")
-    clip_dir = data / "eval_set" / "modelA"
-    clip_dir.mkdir(parents=True)
-    shutil.copy(video, clip_dir / "clip_a.mp4")                 # one listening-test clip (no audio)
+    for model in ("modelA", "modelB"):                           # two models' clips of the same video (no audio)
+        clip_dir = data / "eval_set" / model
+        clip_dir.mkdir(parents=True)
+        shutil.copy(video, clip_dir / "clip_a.mp4")
     env = dict(os.environ, CMT_CACHE_DIR=str(tmp_path_factory.mktemp("cache")), CMT_NO_PROGRESS="1")
     srv = Server(tiny_ckpt, data, env).start()
     yield srv
@@ -491,10 +492,16 @@ def _wait(driver, cond, timeout=30, what="condition"):
                          ).until(cond, message=f"timed out waiting for {what}")
 
 
-def _submit_video(driver, url, path, *, tempo=None, instruments_off=(), threshold=None, songs=None):
+def _submit_video(driver, url, path, *, tempo=None, instruments_off=(), threshold=None, songs=None, programs=None,
+                  keep_audio=False):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     driver.get(url + "/")
+    for track, program in (programs or {}).items():
+        Select(driver.find_element(By.ID, f"program-{track}")).select_by_value(str(program))
+    if keep_audio:
+        driver.find_element(By.ID, "keep-audio").click()
     driver.find_element(By.ID, "video-file").send_keys(str(path))
     if songs is not None:
         n = driver.find_element(By.ID, "num-songs")
@@ -549,9 +556,12 @@ def _play(driver, css):
 def test_browser_soundtrack_job_plays_with_audio_and_downloads(server, browser, video, tmp_path):
     from selenium.webdriver.common.by import By
 
-    msg = _submit_video(browser, server.url, video, threshold=3, instruments_off=(5,))
-    _wait(browser, lambda d: "queue" in msg.text or "error" in (msg.get_attribute("class") or ""), what="upload")
-    assert "in the queue" in msg.text, msg.text
+    programs = {"Piano": 19, "Guitar": 25, "Bass": 34}
+    msg = _submit_video(browser, server.url, video, threshold=3, instruments_off=(5,), programs=programs,
+                        keep_audio=True)
+    _wait(browser, lambda d: "queue" in msg.text or "running" in msg.text or "error" in (msg.get_attribute("class") or ""),
+          what="upload")
+    assert "in the queue" in msg.text or "running" in msg.text, msg.text
     _wait(browser, lambda d: len(_job_ids(d)) == 1, what="the job card")
     job_id = _job_ids(browser)[0]
     browser.refresh()                                            # the job survives a reload
@@ -560,7 +570,14 @@ def test_browser_soundtrack_job_plays_with_audio_and_downloads(server, browser, 
     card = browser.find_element(By.CSS_SELECTOR, f'article.job[data-id="{job_id}"]')
     assert _job_status(browser, job_id) == "done", card.text + "\n" + server.log()
     assert "threshold 3" in card.text and "automatic tempo" in card.text and "Strings" not in card.text
+    assert "Piano: Church Organ" in card.text and "video's sound kept" in card.text
     assert "audio: aac" in card.text                             # ffprobe of the preview, shown on the page
+    assert browser.find_element(By.ID, "message").text == "Your music is ready: play or download it below."
+    # the beats picture, drawn and shown
+    img = card.find_element(By.CSS_SELECTOR, "img.beats")
+    _wait(browser, lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img),
+          what="the beats picture")
+    assert browser.execute_script("return arguments[0].naturalWidth", img) > 300
 
     state = _play(browser, f'article.job[data-id="{job_id}"] video.preview')
     assert state["error"] is None, state
@@ -580,6 +597,43 @@ def test_browser_soundtrack_job_plays_with_audio_and_downloads(server, browser, 
     with pytest.raises(urllib.error.HTTPError) as e:           # not without this browser's session
         urllib.request.urlopen(href, timeout=30)
     assert e.value.code == 404
+    # the sounds chosen per track are the MIDI's programs
+    href = card.find_element(By.CSS_SELECTOR, "a.download-midi").get_attribute("href")
+    with urllib.request.urlopen(urllib.request.Request(href, headers={"Cookie": f"cmt_session={cookie}"}),
+                                timeout=30) as r:
+        (tmp_path / "dl.mid").write_bytes(r.read())
+    import miditoolkit
+    pitched = [i.program for i in miditoolkit.MidiFile(str(tmp_path / "dl.mid")).instruments if not i.is_drum]
+    assert pitched and set(pitched) <= set(programs.values()), pitched
+
+
+@needs_av
+@needs_browser
+def test_browser_page_fits_a_phone(server, browser):
+    """At 390 px (a phone) nothing scrolls sideways and the player and the links are in view."""
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(390, 844)
+    try:
+        for path in ("/", "/listen", "/create", "/summary"):
+            browser.get(server.url + path)
+            if path == "/":
+                _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "article.job video.preview"),
+                      what="the finished job")
+            width = browser.execute_script("return window.innerWidth")
+            assert width <= 390
+            sizes = browser.execute_script("return [document.documentElement.scrollWidth, document.body.scrollWidth]")
+            assert max(sizes) <= width, (path, sizes, width)
+            if path == "/":
+                for css in ("video.preview", "a.download-video", "a.download-midi", "a.download-audio",
+                            "img.beats", "button.job-regenerate"):
+                    rect = browser.execute_script("const r = document.querySelector(arguments[0])"
+                                                  ".getBoundingClientRect(); return [r.left, r.right, r.width];", css)
+                    assert rect[0] >= 0 and rect[1] <= width and rect[2] > 0, (css, rect)
+    finally:
+        browser.set_window_size(1200, 900)
+    assert json.loads(_fetch_text(browser, "/api/health"))["ok"] is True
+    assert _fetch_text(browser, "/favicon.ico")[:1] != "<"                  # an icon, not an error page
 
 
 @needs_av
@@ -629,10 +683,27 @@ def test_browser_ratings_reach_the_csv_and_summary(server, browser, browsers):
     creator_scores = dict(rhythm=4.5, emotion=3.0, richness=2.5, correctness=5.0, structure=1.0, overall=3.5)
     controls = dict(visual_beats="yes", tempo="partly", instruments="no")
     assert _rate(browser, forms[0], "amateur", creator_scores, controls) == "Saved."
-    # listener: the listening-test clip of modelA (a preview is made for it on first play)
+    # A/B: the two models' clips of the same video, blind
+    pair = browser.find_element(By.CSS_SELECTOR, "form.ab")
+    page = browser.page_source
+    assert "modelA" not in page and "modelB" not in page and "clip_a" not in page
+    for key, _name, _q in R.CRITERIA:
+        pair.find_element(By.CSS_SELECTOR, f'input[name="ab_{key}"][value="{"B" if key == "rhythm" else "A"}"]').click()
+    pair.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    _wait(browser, lambda d: pair.find_element(By.CSS_SELECTOR, ".msg").text, what="the comparison's answer")
+    assert pair.find_element(By.CSS_SELECTOR, ".msg").text == "Saved."
+    ab = list(csv.DictReader(io.StringIO(_fetch_text(browser, "/comparisons.csv"))))
+    assert len(ab) == 1 and {ab[0]["model_a"], ab[0]["model_b"]} == {"modelA", "modelB"}
+    assert (ab[0]["preferred_rhythm"], ab[0]["preferred_overall"]) == (ab[0]["model_b"], ab[0]["model_a"])
+    # listener: a listening-test clip (a preview is made for it on first play), blind: no model name in
+    # the page, its attributes or its URLs
     browser.get(server.url + "/listen")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "form.rating")) == 2
+    seen = browser.page_source + " ".join(browser.execute_script(
+        "return [location.href, ...[...document.querySelectorAll('[src],[href]')].map(e => e.src || e.href)]"))
+    assert "modelA" not in seen and "modelB" not in seen and "clip_a" not in seen and "eval:" not in seen
     form = browser.find_element(By.CSS_SELECTOR, "form.rating")
-    assert form.get_attribute("data-item") == "eval:modelA/clip_a.mp4" and "modelA" not in form.text
+    token = form.get_attribute("data-item")
     _wait(browser, lambda d: d.execute_script("return document.querySelector('form.rating video').readyState") >= 1,
           what="the clip's preview")
     assert _rate(browser, form, "professional", dict(creator_scores, rhythm=3.0)) == "Saved."
@@ -641,10 +712,10 @@ def test_browser_ratings_reach_the_csv_and_summary(server, browser, browsers):
     form = browser.find_element(By.CSS_SELECTOR, "form.rating")
     assert "rated" in form.find_element(By.CSS_SELECTOR, "h2").text
     assert _rate(browser, form, "professional", dict(creator_scores, rhythm=2.0)) == "Saved."
-    # a second listener
+    # a second listener rates the same clip (its own order may differ; the token is the same)
     other = browsers()
     other.get(server.url + "/listen")
-    form = other.find_element(By.CSS_SELECTOR, "form.rating")
+    form = other.find_element(By.CSS_SELECTOR, f'form.rating[data-item="{token}"]')
     assert _rate(other, form, "non-musician", dict(creator_scores, rhythm=5.0)) == "Saved."
     # a rating without a level is refused on the page
     other.get(server.url + "/listen")
@@ -660,15 +731,21 @@ def test_browser_ratings_reach_the_csv_and_summary(server, browser, browsers):
     assert {k: float(creator[k]) for k in creator_scores} == creator_scores
     assert {k: creator[f"control_{k}"] for k in controls} == controls
     listeners = sorted((r for r in rows if r["role"] == "listener"), key=lambda r: r["level"])
+    model = listeners[0]["model"]
+    assert model in ("modelA", "modelB") and listeners[0]["item"] == f"eval:{model}/clip_a.mp4"   # the CSV has all
     assert [(r["model"], r["level"], float(r["rhythm"])) for r in listeners] == \
-        [("modelA", "non-musician", 5.0), ("modelA", "professional", 2.0)]
+        [(model, "non-musician", 5.0), (model, "professional", 2.0)]
 
     browser.get(server.url + "/summary")
     table = browser.find_element(By.CSS_SELECTOR, 'table[data-table="All ratings"]')
-    cell = table.find_element(By.CSS_SELECTOR, 'tr[data-model="modelA"] td[data-criterion="rhythm"]')
-    assert cell.text == "3.50 (n=2)"                             # (2.0 + 5.0) / 2
+    cell = table.find_element(By.CSS_SELECTOR, f'tr[data-model="{model}"] td[data-criterion="rhythm"]')
+    # (2.0 + 5.0) / 2, sd = 3 / sqrt 2, interval 3.5 -+ t(0.975, 1) * 1.5 with t = 12.706
+    assert cell.text == "3.50 ± 2.12 (n=2) [-15.56, 22.56]"
     cell = table.find_element(By.CSS_SELECTOR, 'tr[data-model="tiny"] td[data-criterion="structure"]')
     assert cell.text == "1.00 (n=1)"
+    table = browser.find_element(By.CSS_SELECTOR, 'table[data-table="Level: professional"]')
+    cell = table.find_element(By.CSS_SELECTOR, f'tr[data-model="{model}"] td[data-criterion="rhythm"]')
+    assert cell.text == "2.00 (n=1)"
 
 
 @needs_av
@@ -678,14 +755,14 @@ def test_browser_jobs_survive_a_server_restart(server, browser, video):
     from selenium.webdriver.common.by import By
 
     msg = _submit_video(browser, server.url, video, tempo=100, instruments_off=(1, 3), songs=3)
-    _wait(browser, lambda d: "in the queue" in msg.text, what="upload")
+    _wait(browser, lambda d: "in the queue" in msg.text or "running" in msg.text, what="upload")
     _wait(browser, lambda d: len(_job_ids(d)) == 2, what="the new job's card")
     job_id = _job_ids(browser)[0]                                   # newest first
     _wait(browser, lambda d: _job_status(d, job_id) == "running", what="the job to start")
     stage = browser.execute_script(f"return document.querySelector('article.job[data-id=\"{job_id}\"] .stage')"
                                    ".textContent")
-    assert stage.startswith(("starting", "analysing video", "composing 3 songs", "rendering song",
-                             "making the browser preview")), stage               # the page shows progress
+    assert stage.startswith(("starting", "analysing video", "composing 3 songs", "rendering: ",
+                             "drawing the beats picture")), stage               # the page shows progress
     server.stop(kill=True)
     server.start()
     assert "re-queued 1 job" in server.log()
@@ -702,5 +779,36 @@ def test_browser_jobs_survive_a_server_restart(server, browser, video):
     button.click()
     _wait(browser, lambda d: button.text == "added to the listening test", what="the clip to be added")
     browser.get(server.url + "/listen")
-    items = sorted(f.get_attribute("data-item") for f in browser.find_elements(By.CSS_SELECTOR, "form.rating"))
-    assert items == ["eval:modelA/clip_a.mp4", f"eval:tiny/{job_id[:8]}_2.mp4"]
+    assert len(browser.find_elements(By.CSS_SELECTOR, "form.rating")) == 3
+    assert "tiny" not in browser.page_source and job_id[:8] not in browser.page_source
+
+
+@needs_av
+@needs_browser
+def test_browser_cancel_regenerate_delete_and_progress(server, browser, video):
+    from selenium.webdriver.common.by import By
+
+    msg = _submit_video(browser, server.url, video, songs=3)
+    _wait(browser, lambda d: "in the queue" in msg.text or "running" in msg.text, what="upload")
+    job_id = _job_ids(browser)[0]
+    card = f'article.job[data-id="{job_id}"]'
+    _wait(browser, lambda d: "%" in d.execute_script(f"return document.querySelector('{card} .stage').textContent"),
+          timeout=120, what="a percentage")
+    stage = browser.execute_script(f"return document.querySelector('{card} .stage').textContent")
+    assert stage.startswith(("composing 3 songs: ", "rendering: ")), stage
+    assert browser.execute_script(f"return document.querySelector('{card} progress.job-progress') !== null")
+    browser.find_element(By.CSS_SELECTOR, f"{card} button.job-cancel").click()
+    _wait(browser, lambda d: _job_status(d, job_id) == "cancelled", timeout=120, what="the job to stop")
+    assert msg.text == "Your job was cancelled."                        # the message follows the job
+    n_before = len(_job_ids(browser))
+    browser.find_element(By.CSS_SELECTOR, f"{card} button.job-regenerate").click()
+    _wait(browser, lambda d: len(_job_ids(d)) == n_before + 1, what="the regenerated job")
+    new_id = _job_ids(browser)[0]
+    jobs = {j["id"]: j for j in json.loads(_fetch_text(browser, "/api/jobs"))["jobs"]}
+    assert jobs[new_id]["options"]["seed"] != jobs[job_id]["options"]["seed"]
+    assert {**jobs[new_id]["options"], "seed": 0} == {**jobs[job_id]["options"], "seed": 0}
+    browser.find_element(By.CSS_SELECTOR, f"{card} button.job-delete").click()
+    _wait(browser, lambda d: job_id not in _job_ids(d), what="the deleted job's card to go")
+    assert job_id not in json.loads(_fetch_text(browser, "/api/jobs"))["jobs"].__repr__()
+    _wait(browser, lambda d: _job_status(d, new_id) in ("done", "failed"), timeout=150, what="the regenerated job")
+    assert _job_status(browser, new_id) == "done"

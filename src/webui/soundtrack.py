@@ -168,7 +168,9 @@ def parse_options(fields: Mapping[str, str], instruments: Sequence[str], model, 
         name = INSTRUMENTS[i]
         raw = str(fields.get(f"program_{name}") or "").strip()
         if raw and name != "Drums":
-            programs[name] = _int(raw, f"the {name} sound (General MIDI program)", 0, 127)
+            program = _int(raw, f"the {name} sound (General MIDI program)", 0, 127)
+            if program != D.PROGRAMS[name]:          # the default sound is no choice worth recording
+                programs[name] = program
     gain = str(fields.get("music_gain_db") or "").strip()
     try:
         music_gain_db = float(gain) if gain else pipeline.Options.music_gain_db
@@ -242,21 +244,32 @@ def pipeline_options(options: dict, out_dir: Path) -> pipeline.Options:
 
 
 class Tracked:
-    """The model as generation sees it, reporting how far the songs have got: each step's
+    """While in a ``with`` block, the model reports how far the songs have got: each step's
     tokens carry their position in the video (the beat-timing field, 1..101 = 0..100 %), so
-    the share of the video composed is exact; finished songs (all-zero end rows) count as done.
-    Everything else is the model's own."""
+    the share of the video composed is exact; finished songs (all-zero end rows) count as
+    done.  The model's own ``step`` is wrapped on the instance and restored afterwards (the
+    worker runs one job at a time)."""
 
     def __init__(self, model, report: Callable[[float, int], None], every_s: float = 0.5):
-        self._model, self._report, self._every = model, report, every_s
+        self.model, self._report, self._every = model, report, every_s
         self._last = 0.0
         self.steps = 0
         self.fraction = 0.0
 
-    def __getattr__(self, name):
-        return getattr(self._model, name)
+    def __enter__(self):
+        inner = self.model.step
 
-    def step(self, tok, state):
+        def step(tok, state):
+            self.seen(tok)
+            return inner(tok, state)
+        self.model.step = step
+        return self.model
+
+    def __exit__(self, *exc):
+        del self.model.step
+        return False
+
+    def seen(self, tok) -> None:
         self.steps += 1
         t = tok.detach().cpu().numpy() if hasattr(tok, "detach") else np.asarray(tok)
         ended = ~t.any(axis=1)
@@ -266,7 +279,6 @@ class Tracked:
         if now - self._last >= self._every:
             self._last = now
             self._report(self.fraction, self.steps * len(t))
-        return self._model.step(tok, state)
 
 
 def beats_picture(video: Path, options: dict, report: dict, path: Path) -> Path | None:
@@ -309,7 +321,8 @@ class SoundtrackJob:
             stage(f"composing {songs_word} ({msg.split(': ', 1)[-1]})", 0.0)
 
         popts = pipeline_options(opts, out_dir)
-        pipeline.run([video], Tracked(self.model, composing), popts, log=log)
+        with Tracked(self.model, composing) as model:
+            pipeline.run([video], model, popts, log=log)
         stem = video.stem
         songs = []
         steps = 3 * n                            # render, mix, preview per song

@@ -11,7 +11,12 @@
   const maxBytes = Number(form.dataset.maxBytes);
   const rendered = new Map();   // job id -> JSON of what its card shows
   let timer = null;
-  let followed = null;          // the job this page submitted last: the message follows its state
+  // the job this page submitted last (kept over a reload): the message under the form follows its state
+  let followed = sessionStorage.getItem("cmt-followed");
+  function follow(id) {
+    followed = id;
+    if (id) sessionStorage.setItem("cmt-followed", id); else sessionStorage.removeItem("cmt-followed");
+  }
 
   const threshold = document.getElementById("threshold");
   threshold.addEventListener("input", () => {
@@ -46,7 +51,7 @@
       let body = {};
       try { body = JSON.parse(xhr.responseText); } catch (err) { /* not JSON */ }
       if (xhr.status === 201) {
-        followed = body.job.id;
+        follow(body.job.id);
         say(stateMessage(body.job), "ok");
         fileInput.value = "";
         refresh();
@@ -97,8 +102,8 @@
     const r = await fetch(url, {method: what === "delete" ? "DELETE" : "POST", headers: HEADERS});
     const body = await r.json().catch(() => ({}));
     if (!r.ok) { say(body.error || `Could not ${what} the job (HTTP ${r.status}).`, "error"); return; }
-    if (what === "regenerate") { followed = body.job.id; say(stateMessage(body.job), "ok"); }
-    if (what === "delete" && followed === job.id) { followed = null; say("Job deleted.", "ok"); }
+    if (what === "regenerate") { follow(body.job.id); say(stateMessage(body.job), "ok"); }
+    if (what === "delete" && followed === job.id) { follow(null); say("Job deleted.", "ok"); }
     refresh();
   }
 
