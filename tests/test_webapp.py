@@ -90,6 +90,32 @@ def test_job_store_queue_sessions_and_restart(tmp_path):
     assert store2.requeue_interrupted() == 0 and store2.pending() == 1
 
 
+def test_job_store_upgrades_a_version_1_file(tmp_path):
+    """A jobs file of the first schema (no progress, no cancel, no 'cancelled') keeps its jobs."""
+    import sqlite3
+    db = tmp_path / "jobs.sqlite3"
+    with sqlite3.connect(db) as con:
+        con.executescript("""
+            CREATE TABLE jobs (id TEXT PRIMARY KEY, session TEXT NOT NULL, status TEXT NOT NULL
+              CHECK (status IN ('queued', 'running', 'done', 'failed')), stage TEXT NOT NULL, options TEXT NOT NULL,
+              upload TEXT NOT NULL, name TEXT NOT NULL, created TEXT NOT NULL, started TEXT, finished TEXT,
+              error TEXT, results TEXT);
+            CREATE INDEX jobs_by_session ON jobs (session);
+            CREATE INDEX jobs_by_status ON jobs (status);
+            CREATE TABLE jobs_meta (key TEXT PRIMARY KEY, value TEXT);
+            INSERT INTO jobs_meta VALUES ('schema_version', '1');
+            INSERT INTO jobs VALUES ('a', 's', 'done', 'done', '{"num_songs": 1}', 'a.mp4', 'a.mp4', 't', NULL, NULL,
+                                     NULL, '[{"k": 0}]');
+            INSERT INTO jobs VALUES ('b', 's', 'queued', 'queued', '{}', 'b.mp4', 'b.mp4', 't', NULL, NULL, NULL, NULL);
+        """)
+    store = JobStore(db)
+    assert [j["id"] for j in store.for_session("s")] == ["b", "a"]
+    assert store.get("a")["results"] == [{"k": 0}] and store.get("a")["progress"] == 0
+    assert store.cancel("b") == "cancelled" and store.get("b")["status"] == "cancelled"
+    JobStore(db)                                                   # opening it again changes nothing
+    assert [j["status"] for j in JobStore(db).for_session("s")] == ["cancelled", "done"]
+
+
 def test_worker_runs_jobs_one_at_a_time_and_reports_errors(tmp_path):
     store = JobStore(tmp_path / "jobs.sqlite3")
     active, most, order = [0], [0], []
