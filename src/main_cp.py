@@ -126,6 +126,8 @@ def inference(hp: dict) -> None:
         loudness = rendering.check_loudness(hp["loudness"])
     except ValueError as e:
         raise cli.UserError(f"--loudness: {e}") from None
+    if not -60.0 <= hp["music_gain_db"] <= 20.0:
+        raise cli.UserError(f"--music_gain_db: give a level from -60 to 20 dB, got {hp['music_gain_db']:g}")
     inputs = pipeline.collect_inputs(hp["videos"])
     model = load_checkpoint(ckpt, device="cuda" if hp["device"] == "cuda" else "cpu")
     model.to(pipeline.inference_dtype(hp["dtype"], model))

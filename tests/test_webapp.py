@@ -728,6 +728,7 @@ def test_browser_ratings_reach_the_csv_and_summary(server, browser, browsers):
     seen = browser.page_source + " ".join(browser.execute_script(
         "return [location.href, ...[...document.querySelectorAll('[src],[href]')].map(e => e.src || e.href)]"))
     assert "modelA" not in seen and "modelB" not in seen and "clip_a" not in seen and "eval:" not in seen
+    assert "/summary" not in seen and ".csv" not in seen                  # nor links to the pages that name them
     form = browser.find_element(By.CSS_SELECTOR, "form.rating")
     token = form.get_attribute("data-item")
     _wait(browser, lambda d: d.execute_script("return document.querySelector('form.rating video').readyState") >= 1,

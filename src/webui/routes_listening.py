@@ -18,7 +18,7 @@ from flask import Blueprint, Response, abort, jsonify, render_template, request,
 
 import cli
 from webui import evalset, ratings, soundtrack
-from webui.web import rater, secret, sid, state
+from webui.web import own_song, rater, secret, sid, state
 
 bp = Blueprint("listening", __name__)
 
@@ -109,7 +109,6 @@ def rate():
             abort(404, "no such clip in the listening test")
         item, model = clip.key, clip.model
     elif role == "creator":
-        from webui.routes_soundtrack import own_song
         job_id, _, k = item.removeprefix("job:").partition("/")
         job, _song = own_song(job_id, int(k) if k.isdigit() else -1)
         model = job["options"].get("model", st.cfg.model_name)

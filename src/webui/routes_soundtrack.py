@@ -20,7 +20,7 @@ from werkzeug.utils import secure_filename
 import cli
 from pipeline import VIDEO_EXTS
 from webui import evalset, media, soundtrack
-from webui.web import sid, state
+from webui.web import own_job, own_song, sid, state
 
 bp = Blueprint("soundtrack", __name__)
 
@@ -148,20 +148,6 @@ def beats(job_id):
 
 
 # ---------------------------------------------------------------------- helpers
-def own_job(job_id: str) -> dict:
-    job = state().jobs.get(job_id, session=sid())
-    if job is None:
-        abort(404, "no such job in this browser session")
-    return job
-
-
-def own_song(job_id: str, k: int) -> tuple[dict, dict]:
-    job = state().jobs.get(job_id, session=sid())
-    if job is None or job["status"] != "done" or not 0 <= k < len(job["results"] or []):
-        abort(404, "no such result in this browser session")
-    return job, job["results"][k]
-
-
 def public(job: dict) -> dict:
     """What the page gets of a job: no file paths, URLs instead."""
     out = {key: job[key] for key in ("id", "name", "status", "stage", "progress", "options", "created", "started",
