@@ -267,6 +267,12 @@ def test_key_genre_and_timbre_choices_follow_the_model(tmp_path, tiny_ckpt):
     assert '<option value="33" selected>33 Electric Bass (finger)</option>' in html   # the default bass sound
 
 
+def test_forced_beats_in_seconds():
+    # 120 bpm: a bar lasts 2 s, a bar-beat (16th) 0.125 s; bar 1 beat 5 starts at 2 + 4 * 0.125 = 2.5 s
+    report = {"tempo": 120.0, "forced_beats": [[0, 1, 3, 1], [1, 5, 2, 1], [1, 5, 2, 2], [2, 16, 1, 1]]}
+    assert soundtrack.forced_times(report) == [0.0, 2.5, 4 + 15 * 0.125]
+
+
 def test_soundtrack_page_offers_emotion_only_when_the_model_has_it(tmp_path, tiny_ckpt):
     model = load_checkpoint(tiny_ckpt)
     page = create_app(AppConfig(data_dir=tmp_path / "a", model=model, start_worker=False)).test_client().get("/")

@@ -281,15 +281,26 @@ class Tracked:
             self._report(self.fraction, self.steps * len(t))
 
 
-def beats_picture(video: Path, options: dict, report: dict, path: Path) -> Path | None:
+def forced_times(report: dict) -> list[float]:
+    """The seconds of the beats a song was forced to accent, from its report's (bar, bar-beat
+    1..16, ...) entries: a bar-beat is a 16th note, 15 / tempo seconds."""
+    tempo = float(report["tempo"])
+    return sorted({(16 * int(f[0]) + int(f[1]) - 1) * 15.0 / tempo for f in report.get("forced_beats", [])})
+
+
+def beats_picture(video: Path, options: dict, report: dict, path: Path, name: str = "") -> Path:
     """The analysis picture (video2npz's --visualize: motion, envelope, visual beats) with the
-    beats the music was forced to follow marked; None when the video cannot be re-analysed."""
+    beats the music was forced to follow marked, titled with the video's shown ``name``.  The
+    video's flow features come from the cache the pipeline filled, so this is quick."""
     from video2npz import analysis, visualize
     a = analysis.analyse(video, tempo=options.get("tempo"), progress=False)
     tempo = float(report.get("tempo") or a.metadata["tempo"])
-    ticks = [16 * int(f[0]) + int(f[1]) - 1 for f in report.get("forced_beats", [])]
-    forced = sorted({t * 15.0 / tempo for t in ticks})            # a tick is a 16th note: 15/tempo s
-    visualize.plot_analysis(a, path, forced_s=forced, forced_label=f"forced beats (threshold {options['threshold']})")
+    forced = forced_times({**report, "tempo": tempo})
+    meta = a.metadata
+    title = (f"{name or video.name}: tempo {tempo:.1f} bpm, {len(meta['vbeats'])} visual beats, "
+             f"{len(forced)} forced (threshold {options['threshold']})")
+    visualize.plot_analysis(a, path, title=title, forced_s=forced,
+                            forced_label=f"forced beats (threshold {options['threshold']})")
     return path
 
 
@@ -358,7 +369,7 @@ class SoundtrackJob:
         stage("drawing the beats picture", 1.0)
         beats = out_dir / "beats.png"
         try:
-            beats_picture(video, opts, _read_json(out_dir / f"{stem}_0.json"), beats)
+            beats_picture(video, opts, _read_json(out_dir / f"{stem}_0.json"), beats, name=job["name"])
         except (cli.UserError, OSError, ValueError) as e:   # the music is made; the picture is extra
             print(f"job {job['id'][:8]}: no beats picture ({e})", flush=True)
         for song in songs:

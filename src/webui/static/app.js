@@ -161,8 +161,9 @@
     if (job.beats_url) {
       card.append(el("details", {className: "beats", open: true},
         el("summary", {}, "What the music follows: motion, impact envelope, visual beats and the forced beats"),
-        el("img", {className: "beats", src: job.beats_url, loading: "lazy",
-                   alt: "motion and impact envelope over time, with the visual beats and the beats the music was forced to accent"})));
+        el("a", {href: job.beats_url, target: "_blank", rel: "noopener", title: "open the picture at full size"},
+          el("img", {className: "beats", src: job.beats_url, loading: "lazy",
+                     alt: "motion and impact envelope over time, with the visual beats and the beats the music was forced to accent"}))));
     }
     card.append(actions(job));
     return card;
