@@ -4,8 +4,9 @@ For each input: analyse the video (or read its npz), generate ``num_songs`` song
 under the video's rhythm controls, write ``<name>_<k>.mid`` at the video's tempo and
 ``<name>_<k>.json`` with the control errors, render ``<name>_<k>.wav`` with FluidSynth and mux
 ``<name>_<k>.mp4`` with ffmpeg (the music alone, or under the video's own sound with
-``keep_audio``; loudness-normalised to ``loudness`` LUFS).  Without FluidSynth or ffmpeg the MIDI is still written and a
-one-line message says what to install.  Inputs are never overwritten.
+``keep_audio``; loudness-normalised to ``loudness`` LUFS).  Without FluidSynth or ffmpeg the
+MIDI is still written and a one-line message says what to install.  Inputs are never
+overwritten.
 """
 from __future__ import annotations
 
