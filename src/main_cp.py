@@ -69,6 +69,9 @@ HP = dict(
     emotion="",                  # bmt models: Q1 happy/excited, Q2 tense, Q3 sad, Q4 calm ("": the commonest of the training data)
     program="",                  # General MIDI programs for rendering, e.g. "Piano=0,Strings=48"
     render=1,                    # 0: stop at MIDI
+    keep_audio=0,                # 1: keep the video's own sound and lay the music under it (ducked while the sound is loud)
+    music_gain_db=-6.0,          # the music's level under the kept sound, in dB (with --keep_audio 1)
+    loudness=-16.0,              # the final mix's integrated loudness in LUFS (EBU R128; -16 suits online video; 0: as rendered)
     dtype="auto",                # inference weights: auto (bfloat16 where the CPU computes it natively) | float32 | bfloat16
 )
 
@@ -123,6 +126,7 @@ def resolve_paths(hp: dict) -> dict:
 
 def inference(hp: dict) -> None:
     import pipeline
+    import rendering
     from model import load_checkpoint
 
     ckpt = Path(hp["ckpt"]) if hp["ckpt"] else pipeline.DEFAULT_CKPT
@@ -135,12 +139,19 @@ def inference(hp: dict) -> None:
         raise cli.UserError("--C is a probability: give a value between 0 and 1")
     if hp["is_tempo"] and hp["my_tempo"] <= 0:
         raise cli.UserError("--is_tempo 1 needs --my_tempo BPM (a positive number)")
+    try:
+        loudness = rendering.check_loudness(hp["loudness"])
+    except ValueError as e:
+        raise cli.UserError(f"--loudness: {e}") from None
+    if not -60.0 <= hp["music_gain_db"] <= 20.0:
+        raise cli.UserError(f"--music_gain_db: give a level from -60 to 20 dB, got {hp['music_gain_db']:g}")
     inputs = pipeline.collect_inputs(hp["videos"])
     model = load_checkpoint(ckpt, device="cuda" if hp["device"] == "cuda" else "cpu")
     model.to(pipeline.inference_dtype(hp["dtype"], model))
     opts = pipeline.Options(out_dir=hp["out_dir"], num_songs=hp["num_songs"], C=hp["C"], seed=hp["seed"],
                             tempo=hp["my_tempo"] if hp["is_tempo"] else None, exact=bool(hp["exact"]),
                             min_strength=hp["density_threshold"], render=bool(hp["render"]),
+                            keep_audio=bool(hp["keep_audio"]), music_gain_db=hp["music_gain_db"], loudness=loudness,
                             **user_controls(hp, model))
     results = pipeline.run(inputs, model, opts)
     print("\nwritten:")

@@ -3,8 +3,10 @@
 For each input: analyse the video (or read its npz), generate ``num_songs`` songs together
 under the video's rhythm controls, write ``<name>_<k>.mid`` at the video's tempo and
 ``<name>_<k>.json`` with the control errors, render ``<name>_<k>.wav`` with FluidSynth and mux
-``<name>_<k>.mp4`` with ffmpeg.  Without FluidSynth or ffmpeg the MIDI is still written and a
-one-line message says what to install.  Inputs are never overwritten.
+``<name>_<k>.mp4`` with ffmpeg (the music alone, or under the video's own sound with
+``keep_audio``; loudness-normalised to ``loudness`` LUFS).  Without FluidSynth or ffmpeg the
+MIDI is still written and a one-line message says what to install.  Inputs are never
+overwritten.
 """
 from __future__ import annotations
 
@@ -40,6 +42,9 @@ class Options:
     emotion: int | None = None          # bmt models: 1..4 = Q1..Q4
     programs: dict | None = None
     render: bool = True
+    keep_audio: bool = False            # keep the video's own sound, the music under it (ducked)
+    music_gain_db: float = -6.0         # the music's level under the kept sound (dB)
+    loudness: float | None = -16.0      # the final mix's loudness in LUFS (EBU R128); None: as rendered
 
 
 @dataclass
@@ -183,7 +188,8 @@ def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
                 wav = rendering.render_wav(f"{base}.mid", f"{base}.wav")
                 res.files.append(wav)
                 if video is not None:
-                    res.files.append(rendering.mux(video, wav, f"{base}.mp4"))
+                    res.files.append(rendering.mux(video, wav, f"{base}.mp4", keep_audio=opts.keep_audio,
+                                                   music_gain_db=opts.music_gain_db, loudness=opts.loudness))
             except rendering.MissingProgram as e:
                 if str(e) not in warned:
                     print(f"note: {e}", file=sys.stderr)

@@ -3,13 +3,19 @@
 ``render_wav`` plays a MIDI file through FluidSynth with a General MIDI soundfont (the MIDI
 carries the video's tempo, so the audio has the video's pace).  ``mux`` copies the original
 video stream unchanged and adds the new audio, padded or trimmed to the video's length with
-a short fade-out.  Missing programs raise :class:`MissingProgram`, whose message names the
-program and how to install it, so callers can keep the MIDI and carry on.
+a short fade-out.  With ``keep_audio`` the video's own sound stays and the music goes under
+it: the music is turned down by ``music_gain_db`` and ducked (ffmpeg's ``sidechaincompress``,
+keyed by the original sound) while the original is loud.  The final mix is normalised to
+``loudness`` LUFS (EBU R128, ffmpeg's ``loudnorm`` in two passes: measure, then one linear
+gain).  Missing programs raise :class:`MissingProgram`, whose message names the program and
+how to install it, so callers can keep the MIDI and carry on.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,6 +25,12 @@ import cli
 SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2",
               "/usr/share/sounds/sf2/default-GM.sf2", "/usr/share/soundfonts/default.sf2")
 INSTALL = "apt-get install -y ffmpeg fluidsynth fluid-soundfont-gm"
+SAMPLE_RATE = 44100
+LOUDNESS_RANGE = (-70.0, -5.0)      # what loudnorm accepts as a target (LUFS)
+TRUE_PEAK = -1.5                    # dBTP ceiling of the normalised mix
+# the ducking: the music is compressed by RATIO while the original sound's RMS is above
+# THRESHOLD (linear, full scale 1), reacting in ATTACK ms and letting go over RELEASE ms
+DUCK = dict(threshold=0.03, ratio=8, attack=20, release=400)
 
 
 class MissingProgram(Exception):
@@ -63,31 +75,106 @@ def render_wav(midi_path: str | os.PathLike, wav_path: str | os.PathLike, sample
     return str(wav_path)
 
 
-def probe_duration(path: str | os.PathLike) -> float:
-    """Duration of the file's first video stream (or of the container) in seconds."""
+def _probe(path: str | os.PathLike) -> dict:
     ffprobe = need("ffprobe")
     res = subprocess.run([ffprobe, "-v", "error", "-print_format", "json", "-show_streams",
                           "-show_format", str(path)], capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"ffprobe cannot read {path}")
-    info = json.loads(res.stdout)
+    return json.loads(res.stdout)
+
+
+def probe_duration(path: str | os.PathLike) -> float:
+    """Duration of the file's first video stream (or of the container) in seconds."""
+    info = _probe(path)
     for s in info.get("streams", []):
         if s.get("codec_type") == "video" and s.get("duration"):
             return float(s["duration"])
     return float(info["format"]["duration"])
 
 
-def mux(video_path: str | os.PathLike, wav_path: str | os.PathLike, out_path: str | os.PathLike,
-        fade: float = 1.5) -> str:
-    """Write ``out_path``: the video stream of ``video_path`` copied as is, plus ``wav_path``
-    as AAC audio cut (or padded with silence) to the video's length, fading out at the end."""
+def has_audio(path: str | os.PathLike) -> bool:
+    """Whether the file has an audio stream."""
+    return any(s.get("codec_type") == "audio" for s in _probe(path).get("streams", []))
+
+
+def check_loudness(loudness: float | None) -> float | None:
+    """A loudness target in LUFS (None or 0: no normalisation); ValueError when out of range."""
+    if loudness is None or loudness == 0:
+        return None
+    lo, hi = LOUDNESS_RANGE
+    if not (math.isfinite(loudness) and lo <= loudness <= hi):
+        raise ValueError(f"the loudness target must be from {lo:g} to {hi:g} LUFS (0: off), got {loudness:g}")
+    return float(loudness)
+
+
+def mix_graph(duration: float, fade: float, keep_audio: bool, music_gain_db: float) -> str:
+    """The ffmpeg filter graph from input 0 (the video) and 1 (the music) to ``[mix]``: the
+    music cut or padded to ``duration`` and faded out; with ``keep_audio`` the music at
+    ``music_gain_db``, ducked under the original sound, and the two summed."""
+    fmt = f"aresample={SAMPLE_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo"
+    cut = f"apad,atrim=0:{duration:.3f}"
+    music = f"[1:a:0]{fmt},{cut},afade=t=out:st={max(0.0, duration - fade):.3f}:d={fade:.3f}"
+    if not keep_audio:
+        return f"{music}[mix]"
+    duck = ":".join(f"{k}={v}" for k, v in DUCK.items())
+    return (f"{music},volume={music_gain_db:.2f}dB[music];"
+            f"[0:a:0]{fmt},{cut},asplit=2[orig][key];"
+            f"[music][key]sidechaincompress={duck}[ducked];"
+            f"[orig][ducked]amix=inputs=2:duration=first:normalize=0[mix]")
+
+
+def measure_loudness(inputs: list[str], graph: str) -> dict:
+    """loudnorm's first pass over ``graph``'s ``[mix]``: input_i, input_tp, input_lra, input_thresh,
+    target_offset (strings, as loudnorm prints them)."""
     ffmpeg = need("ffmpeg")
+    res = subprocess.run([ffmpeg, "-hide_banner", "-nostats", *inputs, "-filter_complex",
+                          f"{graph};[mix]loudnorm=print_format=json[out]", "-map", "[out]", "-f", "null", "-"],
+                         capture_output=True, text=True)
+    found = re.findall(r"\{[^{}]*\"input_i\"[^{}]*\}", res.stderr)
+    if res.returncode != 0 or not found:
+        tail = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"ffmpeg could not measure the loudness: {tail}")
+    return json.loads(found[-1])
+
+
+def loudnorm_filter(measured: dict, target: float) -> str | None:
+    """The second pass: one linear gain to ``target`` LUFS (None for silence, which has no loudness)."""
+    try:
+        level = float(measured["input_i"])
+    except (KeyError, ValueError):
+        return None
+    if not math.isfinite(level) or level < LOUDNESS_RANGE[0]:
+        return None
+    m = {k: measured[k] for k in ("input_i", "input_tp", "input_lra", "input_thresh", "target_offset")}
+    return (f"loudnorm=I={target:g}:TP={TRUE_PEAK:g}:LRA=20:linear=true:measured_I={m['input_i']}:"
+            f"measured_TP={m['input_tp']}:measured_LRA={m['input_lra']}:measured_thresh={m['input_thresh']}:"
+            f"offset={m['target_offset']},aresample={SAMPLE_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo")
+
+
+def mux(video_path: str | os.PathLike, wav_path: str | os.PathLike, out_path: str | os.PathLike,
+        fade: float = 1.5, keep_audio: bool = False, music_gain_db: float = -6.0,
+        loudness: float | None = -16.0) -> str:
+    """Write ``out_path``: the video stream of ``video_path`` copied as is, plus ``wav_path``
+    as AAC audio cut (or padded with silence) to the video's length, fading out at the end.
+
+    ``keep_audio``: keep the video's own sound and lay the music under it (ducked, at
+    ``music_gain_db``); a video without sound gets the music alone.  ``loudness``: the mix's
+    integrated loudness in LUFS (None or 0: left as rendered)."""
+    ffmpeg = need("ffmpeg")
+    target = check_loudness(loudness)
     duration = probe_duration(video_path)
     fade = max(0.0, min(fade, duration / 4))
-    afilter = f"apad,atrim=0:{duration:.3f},afade=t=out:st={max(0.0, duration - fade):.3f}:d={fade:.3f}"
+    keep = bool(keep_audio) and has_audio(video_path)
+    inputs = ["-i", str(video_path), "-i", str(wav_path)]
+    graph = mix_graph(duration, fade, keep, music_gain_db)
+    norm = loudnorm_filter(measure_loudness(inputs, graph), target) if target is not None else None
+    if norm:
+        graph = graph[:-len("[mix]")] + f"[pre];[pre]{norm}[mix]"
     with cli.atomic_path(out_path) as tmp:
-        _run([ffmpeg, "-v", "error", "-y", "-i", str(video_path), "-i", str(wav_path),
-              "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-af", afilter,
-              "-c:a", "aac", "-b:a", "192k", "-t", f"{duration:.3f}", "-movflags", "+faststart", tmp],
+        _run([ffmpeg, "-v", "error", "-y", *inputs, "-filter_complex", graph,
+              "-map", "0:v:0", "-map", "[mix]", "-c:v", "copy",
+              "-c:a", "aac", "-b:a", "192k", "-ar", str(SAMPLE_RATE), "-t", f"{duration:.3f}",
+              "-movflags", "+faststart", tmp],
              "ffmpeg")
     return str(out_path)

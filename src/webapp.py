@@ -3,10 +3,13 @@
     python src/webapp.py [--host 127.0.0.1 --port 7860 --ckpt PATH --data_dir DIR]
 
 then open http://127.0.0.1:7860/ in a browser.  Soundtrack page (/): upload a video, choose
-the visual-beat threshold, tempo, instruments (and emotion, when the model has that control)
-and the number of songs; jobs run one at a time and the page plays and offers each result
-for download.  Rating pages: /listen (listening test), /create (rate your own results and the
-controls), /summary, and /ratings.csv.  Jobs, uploads, results and ratings (SQLite) live in
+the visual-beat threshold, tempo, instruments, their sounds (General MIDI programs), key,
+genre and emotion (where the model has them), whether to keep the video's own sound, and
+the number of songs; jobs run one at a time, show their stage and percentage and the beats
+picture, can be cancelled, regenerated with a new seed and deleted, and the page plays and
+offers each result for download.  Rating pages: /listen (blind listening test), /create
+(rate your own results and the controls; A/B comparisons of two models), /summary, and
+/ratings.csv, /comparisons.csv.  Jobs, uploads, results and ratings (SQLite) live in
 --data_dir; listening-test clips in --eval_dir, one folder per model.
 """
 from __future__ import annotations
@@ -44,6 +47,12 @@ def check_port(host: str, port: int) -> None:
                                 "pass another --port") from None
 
 
+def load_model(ckpt: Path):
+    """The model the app composes with (the one place the web app loads it)."""
+    from model import load_checkpoint
+    return load_checkpoint(ckpt)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
@@ -78,7 +87,6 @@ def main() -> int:
     check_port(args.host, args.port)
     from werkzeug.serving import make_server
 
-    from model import load_checkpoint
     from webui import media
     from webui.server import AppConfig, create_app
 
@@ -88,7 +96,7 @@ def main() -> int:
     if not args.verbose:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         os.environ.setdefault("CMT_NO_PROGRESS", "1")   # the pages show each job's stage instead
-    model = load_checkpoint(ckpt)
+    model = load_model(ckpt)
     cfg = AppConfig(data_dir=Path(args.data_dir), model=model,
                     model_name=args.model_name or default_model_name(ckpt),
                     eval_dir=Path(args.eval_dir) if args.eval_dir else None, max_upload_mb=args.max_upload_mb,

@@ -25,12 +25,13 @@ from pathlib import Path
 import pytest
 
 import cli
+import dictionary_mix as D
 from make_demo_video import render_demo
 from conftest import save_tiny_checkpoint
 from model import load_checkpoint
 from webui import ratings as R
 from webui import soundtrack
-from webui.jobs import JobStore, Worker
+from webui.jobs import Cancelled, JobStore, Worker
 from webui.server import AppConfig, create_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,6 +88,32 @@ def test_job_store_queue_sessions_and_restart(tmp_path):
     assert (done["status"], done["results"], done["error"]) == ("done", [{"k": 0}], None)
     assert (failed["status"], failed["error"]) == ("failed", "boom")
     assert store2.requeue_interrupted() == 0 and store2.pending() == 1
+
+
+def test_job_store_upgrades_a_version_1_file(tmp_path):
+    """A jobs file of the first schema (no progress, no cancel, no 'cancelled') keeps its jobs."""
+    import sqlite3
+    db = tmp_path / "jobs.sqlite3"
+    with sqlite3.connect(db) as con:
+        con.executescript("""
+            CREATE TABLE jobs (id TEXT PRIMARY KEY, session TEXT NOT NULL, status TEXT NOT NULL
+              CHECK (status IN ('queued', 'running', 'done', 'failed')), stage TEXT NOT NULL, options TEXT NOT NULL,
+              upload TEXT NOT NULL, name TEXT NOT NULL, created TEXT NOT NULL, started TEXT, finished TEXT,
+              error TEXT, results TEXT);
+            CREATE INDEX jobs_by_session ON jobs (session);
+            CREATE INDEX jobs_by_status ON jobs (status);
+            CREATE TABLE jobs_meta (key TEXT PRIMARY KEY, value TEXT);
+            INSERT INTO jobs_meta VALUES ('schema_version', '1');
+            INSERT INTO jobs VALUES ('a', 's', 'done', 'done', '{"num_songs": 1}', 'a.mp4', 'a.mp4', 't', NULL, NULL,
+                                     NULL, '[{"k": 0}]');
+            INSERT INTO jobs VALUES ('b', 's', 'queued', 'queued', '{}', 'b.mp4', 'b.mp4', 't', NULL, NULL, NULL, NULL);
+        """)
+    store = JobStore(db)
+    assert [j["id"] for j in store.for_session("s")] == ["b", "a"]
+    assert store.get("a")["results"] == [{"k": 0}] and store.get("a")["progress"] == 0
+    assert store.cancel("b") == "cancelled" and store.get("b")["status"] == "cancelled"
+    JobStore(db)                                                   # opening it again changes nothing
+    assert [j["status"] for j in JobStore(db).for_session("s")] == ["cancelled", "done"]
 
 
 def test_worker_runs_jobs_one_at_a_time_and_reports_errors(tmp_path):
@@ -156,6 +183,32 @@ def test_ratings_store_summary_csv_and_validation(tmp_path):
     assert cells[("B", "rhythm")] == (1.5, 1)
     listeners = {(r["model"], r["criterion"]): (r["mean"], r["count"]) for r in store.summary("listener")}
     assert listeners[("A", "rhythm")] == (3.75, 2)
+    # spread and 95 % interval, by hand: A's rhythm is 4.5, 3.0, 1.0 -> mean 17/6, sd sqrt(sum sq dev / 2)
+    a = {r["criterion"]: r for r in store.summary() if r["model"] == "A"}["rhythm"]
+    dev = [x - 17 / 6 for x in (4.5, 3.0, 1.0)]
+    sd = (sum(d * d for d in dev) / 2) ** 0.5
+    half = 4.302652729911275 * sd / 3 ** 0.5                 # t(0.975, 2 degrees of freedom)
+    assert (a["n"], a["mean"], a["sd"]) == (3, pytest.approx(17 / 6), pytest.approx(sd))
+    assert (a["ci_low"], a["ci_high"]) == (pytest.approx(17 / 6 - half), pytest.approx(17 / 6 + half))
+    b = {r["criterion"]: r for r in store.summary() if r["model"] == "B"}["rhythm"]
+    assert (b["n"], b["mean"], b["sd"], b["ci_low"]) == (1, 1.5, None, None)   # one rating: no spread
+    amateur = {(r["model"], r["criterion"]): (r["mean"], r["n"]) for r in store.summary(level="amateur")}
+    assert amateur[("A", "rhythm")] == (4.5, 1) and amateur[("B", "rhythm")] == (1.5, 1)
+    assert {r["model"] for r in store.summary(level="professional")} == {"A"}
+    # A/B comparisons: stored by model name whichever side it was shown on
+    answers = {k: "A" for k in R.CRITERION_KEYS}
+    store.save_comparison(rater="r1", level="amateur", item="ab:x.mp4|A|B", model_a="B", model_b="A",
+                          answers={**answers, "overall": "same"})
+    store.save_comparison(rater="r2", level="amateur", item="ab:x.mp4|A|B", model_a="A", model_b="B",
+                          answers={**answers, "rhythm": "B"})
+    cells = {c["criterion"]: c for c in store.comparison_summary()}
+    assert (cells["rhythm"]["model_1"], cells["rhythm"]["wins_1"], cells["rhythm"]["wins_2"]) == ("A", 0, 2)
+    assert (cells["overall"]["wins_1"], cells["overall"]["same"], cells["overall"]["n"]) == (1, 1, 2)
+    rows = list(csv.DictReader(io.StringIO(store.comparisons_csv())))
+    assert [(r["model_a"], r["preferred_rhythm"], r["preferred_overall"]) for r in rows] == \
+        [("B", "B", "same"), ("A", "B", "A")]
+    with pytest.raises(cli.UserError, match="which is better"):
+        store.save_comparison(rater="r3", level="amateur", item="ab:x", model_a="A", model_b="B", answers={})
     assert store.control_summary() == [
         {"model": "A", "control": "visual_beats", "yes": 0, "partly": 1, "no": 0, "count": 1},
         {"model": "A", "control": "tempo", "yes": 1, "partly": 0, "no": 0, "count": 1}]
@@ -188,6 +241,38 @@ class _Model:
         self.vocab = vocab
 
 
+def test_key_genre_and_timbre_choices_follow_the_model(tmp_path, tiny_ckpt):
+    model = load_checkpoint(tiny_ckpt)
+    model.vocab = {"instruments": [2, 4], "keys": [1, 10, 13], "genres": [3, 5]}
+    assert soundtrack.key_choices(model) == [(k, D.KEY_NAMES[k]) for k in (1, 10, 13)]
+    assert soundtrack.genre_choices(model) == [(3, D.GENRES[3]), (5, D.GENRES[5])]
+    o = soundtrack.parse_options({"key": "10", "genre": "5"}, ["2"], model, 5)
+    assert (o["key"], o["genre"]) == (10, 5)
+    opts = soundtrack.pipeline_options(o, tmp_path)
+    assert (opts.key, opts.genre) == (10, 5)
+    for fields, message in [({"key": "2"}, "never saw"), ({"genre": "4"}, "not trained with")]:
+        with pytest.raises(cli.UserError, match=message):
+            soundtrack.parse_options(fields, ["2"], model, 5)
+    html = create_app(AppConfig(data_dir=tmp_path / "k", model=model, start_worker=False)).test_client().get("/")
+    html = html.get_data(as_text=True)
+    assert 'id="key"' in html and f'<option value="10">{D.KEY_NAMES[10]}</option>' in html
+    assert f'<option value="2">{D.KEY_NAMES[2]}</option>' not in html and 'id="genre"' in html
+    # only the instruments the model knows are pre-checked
+    checked = {i: f'id="instr-{i}" name="instruments" value="{i}"\n      checked' in html for i in range(1, 6)}
+    assert checked == {1: False, 2: True, 3: False, 4: True, 5: False}
+    # the GM programs, grouped by family: 16 families of 8, names from pretty_midi
+    groups = soundtrack.gm_programs()
+    assert [len(g[1]) for g in groups] == [8] * 16 and groups[0][0] == "Piano" and groups[5][0] == "Strings"
+    assert groups[5][1][0] == (40, "Violin") and html.count('<optgroup label="Organ">') == 4   # one per pitched track
+    assert '<option value="33" selected>33 Electric Bass (finger)</option>' in html   # the default bass sound
+
+
+def test_forced_beats_in_seconds():
+    # 120 bpm: a bar lasts 2 s, a bar-beat (16th) 0.125 s; bar 1 beat 5 starts at 2 + 4 * 0.125 = 2.5 s
+    report = {"tempo": 120.0, "forced_beats": [[0, 1, 3, 1], [1, 5, 2, 1], [1, 5, 2, 2], [2, 16, 1, 1]]}
+    assert soundtrack.forced_times(report) == [0.0, 2.5, 4 + 15 * 0.125]
+
+
 def test_soundtrack_page_offers_emotion_only_when_the_model_has_it(tmp_path, tiny_ckpt):
     model = load_checkpoint(tiny_ckpt)
     page = create_app(AppConfig(data_dir=tmp_path / "a", model=model, start_worker=False)).test_client().get("/")
@@ -207,10 +292,20 @@ def test_parse_options_and_pipeline_options(tmp_path):
     plain = _Model({"instruments": [1, 2, 3, 4, 5]})
     o = soundtrack.parse_options({"threshold": "4", "num_songs": "2", "tempo_mode": "auto", "seed": "7"},
                                  ["2", "1", "2"], plain, max_songs=5)
-    assert o == {"threshold": 4, "tempo": None, "num_songs": 2, "instruments": [1, 2], "emotion": None, "seed": 7}
+    assert o == {"threshold": 4, "tempo": None, "num_songs": 2, "instruments": [1, 2], "emotion": None, "seed": 7,
+                 "key": None, "genre": None, "programs": {}, "keep_audio": False, "music_gain_db": -6.0}
     opts = soundtrack.pipeline_options(o, tmp_path)
     assert (opts.tempo, opts.min_strength, opts.instruments, opts.num_songs, opts.seed, opts.render) == \
         (None, 4, (1, 2), 2, 7, False)
+    assert (opts.keep_audio, opts.programs, opts.key, opts.genre) == (False, None, None, None)
+    o = soundtrack.parse_options({"program_Piano": "19", "program_Drums": "5", "keep_audio": "1",
+                                  "music_gain_db": "-12"}, ["1", "2", "3"], plain, 5)
+    assert (o["programs"], o["keep_audio"], o["music_gain_db"]) == ({"Piano": 19}, True, -12.0)
+    opts = soundtrack.pipeline_options(o, tmp_path)
+    assert opts.programs == {"Drums": 0, "Piano": 19, "Guitar": 24, "Bass": 33, "Strings": 41}
+    assert (opts.keep_audio, opts.music_gain_db, opts.loudness) == (True, -12.0, -16.0)
+    new = soundtrack.new_seed(o)
+    assert new["seed"] != o["seed"] and {**new, "seed": o["seed"]} == o
     manual = soundtrack.parse_options({"tempo_mode": "manual", "tempo": "96.5"}, ["5"], plain, 5)
     assert manual["tempo"] == 96.5 and manual["threshold"] == soundtrack.DEFAULT_THRESHOLD
     assert 0 <= manual["seed"] < 2**31
@@ -222,6 +317,9 @@ def test_parse_options_and_pipeline_options(tmp_path):
             ({"num_songs": "6"}, ["1"], "number of songs"),
             ({}, [], "at least one instrument"),
             ({}, ["9"], "instrument"),
+            ({"program_Piano": "128"}, ["2"], "Piano sound"),
+            ({"music_gain_db": "loud"}, ["2"], "music level"),
+            ({"key": "1"}, ["2"], "no key control"),
             ({"emotion": "Q1"}, ["1"], "no emotion control")]:
         with pytest.raises(cli.UserError, match=message):
             soundtrack.parse_options(fields, instruments, plain, 5)
@@ -290,6 +388,32 @@ def test_upload_checks_names_and_sessions(app, video, fake_video, tmp_path):
     # files of a job that is not finished (or not yours) are not served
     assert alice.get(f"/files/{job['id']}/video/0").status_code == 404
     assert alice.get("/files/../../etc/passwd").status_code == 404
+    # regenerate: the same video and settings, a new seed, a new job with its own copy of the upload
+    res = alice.post(f"/api/jobs/{job['id']}/regenerate", headers=HDR)
+    assert res.status_code == 201
+    again = res.get_json()["job"]
+    assert again["id"] != job["id"] and again["name"] == job["name"]
+    assert {**again["options"], "seed": 0} == {**job["options"], "seed": 0} and again["options"]["seed"] != job["options"]["seed"]
+    assert bob.post(f"/api/jobs/{job['id']}/regenerate", headers=HDR).status_code == 404
+    assert len(list(uploads.iterdir())) == 2
+    # cancel a queued job: at once; then delete it with its upload; the other job keeps its video
+    assert alice.post(f"/api/jobs/{job['id']}/cancel", headers=HDR).get_json()["job"]["status"] == "cancelled"
+    assert alice.post(f"/api/jobs/{job['id']}/cancel", headers=HDR).status_code == 400     # already ended
+    assert bob.delete(f"/api/jobs/{again['id']}", headers=HDR).status_code == 404
+    assert alice.delete(f"/api/jobs/{job['id']}").status_code == 403                      # not from the page
+    assert alice.delete(f"/api/jobs/{job['id']}", headers=HDR).get_json() == {"deleted": True}
+    assert [j["id"] for j in alice.get("/api/jobs").get_json()["jobs"]] == [again["id"]]
+    assert [p.name for p in uploads.iterdir()] == [f"{again['id']}.mp4"]
+    # a running job is asked to stop, and cannot be deleted until it has
+    store = app.extensions["cmt"].jobs
+    assert store.claim()["id"] == again["id"]
+    assert alice.post(f"/api/jobs/{again['id']}/cancel", headers=HDR).get_json()["job"]["stage"] == "cancelling"
+    assert alice.delete(f"/api/jobs/{again['id']}", headers=HDR).status_code == 400
+    with pytest.raises(Cancelled):
+        store.set_stage(again["id"], "composing", 0.5)
+    # the site icon
+    icon = alice.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.data[:4] == b"\0\0\1\0"      # an ICO file
 
 
 # ---------------------------------------------------------------------------------- the real server in Chromium
@@ -344,9 +468,10 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tiny_ckpt, video, tmp_path_factory):
     data = tmp_path_factory.mktemp("webapp_data")
-    clip_dir = data / "eval_set" / "modelA"
-    clip_dir.mkdir(parents=True)
-    shutil.copy(video, clip_dir / "clip_a.mp4")                 # one listening-test clip (no audio)
+    for model in ("modelA", "modelB"):                           # two models' clips of the same video (no audio)
+        clip_dir = data / "eval_set" / model
+        clip_dir.mkdir(parents=True)
+        shutil.copy(video, clip_dir / "clip_a.mp4")
     env = dict(os.environ, CMT_CACHE_DIR=str(tmp_path_factory.mktemp("cache")), CMT_NO_PROGRESS="1")
     srv = Server(tiny_ckpt, data, env).start()
     yield srv
@@ -399,10 +524,16 @@ def _wait(driver, cond, timeout=30, what="condition"):
                          ).until(cond, message=f"timed out waiting for {what}")
 
 
-def _submit_video(driver, url, path, *, tempo=None, instruments_off=(), threshold=None, songs=None):
+def _submit_video(driver, url, path, *, tempo=None, instruments_off=(), threshold=None, songs=None, programs=None,
+                  keep_audio=False):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     driver.get(url + "/")
+    for track, program in (programs or {}).items():
+        Select(driver.find_element(By.ID, f"program-{track}")).select_by_value(str(program))
+    if keep_audio:
+        driver.find_element(By.ID, "keep-audio").click()
     driver.find_element(By.ID, "video-file").send_keys(str(path))
     if songs is not None:
         n = driver.find_element(By.ID, "num-songs")
@@ -457,9 +588,12 @@ def _play(driver, css):
 def test_browser_soundtrack_job_plays_with_audio_and_downloads(server, browser, video, tmp_path):
     from selenium.webdriver.common.by import By
 
-    msg = _submit_video(browser, server.url, video, threshold=3, instruments_off=(5,))
-    _wait(browser, lambda d: "queue" in msg.text or "error" in (msg.get_attribute("class") or ""), what="upload")
-    assert "in the queue" in msg.text, msg.text
+    programs = {"Piano": 19, "Guitar": 25, "Bass": 34}
+    msg = _submit_video(browser, server.url, video, threshold=3, instruments_off=(5,), programs=programs,
+                        keep_audio=True)
+    _wait(browser, lambda d: "queue" in msg.text or "running" in msg.text or "error" in (msg.get_attribute("class") or ""),
+          what="upload")
+    assert "in the queue" in msg.text or "running" in msg.text, msg.text
     _wait(browser, lambda d: len(_job_ids(d)) == 1, what="the job card")
     job_id = _job_ids(browser)[0]
     browser.refresh()                                            # the job survives a reload
@@ -468,7 +602,14 @@ def test_browser_soundtrack_job_plays_with_audio_and_downloads(server, browser, 
     card = browser.find_element(By.CSS_SELECTOR, f'article.job[data-id="{job_id}"]')
     assert _job_status(browser, job_id) == "done", card.text + "\n" + server.log()
     assert "threshold 3" in card.text and "automatic tempo" in card.text and "Strings" not in card.text
+    assert "Piano: Church Organ" in card.text and "video's sound kept" in card.text
     assert "audio: aac" in card.text                             # ffprobe of the preview, shown on the page
+    assert browser.find_element(By.ID, "message").text == "Your music is ready: play or download it below."
+    # the beats picture, drawn and shown
+    img = card.find_element(By.CSS_SELECTOR, "img.beats")
+    _wait(browser, lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img),
+          what="the beats picture")
+    assert browser.execute_script("return arguments[0].naturalWidth", img) > 300
 
     state = _play(browser, f'article.job[data-id="{job_id}"] video.preview')
     assert state["error"] is None, state
@@ -488,6 +629,43 @@ def test_browser_soundtrack_job_plays_with_audio_and_downloads(server, browser, 
     with pytest.raises(urllib.error.HTTPError) as e:           # not without this browser's session
         urllib.request.urlopen(href, timeout=30)
     assert e.value.code == 404
+    # the sounds chosen per track are the MIDI's programs
+    href = card.find_element(By.CSS_SELECTOR, "a.download-midi").get_attribute("href")
+    with urllib.request.urlopen(urllib.request.Request(href, headers={"Cookie": f"cmt_session={cookie}"}),
+                                timeout=30) as r:
+        (tmp_path / "dl.mid").write_bytes(r.read())
+    import miditoolkit
+    pitched = [i.program for i in miditoolkit.MidiFile(str(tmp_path / "dl.mid")).instruments if not i.is_drum]
+    assert pitched and set(pitched) <= set(programs.values()), pitched
+
+
+@needs_av
+@needs_browser
+def test_browser_page_fits_a_phone(server, browser):
+    """At 390 px (a phone) nothing scrolls sideways and the player and the links are in view."""
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(390, 844)
+    try:
+        for path in ("/", "/listen", "/create", "/summary"):
+            browser.get(server.url + path)
+            if path == "/":
+                _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "article.job video.preview"),
+                      what="the finished job")
+            width = browser.execute_script("return window.innerWidth")
+            assert width <= 390
+            sizes = browser.execute_script("return [document.documentElement.scrollWidth, document.body.scrollWidth]")
+            assert max(sizes) <= width, (path, sizes, width)
+            if path == "/":
+                for css in ("video.preview", "a.download-video", "a.download-midi", "a.download-audio",
+                            "img.beats", "button.job-regenerate"):
+                    rect = browser.execute_script("const r = document.querySelector(arguments[0])"
+                                                  ".getBoundingClientRect(); return [r.left, r.right, r.width];", css)
+                    assert rect[0] >= 0 and rect[1] <= width and rect[2] > 0, (css, rect)
+    finally:
+        browser.set_window_size(1200, 900)
+    assert json.loads(_fetch_text(browser, "/api/health"))["ok"] is True
+    assert _fetch_text(browser, "/favicon.ico")[:1] != "<"                  # an icon, not an error page
 
 
 @needs_av
@@ -537,10 +715,28 @@ def test_browser_ratings_reach_the_csv_and_summary(server, browser, browsers):
     creator_scores = dict(rhythm=4.5, emotion=3.0, richness=2.5, correctness=5.0, structure=1.0, overall=3.5)
     controls = dict(visual_beats="yes", tempo="partly", instruments="no")
     assert _rate(browser, forms[0], "amateur", creator_scores, controls) == "Saved."
-    # listener: the listening-test clip of modelA (a preview is made for it on first play)
+    # A/B: the two models' clips of the same video, blind
+    pair = browser.find_element(By.CSS_SELECTOR, "form.ab")
+    page = browser.page_source
+    assert "modelA" not in page and "modelB" not in page and "clip_a" not in page
+    for key, _name, _q in R.CRITERIA:
+        pair.find_element(By.CSS_SELECTOR, f'input[name="ab_{key}"][value="{"B" if key == "rhythm" else "A"}"]').click()
+    pair.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    _wait(browser, lambda d: pair.find_element(By.CSS_SELECTOR, ".msg").text, what="the comparison's answer")
+    assert pair.find_element(By.CSS_SELECTOR, ".msg").text == "Saved."
+    ab = list(csv.DictReader(io.StringIO(_fetch_text(browser, "/comparisons.csv"))))
+    assert len(ab) == 1 and {ab[0]["model_a"], ab[0]["model_b"]} == {"modelA", "modelB"}
+    assert (ab[0]["preferred_rhythm"], ab[0]["preferred_overall"]) == (ab[0]["model_b"], ab[0]["model_a"])
+    # listener: a listening-test clip (a preview is made for it on first play), blind: no model name in
+    # the page, its attributes or its URLs
     browser.get(server.url + "/listen")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "form.rating")) == 2
+    seen = browser.page_source + " ".join(browser.execute_script(
+        "return [location.href, ...[...document.querySelectorAll('[src],[href]')].map(e => e.src || e.href)]"))
+    assert "modelA" not in seen and "modelB" not in seen and "clip_a" not in seen and "eval:" not in seen
+    assert "/summary" not in seen and ".csv" not in seen                  # nor links to the pages that name them
     form = browser.find_element(By.CSS_SELECTOR, "form.rating")
-    assert form.get_attribute("data-item") == "eval:modelA/clip_a.mp4" and "modelA" not in form.text
+    token = form.get_attribute("data-item")
     _wait(browser, lambda d: d.execute_script("return document.querySelector('form.rating video').readyState") >= 1,
           what="the clip's preview")
     assert _rate(browser, form, "professional", dict(creator_scores, rhythm=3.0)) == "Saved."
@@ -549,10 +745,10 @@ def test_browser_ratings_reach_the_csv_and_summary(server, browser, browsers):
     form = browser.find_element(By.CSS_SELECTOR, "form.rating")
     assert "rated" in form.find_element(By.CSS_SELECTOR, "h2").text
     assert _rate(browser, form, "professional", dict(creator_scores, rhythm=2.0)) == "Saved."
-    # a second listener
+    # a second listener rates the same clip (its own order may differ; the token is the same)
     other = browsers()
     other.get(server.url + "/listen")
-    form = other.find_element(By.CSS_SELECTOR, "form.rating")
+    form = other.find_element(By.CSS_SELECTOR, f'form.rating[data-item="{token}"]')
     assert _rate(other, form, "non-musician", dict(creator_scores, rhythm=5.0)) == "Saved."
     # a rating without a level is refused on the page
     other.get(server.url + "/listen")
@@ -568,15 +764,21 @@ def test_browser_ratings_reach_the_csv_and_summary(server, browser, browsers):
     assert {k: float(creator[k]) for k in creator_scores} == creator_scores
     assert {k: creator[f"control_{k}"] for k in controls} == controls
     listeners = sorted((r for r in rows if r["role"] == "listener"), key=lambda r: r["level"])
+    model = listeners[0]["model"]
+    assert model in ("modelA", "modelB") and listeners[0]["item"] == f"eval:{model}/clip_a.mp4"   # the CSV has all
     assert [(r["model"], r["level"], float(r["rhythm"])) for r in listeners] == \
-        [("modelA", "non-musician", 5.0), ("modelA", "professional", 2.0)]
+        [(model, "non-musician", 5.0), (model, "professional", 2.0)]
 
     browser.get(server.url + "/summary")
     table = browser.find_element(By.CSS_SELECTOR, 'table[data-table="All ratings"]')
-    cell = table.find_element(By.CSS_SELECTOR, 'tr[data-model="modelA"] td[data-criterion="rhythm"]')
-    assert cell.text == "3.50 (n=2)"                             # (2.0 + 5.0) / 2
+    cell = table.find_element(By.CSS_SELECTOR, f'tr[data-model="{model}"] td[data-criterion="rhythm"]')
+    # (2.0 + 5.0) / 2, sd = 3 / sqrt 2, interval 3.5 -+ t(0.975, 1) * 1.5 with t = 12.706
+    assert cell.text == "3.50 ± 2.12 (n=2) [-15.56, 22.56]"
     cell = table.find_element(By.CSS_SELECTOR, 'tr[data-model="tiny"] td[data-criterion="structure"]')
     assert cell.text == "1.00 (n=1)"
+    table = browser.find_element(By.CSS_SELECTOR, 'table[data-table="Level: professional"]')
+    cell = table.find_element(By.CSS_SELECTOR, f'tr[data-model="{model}"] td[data-criterion="rhythm"]')
+    assert cell.text == "2.00 (n=1)"
 
 
 @needs_av
@@ -586,14 +788,14 @@ def test_browser_jobs_survive_a_server_restart(server, browser, video):
     from selenium.webdriver.common.by import By
 
     msg = _submit_video(browser, server.url, video, tempo=100, instruments_off=(1, 3), songs=3)
-    _wait(browser, lambda d: "in the queue" in msg.text, what="upload")
+    _wait(browser, lambda d: "in the queue" in msg.text or "running" in msg.text, what="upload")
     _wait(browser, lambda d: len(_job_ids(d)) == 2, what="the new job's card")
     job_id = _job_ids(browser)[0]                                   # newest first
     _wait(browser, lambda d: _job_status(d, job_id) == "running", what="the job to start")
     stage = browser.execute_script(f"return document.querySelector('article.job[data-id=\"{job_id}\"] .stage')"
                                    ".textContent")
-    assert stage.startswith(("starting", "analysing video", "composing 3 songs", "rendering song",
-                             "making the browser preview")), stage               # the page shows progress
+    assert stage.startswith(("starting", "analysing video", "composing 3 songs", "rendering: ",
+                             "drawing the beats picture")), stage               # the page shows progress
     server.stop(kill=True)
     server.start()
     assert "re-queued 1 job" in server.log()
@@ -610,5 +812,36 @@ def test_browser_jobs_survive_a_server_restart(server, browser, video):
     button.click()
     _wait(browser, lambda d: button.text == "added to the listening test", what="the clip to be added")
     browser.get(server.url + "/listen")
-    items = sorted(f.get_attribute("data-item") for f in browser.find_elements(By.CSS_SELECTOR, "form.rating"))
-    assert items == ["eval:modelA/clip_a.mp4", f"eval:tiny/{job_id[:8]}_2.mp4"]
+    assert len(browser.find_elements(By.CSS_SELECTOR, "form.rating")) == 3
+    assert "tiny" not in browser.page_source and job_id[:8] not in browser.page_source
+
+
+@needs_av
+@needs_browser
+def test_browser_cancel_regenerate_delete_and_progress(server, browser, video):
+    from selenium.webdriver.common.by import By
+
+    msg = _submit_video(browser, server.url, video, songs=3)
+    _wait(browser, lambda d: "in the queue" in msg.text or "running" in msg.text, what="upload")
+    job_id = _job_ids(browser)[0]
+    card = f'article.job[data-id="{job_id}"]'
+    _wait(browser, lambda d: "%" in d.execute_script(f"return document.querySelector('{card} .stage').textContent"),
+          timeout=120, what="a percentage")
+    stage = browser.execute_script(f"return document.querySelector('{card} .stage').textContent")
+    assert stage.startswith(("composing 3 songs: ", "rendering: ")), stage
+    assert browser.execute_script(f"return document.querySelector('{card} progress.job-progress') !== null")
+    browser.find_element(By.CSS_SELECTOR, f"{card} button.job-cancel").click()
+    _wait(browser, lambda d: _job_status(d, job_id) == "cancelled", timeout=120, what="the job to stop")
+    assert msg.text == "Your job was cancelled."                        # the message follows the job
+    n_before = len(_job_ids(browser))
+    browser.find_element(By.CSS_SELECTOR, f"{card} button.job-regenerate").click()
+    _wait(browser, lambda d: len(_job_ids(d)) == n_before + 1, what="the regenerated job")
+    new_id = _job_ids(browser)[0]
+    jobs = {j["id"]: j for j in json.loads(_fetch_text(browser, "/api/jobs"))["jobs"]}
+    assert jobs[new_id]["options"]["seed"] != jobs[job_id]["options"]["seed"]
+    assert {**jobs[new_id]["options"], "seed": 0} == {**jobs[job_id]["options"], "seed": 0}
+    browser.find_element(By.CSS_SELECTOR, f"{card} button.job-delete").click()
+    _wait(browser, lambda d: job_id not in _job_ids(d), what="the deleted job's card to go")
+    assert job_id not in json.loads(_fetch_text(browser, "/api/jobs"))["jobs"].__repr__()
+    _wait(browser, lambda d: _job_status(d, new_id) in ("done", "failed"), timeout=150, what="the regenerated job")
+    assert _job_status(browser, new_id) == "done"

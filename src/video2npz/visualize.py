@@ -1,4 +1,5 @@
-"""A PNG summary of one analysis: the envelope with peaks and chosen beats, the motion."""
+"""A PNG summary of one analysis: the envelope with peaks and chosen beats (and, when given,
+the beats the music was forced to follow), the motion."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,10 @@ import numpy as np
 import cli
 
 
-def plot_analysis(analysis, path, title: str | None = None) -> None:
-    """Write a two-panel figure to ``path`` (PNG), atomically."""
+def plot_analysis(analysis, path, title: str | None = None, forced_s=None,
+                  forced_label: str = "forced beats") -> None:
+    """Write a two-panel figure to ``path`` (PNG), atomically.  ``forced_s``: times (s) of the
+    beats the music was made to accent, drawn as markers on the envelope panel."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,6 +27,10 @@ def plot_analysis(analysis, path, title: str | None = None) -> None:
     if len(analysis.beats):
         ax1.vlines(analysis.beats / fps, env.min() if len(env) else 0, 1.0, color="tab:red", lw=1.0,
                    label="visual beats")
+    if forced_s is not None and len(forced_s):
+        top = float(env.max()) if len(env) else 1.0
+        ax1.plot(np.asarray(forced_s, float), np.full(len(forced_s), top * 1.05), "v", ms=6, color="tab:purple",
+                 label=forced_label)
     ax1.set_ylabel("impact (normalised)")
     ax1.legend(loc="upper right", fontsize=8)
     ax1.set_title(title or f"{meta.get('video', '')}  tempo {meta['tempo']:.2f} bpm "

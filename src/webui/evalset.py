@@ -1,12 +1,17 @@
 """The listening-test clips: videos in ``<eval_dir>/<model name>/``, one folder per model.
 
-Listeners see every clip, in an order shuffled per rater and without the model's name; the
-summary groups their ratings by the folder name.  Clips are played from an H.264 + AAC preview
+Listeners see every clip, in an order shuffled per rater and blind: a clip is named on the
+page and in its URL by an opaque token (an HMAC of its key under the server's secret, see
+:func:`token`), never by its folder or file name; the summary groups the ratings by the
+folder name.  Clips of the same file name in two model folders are the two models' results
+for the same video: :func:`pairs` offers them as blind A/B comparisons.  Clips are played from an H.264 + AAC preview
 made once per file (see :func:`webui.media.make_preview`) and cached under the data folder.
 """
 from __future__ import annotations
 
 import hashlib
+import hmac
+import itertools
 import random
 import shutil
 import threading
@@ -44,6 +49,39 @@ def order_for(rater: str, clips: dict[str, Clip]) -> list[Clip]:
     items = list(clips.values())
     random.Random(hashlib.sha256(rater.encode()).hexdigest()).shuffle(items)
     return items
+
+
+def token(secret: bytes, key: str) -> str:
+    """The clip's opaque id: the same for every visit, meaningless without the server's secret."""
+    return hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def by_token(secret: bytes, clips: dict[str, Clip]) -> dict[str, Clip]:
+    return {token(secret, c.key): c for c in clips.values()}
+
+
+@dataclass(frozen=True)
+class Pair:
+    key: str      # "ab:<file name>|<model>|<model>", the comparison's item (models sorted)
+    video: str    # the file name both folders hold
+    a: Clip       # shown as "A" to this rater
+    b: Clip
+
+
+def pairs(clips: dict[str, Clip], rater: str) -> list[Pair]:
+    """Every two models' clips of the same file name, in this rater's own order, each pair's
+    sides (which model is A) drawn at random per rater."""
+    by_name: dict[str, list[Clip]] = {}
+    for c in clips.values():
+        by_name.setdefault(c.path.name, []).append(c)
+    out = []
+    rng = random.Random(hashlib.sha256(("ab|" + rater).encode()).hexdigest())
+    for name in sorted(by_name):
+        for x, y in itertools.combinations(sorted(by_name[name], key=lambda c: c.model), 2):
+            a, b = (x, y) if rng.random() < 0.5 else (y, x)
+            out.append(Pair(key=f"ab:{name}|{x.model}|{y.model}", video=name, a=a, b=b))
+    rng.shuffle(out)
+    return out
 
 
 def add_clip(eval_dir: str | Path, model: str, src: str | Path, name: str) -> Path:

@@ -1,8 +1,10 @@
 """The soundtrack jobs: a table in SQLite and one worker thread that runs them in order.
 
 The table *is* the queue: a job is a row with status ``queued``; the worker claims the oldest
-one, marks it ``running``, updates its ``stage`` line while it works and ends it ``done`` (with
-its results) or ``failed`` (with a one-line message).  Because everything lives in the
+one, marks it ``running``, updates its ``stage`` line and ``progress`` (0..1) while it works
+and ends it ``done`` (with its results), ``failed`` (with a one-line message) or
+``cancelled`` (the owner asked: a queued job is cancelled at once, a running one at its next
+progress report, through :class:`Cancelled`).  Because everything lives in the
 database, a page reload loses nothing, and a server restart re-queues the jobs it was running
 (:meth:`JobStore.requeue_interrupted`).  Each job belongs to one browser session; readers ask
 for a session's jobs only.
@@ -18,17 +20,20 @@ import uuid
 from datetime import datetime, timezone
 from typing import Callable
 
+from pathlib import Path
+
 import cli
 from webui.db import SqliteStore
 
-STATUSES = ("queued", "running", "done", "failed")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id       TEXT PRIMARY KEY,   -- uuid4 hex; also names the stored upload and the output folder
     session  TEXT NOT NULL,      -- the browser session that owns the job
-    status   TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+    status   TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
     stage    TEXT NOT NULL,      -- the progress line the page shows
+    progress REAL NOT NULL DEFAULT 0,   -- 0..1 of the current phase (composing, rendering)
+    cancel   INTEGER NOT NULL DEFAULT 0, -- 1: the owner asked to cancel the running job
     options  TEXT NOT NULL,      -- JSON: the controls asked for
     upload   TEXT NOT NULL,      -- the stored upload's (generated) file name
     name     TEXT NOT NULL,      -- the sanitised original file name, for display only
@@ -42,6 +47,10 @@ CREATE INDEX IF NOT EXISTS jobs_by_session ON jobs (session);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status);
 CREATE TABLE IF NOT EXISTS jobs_meta (key TEXT PRIMARY KEY, value TEXT);
 """
+
+
+class Cancelled(Exception):
+    """Raised inside a running job whose owner cancelled it."""
 
 
 def now() -> str:
@@ -58,6 +67,32 @@ class JobStore(SqliteStore):
     SCHEMA = SCHEMA
     META_TABLE = "jobs_meta"
     SCHEMA_VERSION = SCHEMA_VERSION
+
+    def __init__(self, path):
+        self._migrate(path)
+        super().__init__(path)
+
+    @staticmethod
+    def _migrate(path) -> None:
+        """A version-1 file (no progress, cancel or 'cancelled'): rebuild its table in place."""
+        import sqlite3
+        if not Path(path).is_file():
+            return
+        db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        try:
+            cols = [r[1] for r in db.execute("PRAGMA table_info(jobs)")]
+            if not cols or "cancel" in cols:
+                return
+            # at start-up, before the worker runs: one process, so no transaction is needed
+            db.execute("ALTER TABLE jobs RENAME TO jobs_v1")
+            db.execute("DROP INDEX IF EXISTS jobs_by_session")
+            db.execute("DROP INDEX IF EXISTS jobs_by_status")
+            db.executescript(SCHEMA)
+            db.execute(f"INSERT INTO jobs ({', '.join(cols)}) SELECT {', '.join(cols)} FROM jobs_v1 ORDER BY rowid")
+            db.execute("DROP TABLE jobs_v1")
+            db.execute("INSERT OR REPLACE INTO jobs_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        finally:
+            db.close()
 
     def _row(self, row) -> dict | None:
         if row is None:
@@ -107,18 +142,55 @@ class JobStore(SqliteStore):
             if row is None:
                 db.execute("COMMIT")
                 return None
-            db.execute("UPDATE jobs SET status = 'running', stage = 'starting', started = ? WHERE id = ?",
+            db.execute("UPDATE jobs SET status = 'running', stage = 'starting', progress = 0, started = ? "
+                       "WHERE id = ?",
                        (now(), row["id"]))
             db.execute("COMMIT")
         return self.get(row["id"])
 
-    def set_stage(self, job_id: str, stage: str) -> None:
+    def set_stage(self, job_id: str, stage: str, progress: float = 0.0) -> None:
+        """The running job's progress line and fraction; raises :class:`Cancelled` when its owner
+        asked to cancel it (so a job stops at its next report)."""
         with self._connect() as db:
-            db.execute("UPDATE jobs SET stage = ? WHERE id = ?", (stage, job_id))
+            db.execute("UPDATE jobs SET stage = ?, progress = ? WHERE id = ?",
+                       (stage, min(max(float(progress), 0.0), 1.0), job_id))
+            row = db.execute("SELECT cancel FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is not None and row[0]:
+            raise Cancelled()
+
+    def cancel(self, job_id: str) -> str | None:
+        """Cancel a queued job now, or ask a running one to stop; returns the status after it
+        (None when the job has already ended)."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            status = row[0] if row else None
+            if status == "queued":
+                db.execute("UPDATE jobs SET status = 'cancelled', stage = 'cancelled', finished = ? WHERE id = ?",
+                           (now(), job_id))
+                status = "cancelled"
+            elif status == "running":
+                db.execute("UPDATE jobs SET cancel = 1, stage = 'cancelling' WHERE id = ?", (job_id,))
+            else:
+                status = None
+            db.execute("COMMIT")
+        return status
+
+    def mark_cancelled(self, job_id: str) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE jobs SET status = 'cancelled', stage = 'cancelled', finished = ? WHERE id = ?",
+                       (now(), job_id))
+
+    def delete(self, job_id: str) -> bool:
+        """Remove an ended or queued job's row (a running one must be cancelled first)."""
+        with self._connect() as db:
+            cur = db.execute("DELETE FROM jobs WHERE id = ? AND status != 'running'", (job_id,))
+            return cur.rowcount == 1
 
     def finish(self, job_id: str, results) -> None:
         with self._connect() as db:
-            db.execute("UPDATE jobs SET status = 'done', stage = 'done', finished = ?, results = ? WHERE id = ?",
+            db.execute("UPDATE jobs SET status = 'done', stage = 'done', progress = 1, finished = ?, results = ? "
+                       "WHERE id = ?",
                        (now(), json.dumps(results), job_id))
 
     def fail(self, job_id: str, error: str) -> None:
@@ -129,7 +201,9 @@ class JobStore(SqliteStore):
     def requeue_interrupted(self) -> int:
         """Put jobs left ``running`` by a stopped server back in the queue; returns how many."""
         with self._connect() as db:
-            cur = db.execute("UPDATE jobs SET status = 'queued', stage = 'queued (server restarted)', "
+            db.execute("UPDATE jobs SET status = 'cancelled', stage = 'cancelled', finished = ? "
+                       "WHERE status = 'running' AND cancel = 1", (now(),))
+            cur = db.execute("UPDATE jobs SET status = 'queued', stage = 'queued (server restarted)', progress = 0, "
                              "started = NULL WHERE status = 'running'")
             return cur.rowcount
 
@@ -138,11 +212,12 @@ class JobStore(SqliteStore):
             return db.execute("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()[0]
 
 
-Handler = Callable[[dict, Callable[[str], None]], object]
+Handler = Callable[[dict, Callable[..., None]], object]
 
 
 class Worker:
-    """One thread running queued jobs one at a time with ``handler(job, set_stage) -> results``.
+    """One thread running queued jobs one at a time with ``handler(job, set_stage) -> results``
+    (``set_stage(text, progress=0.0)``; it raises :class:`Cancelled` when the job was cancelled).
 
     Exceptions of the types in ``user_errors`` fail the job with their one-line message; any
     other exception fails it with a short "internal error" line and prints the traceback to
@@ -186,7 +261,9 @@ class Worker:
         job_id = job["id"]
         t0 = time.monotonic()
         try:
-            results = self.handler(job, lambda text: self.store.set_stage(job_id, text))
+            results = self.handler(job, lambda text, progress=0.0: self.store.set_stage(job_id, text, progress))
+        except Cancelled:
+            self.store.mark_cancelled(job_id)
         except self.user_errors as e:
             self.store.fail(job_id, one_line(e))
         except Exception as e:  # noqa: BLE001 - a job must never kill the worker

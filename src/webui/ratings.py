@@ -3,16 +3,23 @@
 A rating is one rater's scores for one clip: six criteria, each 0.5 to 5 in steps of 0.5,
 with the rater's declared level.  Creators (who made the clip with the soundtrack app) also
 say, per control they set, whether the music did what was asked (yes / partly / no).  The
-same rater rating the same clip again replaces the earlier rating.  The schema is below;
-the file is created on first use.
+same rater rating the same clip again replaces the earlier rating.  A/B comparisons (two
+models' results for the same video) are kept in their own table: per criterion, which model
+was preferred, or "same".  The schema is below; the file is created on first use.
+
+The summary gives, per model and criterion, the mean, the standard deviation, n and the 95 %
+confidence interval of the mean (Student's t), for all ratings, per role and per level.
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
+import math
 from datetime import datetime, timezone
 from typing import Mapping
+
+import numpy as np
 
 import cli
 from webui.db import SqliteStore
@@ -58,8 +65,37 @@ CREATE TABLE IF NOT EXISTS ratings (
     CHECK ({_SCORE_CHECK})
 );
 CREATE TABLE IF NOT EXISTS ratings_meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS comparisons (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    created     TEXT NOT NULL,
+    updated     TEXT NOT NULL,
+    rater       TEXT NOT NULL,
+    level       TEXT NOT NULL CHECK (level IN ('non-musician', 'amateur', 'professional')),
+    item        TEXT NOT NULL,           -- ab:<video file>|<model>|<model>
+    model_a     TEXT NOT NULL,           -- the model shown as A to this rater
+    model_b     TEXT NOT NULL,
+    choices     TEXT NOT NULL,           -- JSON {{criterion: model name or "same"}}
+    UNIQUE (rater, item)
+);
 """
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+AB_ANSWERS = ("A", "same", "B")
+COMPARISON_COLUMNS = ("id", "created", "updated", "rater", "level", "item", "model_a", "model_b",
+                      *(f"preferred_{k}" for k in CRITERION_KEYS))
+
+
+def stats(values) -> dict:
+    """n, mean, standard deviation (n - 1) and the 95 % interval of the mean (Student's t);
+    the spread and interval are None below two values."""
+    x = np.asarray([float(v) for v in values], float)
+    n = len(x)
+    out = {"n": n, "mean": float(x.mean()) if n else None, "sd": None, "ci_low": None, "ci_high": None}
+    if n >= 2:
+        from scipy.stats import t
+        sd = float(x.std(ddof=1))
+        half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+        out.update(sd=sd, ci_low=out["mean"] - half, ci_high=out["mean"] + half)
+    return out
 
 
 def parse_score(value, name: str) -> float:
@@ -136,18 +172,66 @@ class RatingStore(SqliteStore):
                         *(r["controls"].get(k, "") for k in CONTROL_KEYS)])
         return buf.getvalue()
 
-    def summary(self, role: str | None = None) -> list[dict]:
-        """Mean and count per model and criterion (all roles, or one), sorted by model."""
-        where, args = ("WHERE role = ?", (role,)) if role else ("", ())
-        parts = ", ".join(f"AVG({c}), COUNT({c})" for c in CRITERION_KEYS)
-        with self._connect() as db:
-            rows = db.execute(f"SELECT model, {parts} FROM ratings {where} GROUP BY model ORDER BY model",
-                              args).fetchall()
+    def summary(self, role: str | None = None, level: str | None = None) -> list[dict]:
+        """Per model and criterion (all roles, or one; all levels, or one), sorted by model:
+        model, criterion, n, mean, sd, ci_low, ci_high (see :func:`stats`); ``count`` = n."""
+        rows = [r for r in self.all() if (role is None or r["role"] == role) and (level is None or r["level"] == level)]
         out = []
-        for row in rows:
-            for i, c in enumerate(CRITERION_KEYS):
-                out.append({"model": row[0], "criterion": c, "mean": row[1 + 2 * i], "count": row[2 + 2 * i]})
+        for model in sorted({r["model"] for r in rows}):
+            mine = [r for r in rows if r["model"] == model]
+            for c in CRITERION_KEYS:
+                st = stats([r[c] for r in mine])
+                out.append({"model": model, "criterion": c, **st, "count": st["n"]})
         return out
+
+    def save_comparison(self, *, rater: str, level: str, item: str, model_a: str, model_b: str,
+                        answers: Mapping[str, str]) -> int:
+        """One rater's A/B preferences (A, same or B per criterion), stored by model name."""
+        if level not in LEVELS:
+            raise cli.UserError(f"first say whether you are a {', '.join(LEVELS[:-1])} or {LEVELS[-1]} listener")
+        choices = {}
+        for key, name, _ in CRITERIA:
+            answer = answers.get(key)
+            if answer not in AB_ANSWERS:
+                raise cli.UserError(f"say which is better for {name}: A, B or the same")
+            choices[key] = {"A": model_a, "B": model_b}.get(answer, "same")
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with self._connect() as db:
+            row = db.execute(
+                "INSERT INTO comparisons (created, updated, rater, level, item, model_a, model_b, choices) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rater, item) DO UPDATE SET updated = excluded.updated, "
+                "level = excluded.level, model_a = excluded.model_a, model_b = excluded.model_b, "
+                "choices = excluded.choices RETURNING id",
+                (stamp, stamp, rater, level, item, model_a, model_b, json.dumps(choices, sort_keys=True))).fetchone()
+        return int(row[0])
+
+    def comparisons(self, rater: str | None = None) -> list[dict]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM comparisons" + (" WHERE rater = ?" if rater else "") + " ORDER BY id",
+                              (rater,) if rater else ()).fetchall()
+        return [{**dict(r), "choices": json.loads(r["choices"])} for r in rows]
+
+    def comparison_summary(self) -> list[dict]:
+        """Per pair of models (sorted) and criterion: how often each was preferred, ties, n."""
+        counts: dict[tuple, dict] = {}
+        for r in self.comparisons():
+            first, second = sorted((r["model_a"], r["model_b"]))
+            for c in CRITERION_KEYS:
+                cell = counts.setdefault((first, second, c), {"model_1": first, "model_2": second, "criterion": c,
+                                                              "wins_1": 0, "wins_2": 0, "same": 0, "n": 0})
+                pick = r["choices"].get(c)
+                cell["wins_1" if pick == first else "wins_2" if pick == second else "same"] += 1
+                cell["n"] += 1
+        return [counts[k] for k in sorted(counts, key=lambda k: (k[0], k[1], CRITERION_KEYS.index(k[2])))]
+
+    def comparisons_csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(COMPARISON_COLUMNS)
+        for r in self.comparisons():
+            w.writerow([r["id"], r["created"], r["updated"], r["rater"], r["level"], r["item"], r["model_a"],
+                        r["model_b"], *(r["choices"].get(c, "") for c in CRITERION_KEYS)])
+        return buf.getvalue()
 
     def control_summary(self) -> list[dict]:
         """Creators' answers per model and control: counts of yes, partly and no."""

@@ -1,20 +1,26 @@
 """One soundtrack job: the form's controls in, songs and videos with music out.
 
-:func:`parse_options` checks what the page sent (each bad value is a one-line UserError the
-page shows); :func:`pipeline_options` turns the stored options into ``pipeline.Options``;
+:func:`choices` is what the form offers for this model (instruments it knows, key, genre and
+emotion where it has them, the General MIDI programs by family); :func:`parse_options` checks
+what the page sent (each bad value is a one-line UserError the page shows);
+:func:`pipeline_options` turns the stored options into ``pipeline.Options``;
 :class:`SoundtrackJob` is the worker's handler: it runs the pipeline (analysis and
-composition), renders each song with FluidSynth, muxes it onto the video with ffmpeg and makes
-the browser preview, reporting each stage.
+composition), draws the beats picture, renders each song with FluidSynth, mixes it onto the
+video with ffmpeg and makes the browser preview, reporting each stage and its percentage.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import secrets
+import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+import numpy as np
+
 import cli
+import controls
 import dictionary_mix as D
 import pipeline
 import rendering
@@ -47,8 +53,71 @@ def emotions(model) -> list[str]:
     return out
 
 
-def emotion_meaning(name: str) -> str:
-    return D.EMOTION_MEANING.get(name, "")
+def known_instruments(model) -> list[int]:
+    """The instrument classes the model was trained with (all five when it does not say)."""
+    known = (getattr(model, "vocab", None) or {}).get("instruments")
+    return [i for i in INSTRUMENTS if not known or i in known]
+
+
+# --- the controls table: the one place the web app reads it (src/controls.py), so the form
+# --- offers and accepts exactly what the CLI does
+def _released(model) -> bool:
+    return ((getattr(model, "checkpoint_info", None) or {}).get("format") == "released")
+
+
+def key_choices(model) -> list[tuple[int, str]]:
+    """(id, name) of the keys this model can be asked for (empty: no key control)."""
+    cfg = getattr(model, "config", None)
+    if cfg is None or _released(model) or cfg.init_n_class[1] <= 1:
+        return []
+    known = (getattr(model, "vocab", None) or {}).get("keys")
+    ids = [k for k in range(1, min(cfg.init_n_class[1], len(D.KEY_NAMES))) if not known or k in known]
+    return [(k, D.KEY_NAMES[k]) for k in ids]
+
+
+def genre_choices(model) -> list[tuple[int, str]]:
+    """(id, name) of the genres this model can be asked for (empty: no genre control)."""
+    cfg = getattr(model, "config", None)
+    known = (getattr(model, "vocab", None) or {}).get("genres")
+    if cfg is None or _released(model) or not known:
+        return []
+    return [(g, D.GENRES[g]) for g in known if 0 <= g < min(cfg.init_n_class[0], len(D.GENRES))]
+
+
+def parse_key(value, model) -> int | None:
+    value = str(value or "").strip()
+    if not value:
+        return None
+    if not key_choices(model):
+        raise cli.UserError("this model has no key control; leave the key unset")
+    vocab = getattr(model, "vocab", None) or {}
+    return controls.parse_key(value, model.config.init_n_class[1], vocab.get("keys"))
+
+
+def parse_genre(value, model) -> int | None:
+    value = str(value or "").strip()
+    if not value:
+        return None
+    if not genre_choices(model):
+        raise cli.UserError("this model has no genre control; leave the genre unset")
+    vocab = getattr(model, "vocab", None) or {}
+    return controls.parse_genre(value, model.config.init_n_class[0], vocab.get("genres"))
+
+
+def gm_programs() -> list[tuple[str, list[tuple[int, str]]]]:
+    """The 128 General MIDI programs grouped by family, 8 per family (names from pretty_midi)."""
+    from pretty_midi.constants import INSTRUMENT_CLASSES, INSTRUMENT_MAP
+    return [(family, [(p, INSTRUMENT_MAP[p]) for p in range(8 * f, 8 * f + 8)])
+            for f, family in enumerate(INSTRUMENT_CLASSES)]
+
+
+def choices(model) -> dict:
+    """Everything the soundtrack form offers for this model."""
+    return {"instruments": INSTRUMENTS, "known_instruments": known_instruments(model),
+            "keys": key_choices(model), "genres": genre_choices(model), "emotions": emotions(model),
+            "meanings": D.EMOTION_MEANING, "programs": gm_programs(), "default_programs": D.PROGRAMS,
+            "pitched": [i for i, name in INSTRUMENTS.items() if name != "Drums"],
+            "music_gain_db": pipeline.Options.music_gain_db, "loudness": pipeline.Options.loudness}
 
 
 def has_option(name: str) -> bool:
@@ -67,7 +136,8 @@ def _int(value, what: str, lo: int, hi: int) -> int:
 
 def parse_options(fields: Mapping[str, str], instruments: Sequence[str], model, max_songs: int) -> dict:
     """The job's options from the form: threshold, tempo (None: automatic), num_songs,
-    instruments (class ids), emotion (None when not asked or not supported) and seed."""
+    instruments (class ids), emotion, key and genre (None when not asked), programs (GM
+    program per pitched track), keep_audio, music_gain_db and seed."""
     threshold = _int(fields.get("threshold", DEFAULT_THRESHOLD), "the visual-beat threshold", *THRESHOLD_RANGE)
     num_songs = _int(fields.get("num_songs", 1), "the number of songs", 1, max_songs)
     tempo = None
@@ -93,10 +163,36 @@ def parse_options(fields: Mapping[str, str], instruments: Sequence[str], model, 
             raise cli.UserError("this model has no emotion control; leave the emotion unset")
         if emotion not in known:
             raise cli.UserError(f"unknown emotion {emotion!r}; choose one of {', '.join(known)}")
+    programs = {}
+    for i in chosen:
+        name = INSTRUMENTS[i]
+        raw = str(fields.get(f"program_{name}") or "").strip()
+        if raw and name != "Drums":
+            program = _int(raw, f"the {name} sound (General MIDI program)", 0, 127)
+            if program != D.PROGRAMS[name]:          # the default sound is no choice worth recording
+                programs[name] = program
+    gain = str(fields.get("music_gain_db") or "").strip()
+    try:
+        music_gain_db = float(gain) if gain else pipeline.Options.music_gain_db
+    except ValueError:
+        raise cli.UserError(f"the music level must be a number of dB, got {gain!r}") from None
+    if not -40.0 <= music_gain_db <= 12.0:
+        raise cli.UserError(f"the music level must be from -40 to 12 dB, got {music_gain_db:g}")
     seed_raw = str(fields.get("seed") or "").strip()
     seed = _int(seed_raw, "the seed", 0, 2**31 - 1) if seed_raw else secrets.randbelow(2**31)
     return {"threshold": threshold, "tempo": tempo, "num_songs": num_songs, "instruments": chosen,
-            "emotion": emotion, "seed": seed}
+            "emotion": emotion, "key": parse_key(fields.get("key"), model),
+            "genre": parse_genre(fields.get("genre"), model), "programs": programs,
+            "keep_audio": str(fields.get("keep_audio", "")).lower() in ("1", "on", "true", "yes"),
+            "music_gain_db": music_gain_db, "seed": seed}
+
+
+def new_seed(options: dict) -> dict:
+    """The same options with another seed: regenerate."""
+    seed = options["seed"]
+    while seed == options["seed"]:
+        seed = secrets.randbelow(2**31)
+    return {**options, "seed": seed}
 
 
 def controls_asked(options: dict) -> list[tuple[str, str]]:
@@ -110,16 +206,102 @@ def controls_asked(options: dict) -> list[tuple[str, str]]:
     return asked
 
 
+def describe(options: dict) -> list[str]:
+    """The options as short phrases for the job card."""
+    parts = [f"threshold {options['threshold']}",
+             "automatic tempo" if options.get("tempo") is None else f"{options['tempo']:g} bpm",
+             ", ".join(INSTRUMENTS[i] for i in options["instruments"])]
+    if options.get("key") is not None:
+        parts.append(D.KEY_NAMES[options["key"]])
+    if options.get("genre") is not None:
+        parts.append(D.GENRES[options["genre"]])
+    if options.get("emotion"):
+        parts.append(f"emotion {options['emotion']}")
+    names = {p: n for _, progs in gm_programs() for p, n in progs}
+    for track, program in (options.get("programs") or {}).items():
+        parts.append(f"{track}: {names[program]}")
+    if options.get("keep_audio"):
+        parts.append(f"video's sound kept, music at {options.get('music_gain_db', 0):g} dB")
+    n = options["num_songs"]
+    parts += [f"{n} song{'s' if n > 1 else ''}", f"seed {options['seed']}"]
+    return parts
+
+
 def pipeline_options(options: dict, out_dir: Path) -> pipeline.Options:
     """pipeline.Options for a job (rendering is done by :class:`SoundtrackJob` stage by stage)."""
     kw = dict(out_dir=str(out_dir), num_songs=options["num_songs"], seed=options["seed"],
               tempo=options.get("tempo"), min_strength=options["threshold"],
-              instruments=tuple(options["instruments"]), render=False)
+              instruments=tuple(options["instruments"]), render=False, key=options.get("key"),
+              genre=options.get("genre"), keep_audio=bool(options.get("keep_audio")),
+              music_gain_db=float(options.get("music_gain_db", pipeline.Options.music_gain_db)))
+    if options.get("programs"):
+        kw["programs"] = {**D.PROGRAMS, **options["programs"]}
     if options.get("emotion") is not None:
         if not has_option("emotion"):
             raise cli.UserError("this version of the pipeline has no emotion control")
         kw["emotion"] = D.emotion_id(options["emotion"])
     return pipeline.Options(**kw)
+
+
+class Tracked:
+    """While in a ``with`` block, the model reports how far the songs have got: each step's
+    tokens carry their position in the video (the beat-timing field, 1..101 = 0..100 %), so
+    the share of the video composed is exact; finished songs (all-zero end rows) count as
+    done.  The model's own ``step`` is wrapped on the instance and restored afterwards (the
+    worker runs one job at a time)."""
+
+    def __init__(self, model, report: Callable[[float, int], None], every_s: float = 0.5):
+        self.model, self._report, self._every = model, report, every_s
+        self._last = 0.0
+        self.steps = 0
+        self.fraction = 0.0
+
+    def __enter__(self):
+        inner = self.model.step
+
+        def step(tok, state):
+            self.seen(tok)
+            return inner(tok, state)
+        self.model.step = step
+        return self.model
+
+    def __exit__(self, *exc):
+        del self.model.step
+        return False
+
+    def seen(self, tok) -> None:
+        self.steps += 1
+        t = tok.detach().cpu().numpy() if hasattr(tok, "detach") else np.asarray(tok)
+        ended = ~t.any(axis=1)
+        frac = np.where(ended, 1.0, np.clip((t[:, D.COL_PBEAT] - 1) / 100.0, 0.0, 1.0))
+        self.fraction = max(self.fraction, float(frac.mean()))
+        now = time.monotonic()
+        if now - self._last >= self._every:
+            self._last = now
+            self._report(self.fraction, self.steps * len(t))
+
+
+def forced_times(report: dict) -> list[float]:
+    """The seconds of the beats a song was forced to accent, from its report's (bar, bar-beat
+    1..16, ...) entries: a bar-beat is a 16th note, 15 / tempo seconds."""
+    tempo = float(report["tempo"])
+    return sorted({(16 * int(f[0]) + int(f[1]) - 1) * 15.0 / tempo for f in report.get("forced_beats", [])})
+
+
+def beats_picture(video: Path, options: dict, report: dict, path: Path, name: str = "") -> Path:
+    """The analysis picture (video2npz's --visualize: motion, envelope, visual beats) with the
+    beats the music was forced to follow marked, titled with the video's shown ``name``.  The
+    video's flow features come from the cache the pipeline filled, so this is quick."""
+    from video2npz import analysis, visualize
+    a = analysis.analyse(video, tempo=options.get("tempo"), progress=False)
+    tempo = float(report.get("tempo") or a.metadata["tempo"])
+    forced = forced_times({**report, "tempo": tempo})
+    meta = a.metadata
+    title = (f"{name or video.name}: tempo {tempo:.1f} bpm, {len(meta['vbeats'])} visual beats, "
+             f"{len(forced)} forced (threshold {options['threshold']})")
+    visualize.plot_analysis(a, path, title=title, forced_s=forced,
+                            forced_label=f"forced beats (threshold {options['threshold']})")
+    return path
 
 
 class SoundtrackJob:
@@ -135,29 +317,42 @@ class SoundtrackJob:
     def out_dir(self, job_id: str) -> Path:
         return self.data_dir / "jobs" / job_id
 
-    def __call__(self, job: dict, stage: Callable[[str], None]) -> list[dict]:
+    def __call__(self, job: dict, stage: Callable[..., None]) -> list[dict]:
         opts = job["options"]
         n = opts["num_songs"]
         video = self.upload_path(job)
         out_dir = self.out_dir(job["id"])
-        stage("analysing video")
+        stage("analysing video", 0.0)
+        songs_word = f"{n} song{'s' if n > 1 else ''}"
+
+        def composing(fraction: float, tokens: int) -> None:
+            stage(f"composing {songs_word}: {100 * fraction:.0f} % of the video, {tokens} tokens", fraction)
 
         def log(msg: str) -> None:
-            facts = msg.split(": ", 1)[-1]
-            stage(f"composing {n} song{'s' if n > 1 else ''} ({facts})")
+            stage(f"composing {songs_word} ({msg.split(': ', 1)[-1]})", 0.0)
 
-        pipeline.run([video], self.model, pipeline_options(opts, out_dir), log=log)
+        popts = pipeline_options(opts, out_dir)
+        with Tracked(self.model, composing) as model:
+            pipeline.run([video], model, popts, log=log)
         stem = video.stem
         songs = []
+        steps = 3 * n                            # render, mix, preview per song
         for k in range(n):
             base = out_dir / f"{stem}_{k}"
-            stage(f"rendering song {k + 1} of {n}")
+
+            def step(i: int, what: str) -> None:
+                done = 3 * k + i
+                stage(f"rendering: {100 * done / steps:.0f} % ({what} of song {k + 1} of {n})", done / steps)
+
+            step(0, "synthesising the audio")
             try:
                 rendering.render_wav(f"{base}.mid", f"{base}.wav")
-                rendering.mux(video, f"{base}.wav", f"{base}.mp4")
+                step(1, "mixing it onto the video")
+                rendering.mux(video, f"{base}.wav", f"{base}.mp4", keep_audio=popts.keep_audio,
+                              music_gain_db=popts.music_gain_db, loudness=popts.loudness)
             except rendering.MissingProgram as e:
                 raise cli.UserError(str(e)) from None
-            stage(f"making the browser preview of song {k + 1} of {n}")
+            step(2, "making the browser preview")
             preview = out_dir / f"{stem}_{k}_preview.mp4"
             media.make_preview(f"{base}.mp4", preview)
             report = _read_json(f"{base}.json")
@@ -171,6 +366,14 @@ class SoundtrackJob:
                 "tempo": report.get("tempo"), "n_bars": report.get("n_bars"),
                 "hit_rate": errors.get("hit_rate"),
             })
+        stage("drawing the beats picture", 1.0)
+        beats = out_dir / "beats.png"
+        try:
+            beats_picture(video, opts, _read_json(out_dir / f"{stem}_0.json"), beats, name=job["name"])
+        except (cli.UserError, OSError, ValueError) as e:   # the music is made; the picture is extra
+            print(f"job {job['id'][:8]}: no beats picture ({e})", flush=True)
+        for song in songs:
+            song["files"]["beats"] = beats.name if beats.is_file() else None
         return songs
 
 

@@ -11,6 +11,12 @@
   const maxBytes = Number(form.dataset.maxBytes);
   const rendered = new Map();   // job id -> JSON of what its card shows
   let timer = null;
+  // the job this page submitted last (kept over a reload): the message under the form follows its state
+  let followed = sessionStorage.getItem("cmt-followed");
+  function follow(id) {
+    followed = id;
+    if (id) sessionStorage.setItem("cmt-followed", id); else sessionStorage.removeItem("cmt-followed");
+  }
 
   const threshold = document.getElementById("threshold");
   threshold.addEventListener("input", () => {
@@ -45,7 +51,8 @@
       let body = {};
       try { body = JSON.parse(xhr.responseText); } catch (err) { /* not JSON */ }
       if (xhr.status === 201) {
-        say("Uploaded; the job is in the queue.", "ok");
+        follow(body.job.id);
+        say(stateMessage(body.job), "ok");
         fileInput.value = "";
         refresh();
       } else {
@@ -71,19 +78,46 @@
   }
 
   function optionsLine(job) {
-    const o = job.options;
-    const parts = [`threshold ${o.threshold}`,
-                   o.tempo === null ? "automatic tempo" : `${o.tempo} bpm`,
-                   job.instrument_names.join(", "),
-                   `${o.num_songs} song${o.num_songs > 1 ? "s" : ""}`];
-    if (o.emotion) parts.push(`emotion ${o.emotion}`);
-    parts.push(`seed ${o.seed}`);
-    return parts.join(" · ");
+    return job.summary.join(" · ");
   }
 
   function stageText(job) {
     if (job.status === "queued") return job.ahead ? `queued (${job.ahead} ahead)` : "queued";
-    return job.status === "done" ? "" : job.stage;
+    return job.status === "running" ? job.stage : "";
+  }
+
+  // the line under the form, for the job this page submitted: it follows the job's state
+  function stateMessage(job) {
+    switch (job.status) {
+      case "queued": return job.ahead ? `Your job is in the queue (${job.ahead} ahead of it).` : "Your job is in the queue.";
+      case "running": return `Your job is running: ${job.stage}.`;
+      case "done": return "Your music is ready: play or download it below.";
+      case "cancelled": return "Your job was cancelled.";
+      default: return `Your job failed: ${job.error || "no reason given"}`;
+    }
+  }
+
+  async function act(job, what) {
+    const url = what === "delete" ? `/api/jobs/${job.id}` : `/api/jobs/${job.id}/${what}`;
+    const r = await fetch(url, {method: what === "delete" ? "DELETE" : "POST", headers: HEADERS});
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) { say(body.error || `Could not ${what} the job (HTTP ${r.status}).`, "error"); return; }
+    if (what === "regenerate") { follow(body.job.id); say(stateMessage(body.job), "ok"); }
+    if (what === "delete" && followed === job.id) { follow(null); say("Job deleted.", "ok"); }
+    refresh();
+  }
+
+  function actions(job) {
+    const box = el("div", {className: "job-actions"});
+    const button = (what, label) => {
+      const b = el("button", {type: "button", className: `job-${what}`}, label);
+      b.addEventListener("click", () => { b.disabled = true; act(job, what); });
+      box.append(b);
+    };
+    if (job.status === "queued" || job.status === "running") button("cancel", "Cancel");
+    if (job.status !== "running") button("regenerate", "Regenerate (new seed)");
+    if (job.status !== "running") button("delete", "Delete");
+    return box;
   }
 
   function songFigure(job, song) {
@@ -118,8 +152,20 @@
         el("span", {className: `status status-${job.status}`}, job.status)),
       el("p", {className: "stage"}, stageText(job)),
       el("p", {className: "options hint"}, optionsLine(job)));
+    if (job.status === "running") {
+      card.append(el("progress", {className: "job-progress", max: 1, value: job.progress || 0,
+                                  "aria-label": "progress of this stage"}));
+    }
     if (job.error) card.append(el("p", {className: "error job-error"}, job.error));
     if (job.results.length) card.append(el("div", {className: "songs"}, ...job.results.map((s) => songFigure(job, s))));
+    if (job.beats_url) {
+      card.append(el("details", {className: "beats", open: true},
+        el("summary", {}, "What the music follows: motion, impact envelope, visual beats and the forced beats"),
+        el("a", {href: job.beats_url, target: "_blank", rel: "noopener", title: "open the picture at full size"},
+          el("img", {className: "beats", src: job.beats_url, loading: "lazy",
+                     alt: "motion and impact envelope over time, with the visual beats and the beats the music was forced to accent"}))));
+    }
+    card.append(actions(job));
     return card;
   }
 
@@ -138,7 +184,7 @@
     let prev = null;
     for (const job of jobs) {
       keep.add(job.id);
-      const key = JSON.stringify([job.status, stageText(job), job.error, job.results.length]);
+      const key = JSON.stringify([job.status, stageText(job), job.progress, job.error, job.results.length]);
       let card = jobsEl.querySelector(`article[data-id="${job.id}"]`);
       if (!card || rendered.get(job.id) !== key) {   // redraw only what changed: playing videos keep playing
         const fresh = jobCard(job);
@@ -152,6 +198,8 @@
       prev = card;
     }
     for (const card of [...jobsEl.children]) if (!keep.has(card.dataset.id)) card.remove();
+    const mine = jobs.find((j) => j.id === followed);
+    if (mine) say(stateMessage(mine), mine.status === "failed" ? "error" : "ok");
     if (jobs.some((j) => j.status === "queued" || j.status === "running")) timer = setTimeout(refresh, 1000);
   }
 

@@ -3,6 +3,31 @@
 (function () {
   const HEADERS = {"X-Requested-With": "cmt", "Content-Type": "application/json"};
 
+  // A/B comparisons: which of the two is better, per criterion
+  for (const form of document.querySelectorAll("form.ab")) {
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const msg = form.querySelector(".msg");
+      const say = (text, kind) => { msg.textContent = text; msg.className = `msg ${kind}`; };
+      const level = document.querySelector("input[name=level]:checked");
+      if (!level) { say("First choose your musical background at the top of the page.", "error"); return; }
+      const answers = {};
+      for (const c of form.querySelectorAll(".choice")) {
+        const picked = c.querySelector("input:checked");
+        answers[c.dataset.criterion] = picked ? picked.value : "";
+      }
+      if (Object.values(answers).some((v) => v === "")) { say("Choose A, same or B for every criterion.", "error"); return; }
+      try {
+        const r = await fetch("/api/comparisons", {method: "POST", headers: HEADERS,
+          body: JSON.stringify({item: form.dataset.item, level: level.value, answers})});
+        const answer = await r.json().catch(() => ({}));
+        say(r.ok ? "Saved." : (answer.error || `Not saved (HTTP ${r.status}).`), r.ok ? "ok" : "error");
+      } catch (err) {
+        say("Not saved: the server did not answer.", "error");
+      }
+    });
+  }
+
   for (const form of document.querySelectorAll("form.rating")) {
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
