@@ -20,15 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import chords
 import cli
 import dictionary_mix as D
-from model import CMT, ModelConfig, load_checkpoint, save_checkpoint
-
-# logits key -> target column of y, from the presets (bmt's fields include cmt's)
-TARGETS = {f.name: f.col for f in D.PRESETS["bmt"].fields if f.head}
+from model import CMT, ModelConfig, field_losses, load_checkpoint, save_checkpoint
 
 
 # ----------------------------------------------------------------------------- data
@@ -164,18 +160,6 @@ def transpose_songs(x: np.ndarray, y: np.ndarray, init: np.ndarray, rng: np.rand
                 a[:, D.COL_CHORD] = chords.transpose(a[:, D.COL_CHORD], k)
         init[i, :, 1] = D.transpose_keys(init[i, :, 1], k)
     return shifts
-
-
-# ----------------------------------------------------------------------------- loss
-def field_losses(logits: dict, y: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per predicted field: cross-entropy (no reduction) times the mask, summed / mask sum."""
-    denom = mask.sum().clamp_min(1.0)
-    out = {}
-    for key in logits:
-        col = TARGETS[key]
-        ce = F.cross_entropy(logits[key].transpose(1, 2).float(), y[..., col], reduction="none")
-        out[key] = (ce * mask).sum() / denom
-    return out
 
 
 # ----------------------------------------------------------------------------- distributed
