@@ -37,14 +37,12 @@ COL_STRENGTH = 6
 COL_PBEAT = 7
 COL_IBEAT = 8
 N_COLS = len(FIELDS)
-EMBEDDED_FIELDS = FIELDS[:8]  # i_beat only indexes the positional encoding
 
 # --- type field -----------------------------------------------------------------
 TYPE_EOS = 0  # also padding
 TYPE_M = 1  # metrical: a Bar or a Beat token
 TYPE_NOTE = 2
 TYPE_GLOBAL = 3  # present in the original dictionary, never produced
-TYPE_NAMES = ["EOS", "M", "Note", "Global"]
 
 # --- time grid ------------------------------------------------------------------
 TICKS_PER_BEAT = 4  # one tick = a 16th note
@@ -55,10 +53,20 @@ N_PBEAT = 102  # p_beat: 0 pad, 1..101
 
 # --- instruments ----------------------------------------------------------------
 INSTRUMENTS = ["Drums", "Piano", "Guitar", "Bass", "Strings"]  # class ids 1..5
-INSTRUMENT_ID = {name: i + 1 for i, name in enumerate(INSTRUMENTS)}
 DRUMS, PIANO, GUITAR, BASS, STRINGS = 1, 2, 3, 4, 5
 PROGRAMS = {"Drums": 0, "Piano": 0, "Guitar": 24, "Bass": 33, "Strings": 41}
-DRUM_CHANNEL = 9  # 0-based, i.e. MIDI channel 10
+#: General MIDI program family (program // 8) -> instrument class: the LPD-5 merge, i.e. the data
+#: CMT was trained on (lpd-5-cleansed).  Pianos, guitars and basses keep their class; every other
+#: melodic family (chromatic percussion, organ, strings, ensemble, brass, reed, pipe, synth lead,
+#: synth pad, ethnic) is merged into Strings, the sustained accompaniment; synth effects (96-103),
+#: percussive (112-119) and sound effects (120-127) are left out (0).  Drum-channel tracks are Drums.
+GM_FAMILY_CLASS = (PIANO, STRINGS, STRINGS, GUITAR, BASS, STRINGS, STRINGS, STRINGS,
+                   STRINGS, STRINGS, STRINGS, STRINGS, 0, STRINGS, 0, 0)
+#: File suffixes read as MIDI, and as video, wherever folders are listed.
+MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".smf")
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv",
+                            ".3gp", ".ts", ".mts", ".m2ts", ".ogv", ".mxf", ".gif"})
+FORCED_TRACKS = (DRUMS, PIANO, GUITAR)  # forced at each visual beat, in this order (SPEC section 5)
 MIN_TRACK_NOTES = 21  # tracks with <= 20 notes are dropped
 
 # --- released checkpoint --------------------------------------------------------
@@ -152,27 +160,6 @@ def transpose_keys(key_ids, k: int):
 def instrument_name(class_id: int) -> str:
     """'Drums'..'Strings' for 1..5, 'none' for 0."""
     return "none" if class_id == 0 else INSTRUMENTS[class_id - 1]
-
-
-def barbeat_name(value: int) -> str:
-    if value == 0:
-        return "none"
-    if value == BAR:
-        return "Bar"
-    return f"Beat_{value - 1}"
-
-
-def describe_row(row) -> str:
-    """A readable one-line rendering of a token row (for debugging and logs)."""
-    t = int(row[COL_TYPE])
-    if t == TYPE_EOS:
-        return "EOS"
-    if t == TYPE_M:
-        bb = barbeat_name(int(row[COL_BARBEAT]))
-        extra = "" if int(row[COL_BARBEAT]) == BAR else f" {instrument_name(int(row[COL_INSTRUMENT]))} strength={int(row[COL_STRENGTH])}"
-        return f"{bb} density={int(row[COL_DENSITY]) - 1}{extra} tick={int(row[COL_IBEAT])}"
-    return (f"Note {instrument_name(int(row[COL_INSTRUMENT]))} pitch={int(row[COL_PITCH]) - 1} "
-            f"dur={int(row[COL_DURATION]) - 1} tick={int(row[COL_IBEAT])}")
 
 
 # ---------------------------------------------------------------------------------

@@ -20,8 +20,10 @@ import cli
 import dictionary_mix as D
 import generation
 import rendering
+from video2npz.metadata import (ROW_BARBEAT, ROW_DENSITY, ROW_N_BEAT, ROW_STRENGTH, metadata_path, npz_path,
+                                save_npz)
 
-VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
+VIDEO_EXTS = D.VIDEO_SUFFIXES
 DEFAULT_CKPT = Path(__file__).resolve().parents[1] / "exp" / "bundled" / "model.pt"
 
 
@@ -82,17 +84,16 @@ def video_rows(path: Path, opts: Options) -> tuple[np.ndarray, float, float, Pat
             tempo = 120.0
             print(f"note: {path.name} records no tempo; writing the MIDI at 120 bpm (set one with --my_tempo)", file=sys.stderr)
         if duration is None:
-            duration = float(rows[0, 4]) * 60.0 / (4 * tempo)
+            duration = float(rows[0, ROW_N_BEAT]) * 60.0 / (D.TICKS_PER_BEAT * tempo)
         return rows, tempo, duration, None, []
     from video2npz import analyse_video, metadata_to_rows
     meta = analyse_video(str(path), exact=opts.exact, tempo=opts.tempo)
     rows = metadata_to_rows(meta)
     stem = path.stem
-    meta_path, npz_path = out_dir / f"{stem}_metadata.json", out_dir / f"{stem}.npz"
-    cli.write_text_atomic(meta_path, json.dumps(meta, indent=1))
-    with cli.atomic_path(npz_path) as tmp:
-        np.savez(tmp, input=rows, tempo=np.float64(meta["tempo"]), duration=np.float64(meta["duration"]))
-    return rows, float(meta["tempo"]), float(meta["duration"]), path, [str(meta_path), str(npz_path)]
+    meta_file, npz_file = metadata_path(out_dir, stem), npz_path(out_dir, stem)
+    cli.write_text_atomic(meta_file, json.dumps(meta, indent=1))
+    save_npz(npz_file, rows, meta["tempo"], meta["duration"])
+    return rows, float(meta["tempo"]), float(meta["duration"]), path, [str(meta_file), str(npz_file)]
 
 
 def init_block(model, opts: Options) -> np.ndarray:
@@ -151,15 +152,17 @@ def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
         res = Result(name)
         planned = [out_dir / f"{name}_{k}{ext}" for k in range(opts.num_songs) for ext in (".mid", ".wav", ".mp4", ".json")]
         if path.suffix != ".npz":
-            planned += [out_dir / f"{name}_metadata.json", out_dir / f"{name}.npz"]
+            planned += [metadata_path(out_dir, name), npz_path(out_dir, name)]
         check_outputs_safe(inputs, planned)
         rows, tempo, duration, video, written = video_rows(path, opts)
         res.files += written
-        check_vocab(model, {"barbeat": int(rows[:, 0].max()) + 1, "density": int(rows[:, 1].max()) + 1,
-                            "strength": int(rows[:, 2].max()) + 1}, source=str(path))
-        n_bars = int((rows[:, 0] == D.BAR).sum())
+        check_vocab(model, {"barbeat": int(rows[:, ROW_BARBEAT].max()) + 1,
+                            "density": int(rows[:, ROW_DENSITY].max()) + 1,
+                            "strength": int(rows[:, ROW_STRENGTH].max()) + 1}, source=str(path))
+        is_bar = rows[:, ROW_BARBEAT] == D.BAR
+        n_bars = int(is_bar.sum())
         log(f"{name}: {duration:.1f} s, {tempo:.1f} bpm, {n_bars} bars, "
-            f"{int(((rows[:, 0] != D.BAR) & (rows[:, 2] >= opts.min_strength)).sum())} visual beats to force")
+            f"{int((~is_bar & (rows[:, ROW_STRENGTH] >= opts.min_strength)).sum())} visual beats to force")
         bar = cli.progress(desc=f"{name}: composing {opts.num_songs} song(s)", unit="token")
         controls.tempo = tempo        # bmt models compose for the tempo the MIDI is played at
         songs = generation.generate(model, rows, init, opts.num_songs, controls=controls,

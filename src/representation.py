@@ -30,8 +30,6 @@ import numpy as np
 
 import dictionary_mix as D
 
-NOTE_COLS = ["onset", "pitch", "duration", "instrument"]
-
 
 class BadMidiError(ValueError):
     """A file that cannot be tokenised; ``str(e)`` is a one-line reason."""
@@ -41,14 +39,20 @@ class BadMidiError(ValueError):
 # reading MIDI and mapping instruments
 # ---------------------------------------------------------------------------------
 
-def instrument_class(name: str | None, program: int, is_drum: bool) -> int:
-    """Instrument class id (1..5) of a MIDI track.
+def program_class(program: int) -> int:
+    """Instrument class of a General MIDI program (0..127) on a melodic channel, by its family
+    (:data:`dictionary_mix.GM_FAMILY_CLASS`, the LPD-5 merge); 0 for the families left out."""
+    return D.GM_FAMILY_CLASS[int(program) // 8 % 16]
 
-    A track named exactly (case-insensitively) Drums/Piano/Guitar/Bass/Strings gets
-    that class.  Otherwise: drum-channel tracks are Drums, and the General MIDI program
-    family decides: 0-7 pianos -> Piano, 24-31 guitars -> Guitar, 32-39 basses -> Bass,
-    everything else -> Strings (the LPD-5 rule: instruments outside the four families
-    are merged into Strings).
+
+def instrument_class(name: str | None, program: int, is_drum: bool) -> int:
+    """Instrument class id (1..5, 0 = left out) of a MIDI track.
+
+    A track named exactly (case-insensitively) Drums/Piano/Guitar/Bass/Strings gets that class
+    (LPD-5 files name their tracks so).  Otherwise drum-channel tracks are Drums and the General
+    MIDI program decides (:func:`program_class`): pianos -> Piano, guitars -> Guitar, basses ->
+    Bass, the other melodic families (organ included) -> Strings, effects and percussive -> 0.
+    Tokenisation and evaluation both call this, so a track is the same class in both.
     """
     if name:
         key = name.strip().lower()
@@ -57,14 +61,7 @@ def instrument_class(name: str | None, program: int, is_drum: bool) -> int:
                 return i + 1
     if is_drum:
         return D.DRUMS
-    family = int(program) // 8
-    if family == 0:
-        return D.PIANO
-    if family == 3:
-        return D.GUITAR
-    if family == 4:
-        return D.BASS
-    return D.STRINGS
+    return program_class(program)
 
 
 def load_midi(src):
@@ -107,7 +104,7 @@ def check_meter(midi, until_tick: int | None = None) -> None:
 
 
 def extract_notes(src, min_track_notes: int = D.MIN_TRACK_NOTES, check_time_signature: bool = True,
-                  velocity: bool = False):
+                  velocity: bool = False, max_duration: int | None = D.MAX_DURATION):
     """Quantised notes of a MIDI file and a description of its tracks.
 
     Returns ``(notes, tracks)``: ``notes`` is an int32 array ``(n, 4)`` of
@@ -116,8 +113,9 @@ def extract_notes(src, min_track_notes: int = D.MIN_TRACK_NOTES, check_time_sign
     sorted by onset, then instrument class, then pitch; a repeated
     ``(onset, pitch, instrument)`` keeps only its longest note.  ``tracks`` lists
     ``{"name", "program", "is_drum", "class", "n_notes", "kept"}`` per MIDI track.
-    Tracks with fewer than ``min_track_notes`` notes are dropped (SPEC: <= 20).
-    With ``velocity`` the notes get a fifth column, their MIDI velocity.
+    Tracks with fewer than ``min_track_notes`` notes are dropped (SPEC: <= 20), and so are tracks
+    of class 0 (the effect families).  With ``velocity`` the notes get a fifth column, their MIDI
+    velocity; ``max_duration=None`` keeps long notes whole (evaluation measures sounding time).
     """
     midi = load_midi(src)
     tpb = int(midi.ticks_per_beat)
@@ -130,7 +128,7 @@ def extract_notes(src, min_track_notes: int = D.MIN_TRACK_NOTES, check_time_sign
     for inst in midi.instruments:
         cls = instrument_class(inst.name, inst.program, inst.is_drum)
         n = len(inst.notes)
-        kept = n >= min_track_notes
+        kept = n >= min_track_notes and cls > 0
         tracks.append({"name": inst.name, "program": int(inst.program), "is_drum": bool(inst.is_drum),
                        "class": cls, "n_notes": n, "kept": kept})
         if not kept or n == 0:
@@ -139,13 +137,13 @@ def extract_notes(src, min_track_notes: int = D.MIN_TRACK_NOTES, check_time_sign
         start, end, pitch = arr[:, 0], arr[:, 1], arr[:, 2]
         onset = np.floor(start * D.TICKS_PER_BEAT / tpb + 0.5).astype(np.int64)
         dur = np.floor((end - start) * D.TICKS_PER_BEAT / tpb + 0.5).astype(np.int64)
-        dur = np.clip(dur, 1, D.MAX_DURATION)
+        dur = np.clip(dur, 1, max_duration)
         cols = [onset, pitch, dur, np.full_like(onset, cls)] + ([arr[:, 3]] if velocity else [])
         parts.append(np.stack(cols, axis=1))
     if not any(t["n_notes"] for t in tracks):
         raise BadMidiError("no notes")
     if not parts:
-        raise BadMidiError(f"no track with at least {min_track_notes} notes")
+        raise BadMidiError(f"no track with at least {min_track_notes} notes of a kept instrument")
     notes = np.concatenate(parts)
     notes = notes[(notes[:, 0] >= 0) & (notes[:, 1] >= 0) & (notes[:, 1] <= 127)]
     if check_time_signature:
@@ -234,9 +232,19 @@ def estimate_key(notes: np.ndarray) -> int:
 # notes <-> tokens
 # ---------------------------------------------------------------------------------
 
-def p_beat(i_beat, n_beat: int):
-    """Beat-timing class: int(100 * i_beat / n_beat) + 1, clipped to 1..101."""
+def p_beat(i_beat, n_beat: int, rounding: str = "floor"):
+    """Beat-timing class of tick ``i_beat`` in a song of ``n_beat`` ticks, the one definition.
+
+    ``rounding="floor"`` (tokens: training data and generation, SPEC section 2):
+    int(100 * i_beat / n_beat) + 1, clipped to 1..101.  ``rounding="round"`` (the video rows of
+    the inference npz, as the original's metadata2numpy_mix.py): round(i_beat / n_beat * 100) + 1,
+    Python's round-half-to-even, not clipped.
+    """
     n_beat = max(int(n_beat), 1)
+    if rounding == "round":
+        return np.round(np.asarray(i_beat, dtype=np.float64) / n_beat * 100).astype(np.int64) + 1
+    if rounding != "floor":
+        raise ValueError(f"rounding must be 'floor' or 'round', got {rounding!r}")
     return np.minimum((100 * np.asarray(i_beat, dtype=np.int64)) // n_beat + 1, D.N_PBEAT - 1)
 
 

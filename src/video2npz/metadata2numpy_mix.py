@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """metadata.json -> the inference npz (SPEC section 6): rows under "input", plus tempo and duration.
 
-    python src/video2npz/metadata2numpy_mix.py --video clip.mp4 --meta_data inference/clip.json --out_dir inference
+    python src/video2npz/metadata2numpy_mix.py --video clip.mp4 --meta_data inference/clip_metadata.json --out_dir inference
 """
 import sys
 from pathlib import Path
@@ -35,12 +35,12 @@ def main(argv=None):
     video_name = Path(args.video).name if args.video else None
     meta = metadata.load_metadata(args.meta_data, video_name)
     rows = metadata.metadata_to_rows(meta)
-    stem = Path(args.video).stem if args.video else Path(args.meta_data).stem
-    out = Path(args.out_dir) / f"{stem}.npz"
+    stem = Path(args.video).stem if args.video else Path(args.meta_data).stem.removesuffix("_metadata")
+    out = metadata.npz_path(args.out_dir, stem)
     if out.resolve() == Path(args.meta_data).resolve():
         raise cli.UserError(f"{out}: would overwrite the input; choose another --out_dir")
     metadata.save_npz(out, rows, meta["tempo"], meta["duration"])
-    n_bars = int((rows[:, 0] == metadata.BAR_TOKEN).sum()) if len(rows) else 0
+    n_bars = int((rows[:, metadata.ROW_BARBEAT] == metadata.BAR_TOKEN).sum()) if len(rows) else 0
     print(f"{out}: {len(rows)} rows ({n_bars} bars, {len(rows) - n_bars} visual beats), "
           f"tempo {float(meta['tempo']):.2f} bpm")
     return 0
