@@ -51,7 +51,6 @@ from cli import UserError, atomic_path
 
 # Field names of the cmt preset, in the model's column order.
 COLUMNS = ("barbeat", "type", "density", "pitch", "duration", "instr", "strength", "p_beat", "i_beat")
-INIT_COLUMNS = ("genre", "key", "instrument")
 # The keys of the cmt logits dict, type first (it is predicted first).
 LOGIT_KEYS = D.PRESETS["cmt"].heads
 # Other spellings accepted by check_vocab.

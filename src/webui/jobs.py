@@ -21,7 +21,6 @@ from typing import Callable
 import cli
 from webui.db import SqliteStore
 
-STATUSES = ("queued", "running", "done", "failed")
 SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

@@ -47,10 +47,6 @@ def emotions(model) -> list[str]:
     return out
 
 
-def emotion_meaning(name: str) -> str:
-    return D.EMOTION_MEANING.get(name, "")
-
-
 def has_option(name: str) -> bool:
     return name in {f.name for f in dataclasses.fields(pipeline.Options)}
 
