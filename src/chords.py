@@ -85,10 +85,12 @@ import re
 
 import numpy as np
 
-QUALITIES = ["maj", "min", "dim", "aug", "dom7", "maj7", "min7", "dim7", "hdim7", "sus2", "sus4"]
-PITCH_CLASSES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+import dictionary_mix as D
+
+QUALITIES = D.CHORD_QUALITIES       # the names live with the token vocabulary
+PITCH_CLASSES = D.PITCH_CLASSES
 NONE, NO_CHORD = 0, 1
-N_CHORD = 2 + 12 * len(QUALITIES)   # 134
+N_CHORD = D.N_CHORD                 # 134
 SEGMENT = 8                         # ticks (16th notes) per chord segment: half a 4/4 bar
 
 DRUMS = 1                 # instrument class ignored by segment_chords

@@ -92,9 +92,9 @@ N_CLASS = {
 INIT_FIELDS = ["genre", "key", "instrument"]
 N_INIT_ROWS = 7
 
-_PITCH_CLASSES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+PITCH_CLASSES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]   # key and chord roots
 # 0 = none/unknown, 1..12 = C..B major, 13..24 = C..B minor
-KEY_NAMES = ["none"] + [f"{p} major" for p in _PITCH_CLASSES] + [f"{p} minor" for p in _PITCH_CLASSES]
+KEY_NAMES = ["none"] + [f"{p} major" for p in PITCH_CLASSES] + [f"{p} minor" for p in PITCH_CLASSES]
 
 # Genre ids.  The released checkpoint has 7 genre classes and its constant init block
 # uses 5 = Pop (the only id the original documents); 1..4 and 6 are our assignment.
@@ -173,7 +173,8 @@ BMT_FIELDS = FIELDS[:COL_PBEAT] + ["p_time", "i_beat", "tempo", "chord", "veloci
 TEMPO_MIN, TEMPO_MAX, N_TEMPO_BINS = 32.0, 224.0, 55       # vocab 56 with "none"
 N_VELOCITY_BINS = 40                                        # vocab 41 with "none"
 N_PTIME = 101                                               # 0 pad, 1..100 = p_time 0..99 + 1
-N_CHORD = 2 + 12 * 11                                       # none, N.C., 12 roots x 11 qualities (chords.py)
+CHORD_QUALITIES = ["maj", "min", "dim", "aug", "dom7", "maj7", "min7", "dim7", "hdim7", "sus2", "sus4"]
+N_CHORD = 2 + 12 * len(CHORD_QUALITIES)                    # none, N.C., 12 roots x 11 qualities (chords.py)
 
 EMOTIONS = ["none", "Q1", "Q2", "Q3", "Q4"]
 EMOTION_MEANING = {"Q1": "high valence, high arousal (happy, excited)",
