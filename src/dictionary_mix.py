@@ -91,6 +91,14 @@ N_CLASS = {
 # --- init (global) tokens: [genre, key, instrument] -----------------------------
 INIT_FIELDS = ["genre", "key", "instrument"]
 N_INIT_ROWS = 7
+#: Where each global label sits in the init block: (row, column).  Instrument class k (1..5)
+#: sits at (1 + k, INIT_INSTRUMENT_COLUMN) when present.  bmt's emotion is a fourth column.
+INIT_CELL = {"genre": (0, 0), "key": (1, 1), "emotion": (0, 3)}
+INIT_INSTRUMENT_COLUMN = 2
+
+# --- the published control settings (SPEC section 5) ------------------------------
+DEFAULT_C = 0.7              # probability of taking the video's bar density at a Bar
+DEFAULT_MIN_STRENGTH = 2     # visual beats with a weaker strength class are not forced
 
 PITCH_CLASSES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]   # key and chord roots
 # 0 = none/unknown, 1..12 = C..B major, 13..24 = C..B minor

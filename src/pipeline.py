@@ -31,17 +31,19 @@ DEFAULT_CKPT = Path(__file__).resolve().parents[1] / "exp" / "bundled" / "model.
 class Options:
     out_dir: str = "inference"
     num_songs: int = 1
-    C: float = 0.7
+    C: float = D.DEFAULT_C              # probability of taking the video's bar density
     seed: int = 0
     tempo: float | None = None          # user tempo (BMT's is_tempo / my_tempo)
     exact: bool = False                 # the original's full-resolution optical flow
-    min_strength: int = 2               # visual beats weaker than this are not forced
+    min_strength: int = D.DEFAULT_MIN_STRENGTH   # visual beats weaker than this are not forced
     instruments: tuple[int, ...] | None = None
     key: int | None = None
     genre: int | None = None
     emotion: int | None = None          # bmt models: 1..4 = Q1..Q4
     programs: dict | None = None
     render: bool = True
+    max_tokens_per_bar: int = 160       # a bar that runs longer is closed by force
+    sampling: dict | None = None        # field -> (temperature, top_p or None); None: sampling.SAMPLING
 
 
 @dataclass
@@ -97,20 +99,62 @@ def video_rows(path: Path, opts: Options) -> tuple[np.ndarray, float, float, Pat
 
 
 def init_block(model, opts: Options) -> np.ndarray:
-    """The 7 global tokens: the released checkpoint's constant block, or real labels."""
-    info = getattr(model, "checkpoint_info", {}) or {}
-    if info.get("format") == "released":
-        return np.asarray(D.RELEASED_INIT_BLOCK)
-    from representation import init_tokens
-    vocab = getattr(model, "vocab", None) or {}
-    instruments = list(opts.instruments or vocab.get("instruments") or range(1, 6))
-    n_key = model.config.init_n_class[1]
-    key = opts.key if opts.key is not None else vocab.get("default_key", 1 if n_key > 1 else 0)
-    genre = opts.genre if opts.genre is not None else vocab.get("default_genre", 0)
-    emotion = None
-    if model.config.preset == "bmt":
-        emotion = opts.emotion if opts.emotion is not None else vocab.get("default_emotion", 0)
-    return np.asarray(init_tokens(instruments, key, genre, emotion))
+    """The 7 global tokens: the released checkpoint's constant block, or real labels (controls' table)."""
+    import controls
+    return controls.init_block(model, {"instruments": opts.instruments, "key": opts.key, "genre": opts.genre,
+                                       "emotion": opts.emotion})
+
+
+def parse_sampling(text: str) -> dict:
+    """'type=1.0/0.9,barbeat=1.2/none,...' -> {'type': (1.0, 0.9), 'barbeat': (1.2, None), ...}:
+    per field the softmax temperature and the nucleus top-p (none: the whole distribution)."""
+    out = {}
+    for tok in [t.strip() for t in str(text).split(",") if t.strip()]:
+        name, _, value = tok.partition("=")
+        temp, _, top_p = value.partition("/")
+        try:
+            t = float(temp)
+            p = None if top_p.strip().lower() in ("", "none") else float(top_p)
+        except ValueError:
+            t = p = float("nan")
+        if not (t > 0 and (p is None or 0 < p <= 1)):
+            raise cli.UserError(f"--sampling: expected FIELD=TEMPERATURE/TOP_P (TOP_P in (0, 1] or none), got {tok!r}")
+        out[name.strip()] = (t, p)
+    return out
+
+
+def options_from_hp(hp: dict, model) -> Options:
+    """The hyperparameter block of main_cp.py (with its flags, or the web form, applied) as Options:
+    the one translation, so the CLI and the web app give the same song for the same video, seed and
+    settings.  Missing entries keep the Options defaults; the controls go through controls' table."""
+    import dataclasses
+
+    import controls
+    base = {f.name: f.default for f in dataclasses.fields(Options)}
+    get = lambda k, default=None: hp.get(k, default)   # noqa: E731
+    if int(get("num_songs", 1)) < 1:
+        raise cli.UserError("--num_songs must be at least 1")
+    C = float(get("C", base["C"]))
+    if not 0.0 <= C <= 1.0:
+        raise cli.UserError("--C is a probability: give a value between 0 and 1")
+    if get("is_tempo") and not get("my_tempo"):
+        raise cli.UserError("--is_tempo 1 needs --my_tempo BPM (a number from 32 to 224)")
+    if int(get("max_tokens_per_bar", base["max_tokens_per_bar"])) < 2:
+        raise cli.UserError("--max_tokens_per_bar must be at least 2")
+    chosen = controls.parse_flags(hp, model)
+    return Options(out_dir=str(get("out_dir", base["out_dir"])), num_songs=int(get("num_songs", 1)), C=C,
+                   seed=int(get("seed", 0)), exact=bool(get("exact", False)), render=bool(get("render", True)),
+                   max_tokens_per_bar=int(get("max_tokens_per_bar", base["max_tokens_per_bar"])),
+                   sampling=parse_sampling(get("sampling")) if get("sampling") else None, **chosen)
+
+
+def load_model(ckpt, device: str = "auto", dtype: str = "auto"):
+    """The checkpoint, on ``device`` ("cuda" there, otherwise the CPU) in the inference dtype: the one
+    loading step of the CLI and the web app (the same weights in the same dtype, the same songs)."""
+    from model import load_checkpoint
+    model = load_checkpoint(ckpt, device="cuda" if device == "cuda" else "cpu")
+    model.to(inference_dtype(dtype, model))
+    return model
 
 
 def inference_dtype(name: str, model):
@@ -125,6 +169,21 @@ def inference_dtype(name: str, model):
         native = on_cpu and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
         name = "bfloat16" if native else "float32"
     return getattr(torch, name)
+
+
+def _set_sampling(controls, sampling: dict) -> None:
+    """Hand the per-field sampling settings to generation (its Controls.sampling, when it has one)."""
+    import dataclasses
+
+    import sampling as S
+    merged = {**S.SAMPLING, **sampling}
+    unknown = sorted(set(sampling) - set(S.SAMPLING))
+    if unknown:
+        raise cli.UserError(f"--sampling: unknown field(s) {', '.join(unknown)}; fields are {', '.join(S.SAMPLING)}")
+    if "sampling" in {f.name for f in dataclasses.fields(controls)}:
+        controls.sampling = merged
+    elif merged != S.SAMPLING:
+        raise cli.UserError("--sampling: this build's generation takes only the published settings (sampling.SAMPLING)")
 
 
 def check_outputs_safe(inputs: list[Path], outputs: list[Path]) -> None:
@@ -144,7 +203,10 @@ def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
     results = []
     known = tuple((getattr(model, "vocab", None) or {}).get("instruments") or ())   # classes it was trained on
     controls = generation.Controls(C=opts.C, min_strength=opts.min_strength,
-                                   instruments=opts.instruments or known or None)
+                                   instruments=opts.instruments or known or None,
+                                   max_tokens_per_bar=opts.max_tokens_per_bar)
+    if opts.sampling is not None:
+        _set_sampling(controls, opts.sampling)
     init = init_block(model, opts)
     warned: set[str] = set()
     for path in inputs:

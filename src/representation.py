@@ -550,14 +550,14 @@ def init_tokens(instruments_present, key_id: int, genre_id: int, emotion: int | 
     each instrument class k in 1..5 that is present, else zeros.
     """
     out = np.zeros((D.N_INIT_ROWS, 3 if emotion is None else 4), dtype=np.int32)
-    out[0, 0] = int(genre_id)
-    out[1, 1] = int(key_id)
+    out[D.INIT_CELL["genre"]] = int(genre_id)
+    out[D.INIT_CELL["key"]] = int(key_id)
     if emotion is not None:
-        out[0, 3] = int(emotion)
+        out[D.INIT_CELL["emotion"]] = int(emotion)
     present = {int(k) for k in instruments_present}
     for k in range(1, len(D.INSTRUMENTS) + 1):
         if k in present:
-            out[1 + k, 2] = k
+            out[1 + k, D.INIT_INSTRUMENT_COLUMN] = k
     return out
 
 

@@ -187,3 +187,62 @@ def test_metrics_agree_with_muspy_on_a_real_midi_file(tmp_path):
             muspy.pitch_class_entropy(music), abs=1e-12)
         assert M.grooving_pattern_similarity(notes) == pytest.approx(
             muspy.groove_consistency(music, D.TICKS_PER_BAR), abs=1e-12)
+
+
+# ----------------------------------------------------------------------------- settings: one place, one translation
+
+def test_the_hyperparameter_block_is_what_the_libraries_use():
+    import generation
+    import pipeline
+    import sampling
+    from main_cp import HP
+    assert pipeline.parse_sampling(HP["sampling"]) == sampling.SAMPLING
+    assert HP["max_tokens_per_bar"] == generation.Controls().max_tokens_per_bar == pipeline.Options().max_tokens_per_bar
+    assert HP["C"] == pipeline.Options().C == D.DEFAULT_C == 0.7
+    assert HP["density_threshold"] == pipeline.Options().min_strength == D.DEFAULT_MIN_STRENGTH == 2
+
+
+def test_cli_and_web_app_turn_the_same_settings_into_the_same_options(tmp_path, tiny_ckpt):
+    import pipeline
+    from main_cp import HP
+    from webui import soundtrack
+    model = pipeline.load_model(tiny_ckpt, "cpu", "float32")
+    hp = dict(HP, C=0.5, sampling="barbeat=1.0/0.8", max_tokens_per_bar=99)   # an edited block reaches both
+    cli_opts = pipeline.options_from_hp(dict(hp, out_dir=str(tmp_path), num_songs=2, seed=7, density_threshold=3,
+                                             instruments="Piano,Bass", is_tempo=1, my_tempo=96.0, render=0), model)
+    form = soundtrack.parse_options({"threshold": "3", "num_songs": "2", "tempo_mode": "manual", "tempo": "96",
+                                     "seed": "7"}, ["2", "4"], model, max_songs=5)
+    web_opts = soundtrack.pipeline_options(form, tmp_path, model, hp)
+    assert web_opts == cli_opts
+    assert (cli_opts.C, cli_opts.max_tokens_per_bar, cli_opts.sampling["barbeat"]) == (0.5, 99, (1.0, 0.8))
+
+
+@pytest.mark.parametrize("bad", ["0", "20", "250", "fast"])
+def test_tempo_is_checked_one_way_everywhere(bad, tmp_path):
+    import cli
+    import controls
+    import pipeline
+    from video2npz import analysis
+    from webui import soundtrack
+    for check in (lambda: controls.check_tempo(bad), lambda: analysis.check_tempo(bad),
+                  lambda: soundtrack.parse_options({"tempo_mode": "manual", "tempo": bad}, ["1"], None, 5),
+                  lambda: pipeline.options_from_hp({"is_tempo": 1, "my_tempo": bad}, None)):
+        with pytest.raises(cli.UserError, match="32 to 224"):
+            check()
+    assert controls.check_tempo("32") == 32.0 and analysis.check_tempo(224) == 224.0
+
+
+def test_controls_table_names_each_init_cell_once_and_training_reads_it():
+    import controls
+    import training
+    cells = [c.init_cell for c in controls.CONTROLS.values() if c.init_cell]
+    assert len(cells) == len(set(cells)) == 3
+    block = R.init_tokens([2, 4], key_id=8, genre_id=5, emotion=3)
+    for name, (r, c) in D.INIT_CELL.items():
+        assert block[r, c] == {"genre": 5, "key": 8, "emotion": 3}[name]
+    inits = np.stack([R.init_tokens([2], 8, 5, 3), R.init_tokens([2], 8, 7, 1), R.init_tokens([2], 3, 7, 1)])
+    data = {"init": inits, "x": np.zeros((3, 4, D.N_COLS), np.int64)}
+    data["x"][:, 0, D.COL_INSTRUMENT] = 2
+    vocab = training.label_vocab(data, np.arange(3))
+    assert vocab == {"instruments": [2], "keys": [3, 8], "default_key": 8, "genres": [5, 7], "default_genre": 7,
+                     "emotions": [1, 3], "default_emotion": 1}

@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -186,6 +187,7 @@ def test_ratings_store_summary_csv_and_validation(tmp_path):
 class _Model:
     def __init__(self, vocab=None):
         self.vocab = vocab
+        self.config = SimpleNamespace(preset="bmt" if "emotions" in (vocab or {}) else "cmt", init_n_class=[7, 25, 6])
 
 
 def test_soundtrack_page_offers_emotion_only_when_the_model_has_it(tmp_path, tiny_ckpt):
@@ -208,13 +210,13 @@ def test_parse_options_and_pipeline_options(tmp_path):
     o = soundtrack.parse_options({"threshold": "4", "num_songs": "2", "tempo_mode": "auto", "seed": "7"},
                                  ["2", "1", "2"], plain, max_songs=5)
     assert o == {"threshold": 4, "tempo": None, "num_songs": 2, "instruments": [1, 2], "emotion": None, "seed": 7}
-    opts = soundtrack.pipeline_options(o, tmp_path)
+    opts = soundtrack.pipeline_options(o, tmp_path, plain)
     assert (opts.tempo, opts.min_strength, opts.instruments, opts.num_songs, opts.seed, opts.render) == \
         (None, 4, (1, 2), 2, 7, False)
     manual = soundtrack.parse_options({"tempo_mode": "manual", "tempo": "96.5"}, ["5"], plain, 5)
     assert manual["tempo"] == 96.5 and manual["threshold"] == soundtrack.DEFAULT_THRESHOLD
     assert 0 <= manual["seed"] < 2**31
-    assert soundtrack.pipeline_options(manual, tmp_path).tempo == 96.5
+    assert soundtrack.pipeline_options(manual, tmp_path, plain).tempo == 96.5
     for fields, instruments, message in [
             ({"tempo_mode": "manual", "tempo": "fast"}, ["1"], "number of beats"),
             ({"tempo_mode": "manual", "tempo": "300"}, ["1"], "32 to 224"),
@@ -232,7 +234,7 @@ def test_parse_options_and_pipeline_options(tmp_path):
         soundtrack.parse_options({"emotion": "Q5"}, ["1"], emo, 5)
     o = soundtrack.parse_options({"emotion": "Q2"}, ["1"], emo, 5)
     assert o["emotion"] == "Q2"
-    assert soundtrack.pipeline_options(o, tmp_path).emotion == 2     # Q2's id in the init tokens
+    assert soundtrack.pipeline_options(o, tmp_path, emo).emotion == 2     # Q2's id in the init tokens
     asked = dict(soundtrack.controls_asked(o))
     assert set(asked) == {"visual_beats", "tempo", "instruments", "emotion"}
     assert asked["instruments"] == "instruments: Drums" and asked["tempo"] == "tempo follows the video"

@@ -8,21 +8,22 @@ the browser preview, reporting each stage.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import secrets
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import cli
+import controls
 import dictionary_mix as D
 import pipeline
 import rendering
 from webui import media
 
-TEMPO_RANGE = (32.0, 224.0)      # BMT's tempo tokens span 32..224 bpm
-THRESHOLD_RANGE = (1, 10)        # strength classes; below the threshold a visual beat is not forced
-DEFAULT_THRESHOLD = 2
+# The form's ranges and defaults come from the controls' table (the CLI checks the same).
+TEMPO_RANGE = (D.TEMPO_MIN, D.TEMPO_MAX)         # BMT's tempo tokens span 32..224 bpm
+THRESHOLD_RANGE = controls.MIN_STRENGTH_RANGE    # strength classes; below the threshold a visual beat is not forced
+DEFAULT_THRESHOLD = D.DEFAULT_MIN_STRENGTH
 INSTRUMENTS = {i + 1: name for i, name in enumerate(D.INSTRUMENTS)}   # 1 Drums .. 5 Strings
 
 
@@ -47,10 +48,6 @@ def emotions(model) -> list[str]:
     return out
 
 
-def has_option(name: str) -> bool:
-    return name in {f.name for f in dataclasses.fields(pipeline.Options)}
-
-
 def _int(value, what: str, lo: int, hi: int) -> int:
     try:
         v = int(str(value).strip())
@@ -64,19 +61,11 @@ def _int(value, what: str, lo: int, hi: int) -> int:
 def parse_options(fields: Mapping[str, str], instruments: Sequence[str], model, max_songs: int) -> dict:
     """The job's options from the form: threshold, tempo (None: automatic), num_songs,
     instruments (class ids), emotion (None when not asked or not supported) and seed."""
-    threshold = _int(fields.get("threshold", DEFAULT_THRESHOLD), "the visual-beat threshold", *THRESHOLD_RANGE)
+    threshold = controls.parse_min_strength(fields.get("threshold", DEFAULT_THRESHOLD), "the visual-beat threshold")
     num_songs = _int(fields.get("num_songs", 1), "the number of songs", 1, max_songs)
     tempo = None
     if fields.get("tempo_mode", "auto") == "manual":
-        raw = str(fields.get("tempo", "")).strip()
-        try:
-            tempo = float(raw)
-        except ValueError:
-            raise cli.UserError(f"the tempo must be a number of beats per minute, got {raw!r} "
-                                "(or choose automatic tempo)") from None
-        lo, hi = TEMPO_RANGE
-        if not lo <= tempo <= hi:
-            raise cli.UserError(f"the tempo must be from {lo:g} to {hi:g} bpm, got {tempo:g}")
+        tempo = controls.check_tempo(str(fields.get("tempo", "")).strip(), "the tempo")
     elif fields.get("tempo_mode", "auto") != "auto":
         raise cli.UserError("tempo_mode must be 'auto' or 'manual'")
     chosen = sorted({_int(i, "an instrument", 1, len(INSTRUMENTS)) for i in instruments})
@@ -106,24 +95,26 @@ def controls_asked(options: dict) -> list[tuple[str, str]]:
     return asked
 
 
-def pipeline_options(options: dict, out_dir: Path) -> pipeline.Options:
-    """pipeline.Options for a job (rendering is done by :class:`SoundtrackJob` stage by stage)."""
-    kw = dict(out_dir=str(out_dir), num_songs=options["num_songs"], seed=options["seed"],
-              tempo=options.get("tempo"), min_strength=options["threshold"],
-              instruments=tuple(options["instruments"]), render=False)
-    if options.get("emotion") is not None:
-        if not has_option("emotion"):
-            raise cli.UserError("this version of the pipeline has no emotion control")
-        kw["emotion"] = D.emotion_id(options["emotion"])
-    return pipeline.Options(**kw)
+def pipeline_options(options: dict, out_dir: Path, model=None, hp: dict | None = None) -> pipeline.Options:
+    """pipeline.Options for a job: the form's choices laid over the hyperparameter block ``hp``
+    (main_cp.HP) under the CLI's flag names, turned into Options by the CLI's own function
+    (:func:`pipeline.options_from_hp`), so the same video, seed and settings give the same song
+    from either.  Rendering is done by :class:`SoundtrackJob` stage by stage."""
+    hp = dict(hp or {})
+    hp.update(out_dir=str(out_dir), num_songs=options["num_songs"], seed=options["seed"],
+              is_tempo=int(options.get("tempo") is not None), my_tempo=options.get("tempo") or 0.0,
+              density_threshold=options["threshold"], instruments=",".join(map(str, options["instruments"])),
+              emotion=options.get("emotion") or "", key="", genre="", render=0)
+    return pipeline.options_from_hp(hp, model)
 
 
 class SoundtrackJob:
     """The worker's handler: ``job`` dict in, list of songs (file names and facts) out."""
 
-    def __init__(self, model, data_dir: Path):
+    def __init__(self, model, data_dir: Path, hp: dict | None = None):
         self.model = model
         self.data_dir = Path(data_dir)
+        self.hp = hp
 
     def upload_path(self, job: dict) -> Path:
         return self.data_dir / "uploads" / job["upload"]
@@ -142,7 +133,7 @@ class SoundtrackJob:
             facts = msg.split(": ", 1)[-1]
             stage(f"composing {n} song{'s' if n > 1 else ''} ({facts})")
 
-        pipeline.run([video], self.model, pipeline_options(opts, out_dir), log=log)
+        pipeline.run([video], self.model, pipeline_options(opts, out_dir, self.model, self.hp), log=log)
         stem = video.stem
         songs = []
         for k in range(n):
