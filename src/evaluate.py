@@ -92,7 +92,7 @@ class Video:
 class Settings:
     sigma: float = 0.05
     ba_beats: str = "all"                  # "all" visual beats or only the "kept" ones for BA
-    min_strength: int = 2                  # visual beats at least this strong are "kept" (forced)
+    min_strength: int = D.DEFAULT_MIN_STRENGTH                  # visual beats at least this strong are "kept" (forced)
     forced_tracks: tuple | None = None     # None: the sidecar's forced beats, else the forced tracks present
     si: M.SISettings | None = field(default_factory=M.SISettings)  # None: SI not computed
 
@@ -349,7 +349,7 @@ def _scalar(v):
 
 
 def load_video(npz: Path | None = None, metadata: Path | None = None, sidecar: dict | None = None,
-               name: str = "", min_strength: int = 2) -> Video | None:
+               name: str = "", min_strength: int = D.DEFAULT_MIN_STRENGTH) -> Video | None:
     """A :class:`Video` from an inference npz and/or a metadata.json (either may be None).
 
     Control beats and bars come from the npz rows (beats: bar-beat 1..16, kept when strength
@@ -434,7 +434,7 @@ def _looks_like_metadata(path: Path) -> bool:
     return isinstance(obj, dict) and ("vbeats" in obj or "flow_magnitude_per_bar" in obj)
 
 
-def find_video(song: Song, videos_dir: Path | None, min_strength: int = 2) -> Video | None:
+def find_video(song: Song, videos_dir: Path | None, min_strength: int = D.DEFAULT_MIN_STRENGTH) -> Video | None:
     """The video of a generated song, first match wins:
 
     1. its sidecar json's paths: "video_npz" / "npz" / "input_npz" and "metadata" /
@@ -764,7 +764,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--forced_tracks", default="auto",
                    help="tracks checked by the strength error, e.g. Drums,Piano,Guitar; auto: the sidecar's forced "
                         "beats, else those of Drums, Piano, Guitar that the song has (default: %(default)s)")
-    p.add_argument("--min_strength", type=int, default=2,
+    p.add_argument("--density_threshold", "--min_strength", dest="min_strength", type=int,
+                   default=D.DEFAULT_MIN_STRENGTH,
                    help="visual beats with at least this strength class are the kept (forced) ones "
                         "(default: %(default)s)")
     p.add_argument("--si_hop", type=float, default=0.5, help="SI chroma hop in seconds (default: %(default)s)")

@@ -460,7 +460,7 @@ def notes_from_tokens(tokens) -> np.ndarray:
     return as_notes(representation.tokens_to_notes(t.reshape(-1, t.shape[-1])))
 
 
-def video_controls(rows, min_strength: int = 2) -> dict:
+def video_controls(rows, min_strength: int = D.DEFAULT_MIN_STRENGTH) -> dict:
     """Split inference-npz rows [bar-beat, density, strength, i_beat, n_beat, p_beat].
 
     Returns numpy arrays: ``bar_index`` / ``bar_density`` (Bar rows, bar-beat 17: bar = i_beat
@@ -477,7 +477,7 @@ def video_controls(rows, min_strength: int = 2) -> dict:
             "kept_ticks": kept[:, ROW_I_BEAT], "kept_strengths": kept[:, ROW_STRENGTH]}
 
 
-def control_errors(notes, rows, min_strength: int = 2, tracks=None) -> dict:
+def control_errors(notes, rows, min_strength: int = D.DEFAULT_MIN_STRENGTH, tracks=None) -> dict:
     """CMT's three control errors (SPEC section 5) of a song against its video's npz rows.
 
     ``density_*``: :func:`density_error` over the video's Bar rows; ``strength_*``:
@@ -498,7 +498,7 @@ def control_errors(notes, rows, min_strength: int = 2, tracks=None) -> dict:
     return out
 
 
-def control_errors_from_tokens(tokens, rows, min_strength: int = 2, tracks=None) -> dict:
+def control_errors_from_tokens(tokens, rows, min_strength: int = D.DEFAULT_MIN_STRENGTH, tracks=None) -> dict:
     """:func:`control_errors` of a generated token sequence; undefined values are None (JSON null)."""
     errs = control_errors(notes_from_tokens(tokens), rows, min_strength, tracks)
     return {k: (None if not math.isfinite(v) else float(v)) for k, v in errs.items()}
