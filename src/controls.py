@@ -145,9 +145,8 @@ def check_tempo(value, what: str = "--my_tempo") -> float:
 MIN_STRENGTH_RANGE = (1, 10)
 
 
-def parse_min_strength(value, what: str = "--density_threshold") -> int:
-    """The visual-beat threshold: beats of a weaker strength class are not forced."""
-    lo, hi = MIN_STRENGTH_RANGE
+def parse_int(value, what: str, lo: int, hi: int) -> int:
+    """A whole number in lo..hi, else a one-line error naming ``what``."""
     try:
         v = int(str(value).strip())
     except (TypeError, ValueError):
@@ -155,6 +154,11 @@ def parse_min_strength(value, what: str = "--density_threshold") -> int:
     if not lo <= v <= hi:
         raise cli.UserError(f"{what} must be from {lo} to {hi}, got {v}")
     return v
+
+
+def parse_min_strength(value, what: str = "--density_threshold") -> int:
+    """The visual-beat threshold: beats of a weaker strength class are not forced."""
+    return parse_int(value, what, *MIN_STRENGTH_RANGE)
 
 
 # ---------------------------------------------------------------------------------

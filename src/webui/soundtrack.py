@@ -48,14 +48,7 @@ def emotions(model) -> list[str]:
     return out
 
 
-def _int(value, what: str, lo: int, hi: int) -> int:
-    try:
-        v = int(str(value).strip())
-    except (TypeError, ValueError):
-        raise cli.UserError(f"{what} must be a whole number from {lo} to {hi}, got {value!r}") from None
-    if not lo <= v <= hi:
-        raise cli.UserError(f"{what} must be from {lo} to {hi}, got {v}")
-    return v
+_int = controls.parse_int
 
 
 def parse_options(fields: Mapping[str, str], instruments: Sequence[str], model, max_songs: int) -> dict:
