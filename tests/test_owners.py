@@ -246,3 +246,19 @@ def test_controls_table_names_each_init_cell_once_and_training_reads_it():
     vocab = training.label_vocab(data, np.arange(3))
     assert vocab == {"instruments": [2], "keys": [3, 8], "default_key": 8, "genres": [5, 7], "default_genre": 7,
                      "emotions": [1, 3], "default_emotion": 1}
+
+
+def test_val_fraction_from_the_hyperparameter_block_resplits_by_song():
+    import cli
+    import training
+    from dataset import assign_split
+    ids = [f"song{i // 2}" for i in range(40)]            # two windows per song
+    data = {"x": np.zeros((40, 2, D.N_COLS)), "split": np.zeros(40, np.uint8),
+            "metadata": [{"id": i} for i in ids]}
+    assert training.resplit(data, 0.0) is data["split"]   # 0: the data's own split
+    split = training.resplit(data, 0.5)
+    want = assign_split(ids, 0.5)
+    assert split.tolist() == [want[i] for i in ids] and 0 < split.sum() < 40
+    assert all(split[k] == split[k + 1] for k in range(0, 40, 2))   # a song's windows stay together
+    with pytest.raises(cli.UserError, match="val_fraction"):
+        training.resplit({**data, "metadata": None}, 0.2)
