@@ -237,12 +237,12 @@ def defaults(model) -> dict:
     """What an init-block control is when not chosen: the checkpoint's default (the commonest of
     its training data), else all instruments it played, key 1 when it has a key vocabulary, 0."""
     vocab = _vocab(model)
-    n_key = model.config.init_n_class[1]
-    out = {"instruments": tuple(vocab.get("instruments") or range(1, len(D.INSTRUMENTS) + 1)),
-           "key": vocab.get("default_key", 1 if n_key > 1 else 0),
-           "genre": vocab.get("default_genre", 0)}
-    if model.config.preset == "bmt":
-        out["emotion"] = vocab.get("default_emotion", 0)
+    fallback = {"key": 1 if model.config.init_n_class[1] > 1 else 0, "genre": 0, "emotion": 0}
+    out = {"instruments": tuple(vocab.get(CONTROLS["instruments"].seen) or range(1, len(D.INSTRUMENTS) + 1))}
+    for c in CONTROLS.values():
+        if c.init_cell is None or (c.name == "emotion" and model.config.preset != "bmt"):
+            continue
+        out[c.name] = vocab.get(c.default, fallback[c.name])
     return out
 
 
