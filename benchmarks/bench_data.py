@@ -49,7 +49,10 @@ def make_pianorolls(files, out_dir: Path, resolution: int = 24) -> int:
         end = int(max(n.end for i in m.instruments for n in i.notes) * scale) + 1
         rolls = {name: np.zeros((end, 128), dtype=bool) for name in D.INSTRUMENTS}
         for inst in m.instruments:
-            roll = rolls[D.INSTRUMENTS[corpus.instrument_class(inst.name, inst.program, inst.is_drum) - 1]]
+            cls = corpus.instrument_class(inst.name, inst.program, inst.is_drum)
+            if not cls:
+                continue
+            roll = rolls[D.INSTRUMENTS[cls - 1]]
             for n in inst.notes:
                 s, e = int(n.start * scale), max(int(n.end * scale), int(n.start * scale) + 1)
                 roll[s:e - 1 if e - s > 1 else e, n.pitch] = True  # leave a gap so repeated notes stay apart

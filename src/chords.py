@@ -31,10 +31,12 @@ import re
 
 import numpy as np
 
-QUALITIES = ["M", "m", "o", "+", "7", "M7", "m7", "o7", "/o7", "sus2", "sus4"]   # chorder's standard qualities
-PITCH_CLASSES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+import dictionary_mix as D
+
+QUALITIES = D.CHORD_QUALITIES       # the names live with the token vocabulary
+PITCH_CLASSES = D.PITCH_CLASSES
 NONE, NO_CHORD = 0, 1
-N_CHORD = 2 + 12 * len(QUALITIES)   # 134
+N_CHORD = D.N_CHORD                 # 134
 SEGMENT = 8                         # ticks (16th notes) per chord segment: half a 4/4 bar
 TICKS_PER_BEAT = 4
 

@@ -1,17 +1,33 @@
-"""User controls at inference: names on the command line -> the ids the model uses.
+"""User controls at inference: one table (:data:`CONTROLS`), read by the CLI, the web app, the
+dataset writer and training.
+
+Each entry names the control once (the ``pipeline.Options`` field), its command-line flag (the
+original's name where it had one) and web-form field, the cell of the init block it sets (or
+None when it acts elsewhere), its parser with validation, and where the checkpoint records the
+values its training data had and the default (the commonest of them):
 
     --instruments Piano,Bass      instrument classes (names or ids 1..5)
     --key "D minor"               a key name (or id 1..24); with the model's key vocabulary
     --genre Folk                  a genre name (or id); with the model's genre vocabulary
     --emotion Q3                  Q1..Q4 (valence/arousal quadrant); bmt models only
+    --my_tempo 96                 the music's tempo in bpm (with --is_tempo 1), 32..224
+    --density_threshold 3         visual beats of a weaker strength class are not forced (min_strength)
     --program Piano=0,Strings=48  General MIDI programs per track for rendering
 
 Values the checkpoint was not trained with are refused with a one-line error instead of
 silently doing nothing (the original's genre and instrument controls never acted).
+
+To add a control: write its parser here, add a :class:`Control` row, add its field to
+``pipeline.Options`` and its flag to the hyperparameter block of ``main_cp.py``; an init-block
+label also needs its cell in ``dictionary_mix.INIT_CELL`` (and the dataset writer's label).
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
 
 import cli
 import dictionary_mix as D
@@ -111,3 +127,145 @@ def parse_programs(text: str) -> dict:
                                 f"and PROGRAM a General MIDI number 0..127, got {tok!r}")
         programs[match[0]] = int(value)
     return programs
+
+
+def check_tempo(value, what: str = "--my_tempo") -> float:
+    """A tempo in bpm, within the range the tempo tokens span (32..224): the one tempo check."""
+    try:
+        t = float(str(value).strip())
+    except (TypeError, ValueError):
+        raise cli.UserError(f"{what} must be a number of beats per minute, from {D.TEMPO_MIN:g} to "
+                            f"{D.TEMPO_MAX:g}, got {value!r}") from None
+    if not (np.isfinite(t) and D.TEMPO_MIN <= t <= D.TEMPO_MAX):
+        raise cli.UserError(f"{what} must be from {D.TEMPO_MIN:g} to {D.TEMPO_MAX:g} bpm, got {value}")
+    return t
+
+
+#: Strength classes a visual beat can have (0 .. the number of thresholds, SPEC section 6).
+MIN_STRENGTH_RANGE = (1, 10)
+
+
+def parse_int(value, what: str, lo: int, hi: int) -> int:
+    """A whole number in lo..hi, else a one-line error naming ``what``."""
+    try:
+        v = int(str(value).strip())
+    except (TypeError, ValueError):
+        raise cli.UserError(f"{what} must be a whole number from {lo} to {hi}, got {value!r}") from None
+    if not lo <= v <= hi:
+        raise cli.UserError(f"{what} must be from {lo} to {hi}, got {v}")
+    return v
+
+
+def parse_min_strength(value, what: str = "--density_threshold") -> int:
+    """The visual-beat threshold: beats of a weaker strength class are not forced."""
+    return parse_int(value, what, *MIN_STRENGTH_RANGE)
+
+
+# ---------------------------------------------------------------------------------
+# the table
+# ---------------------------------------------------------------------------------
+
+def _vocab(model) -> dict:
+    return getattr(model, "vocab", None) or {}
+
+
+def _released(model) -> bool:
+    return (getattr(model, "checkpoint_info", None) or {}).get("format") == "released"
+
+
+def _no_released(flag: str, model) -> None:
+    if _released(model):
+        raise cli.UserError(f"--{flag}: the released CMT checkpoint was trained with one constant "
+                            "init block, so this control cannot act on it")
+
+
+def _parse_key(text, model):
+    _no_released("key", model)
+    return parse_key(text, model.config.init_n_class[1], _vocab(model).get("keys"))
+
+
+def _parse_genre(text, model):
+    _no_released("genre", model)
+    return parse_genre(text, model.config.init_n_class[0], _vocab(model).get("genres"))
+
+
+@dataclass(frozen=True)
+class Control:
+    name: str                            # the pipeline.Options field (the internal name)
+    flag: str                            # --flag of main_cp.py's hyperparameter block
+    form: str                            # the web form's field ("" where the page does not offer it)
+    init_cell: tuple[int, int] | None    # (row, column) in the init block; None: acts elsewhere
+    parse: Callable[[Any, Any], Any]     # (text, model) -> value; one-line cli.UserError when bad
+    seen: str | None = None              # checkpoint vocab: the values its training data had
+    default: str | None = None           # checkpoint vocab: the default (the commonest of them)
+    help: str = ""
+
+
+CONTROLS: dict[str, Control] = {c.name: c for c in (
+    Control("instruments", "instruments", "instruments", None,
+            lambda t, m: parse_instruments(t, _vocab(m).get("instruments")), seen="instruments",
+            help="instrument classes the music may use (init rows 2..6, column INIT_INSTRUMENT_COLUMN)"),
+    Control("key", "key", "", D.INIT_CELL["key"], _parse_key, seen="keys", default="default_key",
+            help="the key"),
+    Control("genre", "genre", "", D.INIT_CELL["genre"], _parse_genre, seen="genres", default="default_genre",
+            help="the genre"),
+    Control("emotion", "emotion", "emotion", D.INIT_CELL["emotion"], lambda t, m: parse_emotion(t, m),
+            seen="emotions", default="default_emotion", help="Q1..Q4 (bmt models)"),
+    Control("tempo", "my_tempo", "tempo", None, lambda t, m: check_tempo(t), help="the music's tempo (bpm)"),
+    Control("min_strength", "density_threshold", "threshold", None, lambda t, m: parse_min_strength(t),
+            help="visual beats of a weaker strength class are not forced"),
+    Control("programs", "program", "", None, lambda t, m: parse_programs(t),
+            help="General MIDI programs for rendering"),
+)}
+
+
+def parse_flags(values: Mapping[str, Any], model) -> dict:
+    """The controls given in ``values`` (keyed by flag, as the hyperparameter block; empty = not
+    given) parsed for ``model``, keyed by Options field.  ``my_tempo`` counts only with ``is_tempo``."""
+    out = {}
+    for c in CONTROLS.values():
+        v = values.get(c.flag)
+        if c.name == "tempo" and not values.get("is_tempo"):
+            continue
+        if v is None or (isinstance(v, str) and not v.strip()):
+            continue
+        out[c.name] = c.parse(v, model)
+    return out
+
+
+def defaults(model) -> dict:
+    """What an init-block control is when not chosen: the checkpoint's default (the commonest of
+    its training data), else all instruments it played, key 1 when it has a key vocabulary, 0."""
+    vocab = _vocab(model)
+    fallback = {"key": 1 if model.config.init_n_class[1] > 1 else 0, "genre": 0, "emotion": 0}
+    out = {"instruments": tuple(vocab.get(CONTROLS["instruments"].seen) or range(1, len(D.INSTRUMENTS) + 1))}
+    for c in CONTROLS.values():
+        if c.init_cell is None or (c.name == "emotion" and model.config.preset != "bmt"):
+            continue
+        out[c.name] = vocab.get(c.default, fallback[c.name])
+    return out
+
+
+def init_block(model, chosen: Mapping[str, Any]) -> np.ndarray:
+    """The 7 global tokens for ``model``: the released checkpoint's constant block, or the chosen
+    labels (``chosen[name]``, None = not chosen) over :func:`defaults`."""
+    if _released(model):
+        return np.asarray(D.RELEASED_INIT_BLOCK)
+    from representation import init_tokens
+    labels = defaults(model)
+    labels.update({k: v for k, v in chosen.items() if k in labels and v is not None})
+    return np.asarray(init_tokens(labels["instruments"], labels["key"], labels["genre"], labels.get("emotion")))
+
+
+def vocab_from_init(init: np.ndarray) -> dict:
+    """What a checkpoint records of its training labels, from the init blocks (N, 7, fields): for each
+    control with an init cell, the values seen and the commonest (the default at inference)."""
+    init = np.asarray(init)
+    out = {}
+    for c in CONTROLS.values():
+        if c.init_cell is None or c.init_cell[1] >= init.shape[-1]:
+            continue
+        values, counts = np.unique(init[:, c.init_cell[0], c.init_cell[1]], return_counts=True)
+        out[c.seen] = values.tolist()
+        out[c.default] = int(values[counts.argmax()])
+    return out

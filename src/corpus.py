@@ -207,6 +207,8 @@ def pianoroll_to_midi(path: str | os.PathLike):
         if len(start) == 0:
             continue
         cls = instrument_class(track.name, track.program, track.is_drum)
+        if not cls:        # an effects family, which LPD-5 leaves out
+            continue
         name = D.INSTRUMENTS[cls - 1]
         inst = by_class.get(cls)
         if inst is None:

@@ -34,7 +34,7 @@ import dictionary_mix as D
 from representation import BadMidiError, init_tokens, load_training_npz, midi_to_windows  # noqa: F401
 
 TOKENISER_VERSION = 2  # 2: the original's rounding (duration 0) and chorder chords; bump when the tokens a file produces change (invalidates the cache)
-MIDI_SUFFIXES = {".mid", ".midi", ".kar", ".smf"}
+MIDI_SUFFIXES = D.MIDI_SUFFIXES
 
 
 # ---------------------------------------------------------------------------------

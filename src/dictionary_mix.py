@@ -37,14 +37,12 @@ COL_STRENGTH = 6
 COL_PBEAT = 7
 COL_IBEAT = 8
 N_COLS = len(FIELDS)
-EMBEDDED_FIELDS = FIELDS[:8]  # i_beat only indexes the positional encoding
 
 # --- type field -----------------------------------------------------------------
 TYPE_EOS = 0  # also padding
 TYPE_M = 1  # metrical: a Bar or a Beat token
 TYPE_NOTE = 2
 TYPE_GLOBAL = 3  # present in the original dictionary, never produced
-TYPE_NAMES = ["EOS", "M", "Note", "Global"]
 
 # --- time grid ------------------------------------------------------------------
 TICKS_PER_BEAT = 4  # one tick = a 16th note
@@ -55,10 +53,20 @@ N_PBEAT = 102  # p_beat: 0 pad, 1..101
 
 # --- instruments ----------------------------------------------------------------
 INSTRUMENTS = ["Drums", "Piano", "Guitar", "Bass", "Strings"]  # class ids 1..5
-INSTRUMENT_ID = {name: i + 1 for i, name in enumerate(INSTRUMENTS)}
 DRUMS, PIANO, GUITAR, BASS, STRINGS = 1, 2, 3, 4, 5
 PROGRAMS = {"Drums": 0, "Piano": 0, "Guitar": 24, "Bass": 33, "Strings": 41}
-DRUM_CHANNEL = 9  # 0-based, i.e. MIDI channel 10
+#: General MIDI program family (program // 8) -> instrument class: the LPD-5 merge, i.e. the data
+#: CMT was trained on (lpd-5-cleansed).  Pianos, guitars and basses keep their class; every other
+#: melodic family (chromatic percussion, organ, strings, ensemble, brass, reed, pipe, synth lead,
+#: synth pad, ethnic) is merged into Strings, the sustained accompaniment; synth effects (96-103),
+#: percussive (112-119) and sound effects (120-127) are left out (0).  Drum-channel tracks are Drums.
+GM_FAMILY_CLASS = (PIANO, STRINGS, STRINGS, GUITAR, BASS, STRINGS, STRINGS, STRINGS,
+                   STRINGS, STRINGS, STRINGS, STRINGS, 0, STRINGS, 0, 0)
+#: File suffixes read as MIDI, and as video, wherever folders are listed.
+MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".smf")
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv",
+                            ".3gp", ".ts", ".mts", ".m2ts", ".ogv", ".mxf", ".gif"})
+FORCED_TRACKS = (DRUMS, PIANO, GUITAR)  # forced at each visual beat, in this order (SPEC section 5)
 MIN_TRACK_NOTES = 21  # tracks with <= 20 notes are dropped
 
 # --- released checkpoint --------------------------------------------------------
@@ -83,10 +91,18 @@ N_CLASS = {
 # --- init (global) tokens: [genre, key, instrument] -----------------------------
 INIT_FIELDS = ["genre", "key", "instrument"]
 N_INIT_ROWS = 7
+#: Where each global label sits in the init block: (row, column).  Instrument class k (1..5)
+#: sits at (1 + k, INIT_INSTRUMENT_COLUMN) when present.  bmt's emotion is a fourth column.
+INIT_CELL = {"genre": (0, 0), "key": (1, 1), "emotion": (0, 3)}
+INIT_INSTRUMENT_COLUMN = 2
 
-_PITCH_CLASSES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+# --- the published control settings (SPEC section 5) ------------------------------
+DEFAULT_C = 0.7              # probability of taking the video's bar density at a Bar
+DEFAULT_MIN_STRENGTH = 2     # visual beats with a weaker strength class are not forced
+
+PITCH_CLASSES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]   # key and chord roots
 # 0 = none/unknown, 1..12 = C..B major, 13..24 = C..B minor
-KEY_NAMES = ["none"] + [f"{p} major" for p in _PITCH_CLASSES] + [f"{p} minor" for p in _PITCH_CLASSES]
+KEY_NAMES = ["none"] + [f"{p} major" for p in PITCH_CLASSES] + [f"{p} minor" for p in PITCH_CLASSES]
 
 # Genre ids.  The released checkpoint has 7 genre classes and its constant init block
 # uses 5 = Pop (the only id the original documents); 1..4 and 6 are our assignment.
@@ -154,27 +170,6 @@ def instrument_name(class_id: int) -> str:
     return "none" if class_id == 0 else INSTRUMENTS[class_id - 1]
 
 
-def barbeat_name(value: int) -> str:
-    if value == 0:
-        return "none"
-    if value == BAR:
-        return "Bar"
-    return f"Beat_{value - 1}"
-
-
-def describe_row(row) -> str:
-    """A readable one-line rendering of a token row (for debugging and logs)."""
-    t = int(row[COL_TYPE])
-    if t == TYPE_EOS:
-        return "EOS"
-    if t == TYPE_M:
-        bb = barbeat_name(int(row[COL_BARBEAT]))
-        extra = "" if int(row[COL_BARBEAT]) == BAR else f" {instrument_name(int(row[COL_INSTRUMENT]))} strength={int(row[COL_STRENGTH])}"
-        return f"{bb} density={int(row[COL_DENSITY]) - 1}{extra} tick={int(row[COL_IBEAT])}"
-    return (f"Note {instrument_name(int(row[COL_INSTRUMENT]))} pitch={int(row[COL_PITCH]) - 1} "
-            f"dur={int(row[COL_DURATION]) - 1} tick={int(row[COL_IBEAT])}")
-
-
 # ---------------------------------------------------------------------------------
 # BMT fields (SPEC section 8)
 # ---------------------------------------------------------------------------------
@@ -186,7 +181,8 @@ BMT_FIELDS = FIELDS[:COL_PBEAT] + ["p_time", "i_beat", "tempo", "chord", "veloci
 TEMPO_MIN, TEMPO_MAX, N_TEMPO_BINS = 32.0, 224.0, 55       # vocab 56 with "none"
 N_VELOCITY_BINS = 40                                        # vocab 41 with "none"
 N_PTIME = 101                                               # 0 pad, 1..100 = p_time 0..99 + 1
-N_CHORD = 2 + 12 * 11                                       # none, N.C., 12 roots x 11 qualities (chords.py)
+CHORD_QUALITIES = ["M", "m", "o", "+", "7", "M7", "m7", "o7", "/o7", "sus2", "sus4"]   # chorder's qualities (BMT)
+N_CHORD = 2 + 12 * len(CHORD_QUALITIES)                    # none, N.C., 12 roots x 11 qualities (chords.py)
 
 EMOTIONS = ["none", "Q1", "Q2", "Q3", "Q4"]
 EMOTION_MEANING = {"Q1": "high valence, high arousal (happy, excited)",

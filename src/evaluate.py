@@ -31,9 +31,12 @@ from pathlib import Path
 import numpy as np
 
 import cli
+import dictionary_mix as D
 import metrics as M
+import representation as R
+from video2npz import metadata as VM
 
-MIDI_SUFFIXES = (".mid", ".midi")
+MIDI_SUFFIXES = D.MIDI_SUFFIXES
 NAME_TO_CLASS = {name.lower(): k for k, name in M.INSTRUMENT_NAMES.items()}
 
 # (key, label, description) of the per-song numbers that are aggregated and reported.
@@ -89,54 +92,32 @@ class Video:
 class Settings:
     sigma: float = 0.05
     ba_beats: str = "all"                  # "all" visual beats or only the "kept" ones for BA
-    min_strength: int = 2                  # visual beats at least this strong are "kept" (forced)
+    min_strength: int = D.DEFAULT_MIN_STRENGTH                  # visual beats at least this strong are "kept" (forced)
     forced_tracks: tuple | None = None     # None: the sidecar's forced beats, else the forced tracks present
     si: M.SISettings | None = field(default_factory=M.SISettings)  # None: SI not computed
 
 
 # ----------------------------------------------------------------------------- loading songs
 
-def instrument_class(inst) -> int:
-    """Instrument class of a miditoolkit track: its name if it is one of the five class names,
-    else Drums for a drum track, else by General MIDI program (24-31 Guitar, 32-39 Bass,
-    40-55 Strings and ensembles, everything else Piano)."""
-    name = (inst.name or "").strip().lower()
-    if name in NAME_TO_CLASS:
-        return NAME_TO_CLASS[name]
-    if inst.is_drum:
-        return M.DRUMS
-    p = int(inst.program)
-    if 24 <= p <= 31:
-        return M.GUITAR
-    if 32 <= p <= 39:
-        return M.BASS
-    if 40 <= p <= 55:
-        return M.STRINGS
-    return M.PIANO
-
-
 def load_midi(path: str | Path) -> tuple[np.ndarray, float]:
     """Notes on the 16th grid and the tempo (first tempo change; 120 bpm when none) of a MIDI file.
 
-    onset tick = round(start * 4 / ticks_per_beat), duration = round(length * 4 / ticks_per_beat).
+    The notes are read as the tokenizer reads them (:func:`representation.extract_notes`: the same
+    instrument classes, onset and duration rounding and de-duplication), but every track counts,
+    however few its notes, and long notes keep their length.
     """
-    from miditoolkit import MidiFile
-
     try:
-        midi = MidiFile(str(path))
-    except Exception as e:  # miditoolkit/mido raise many kinds on bad files
+        midi = R.load_midi(path)
+        notes, _ = R.extract_notes(midi, min_track_notes=1, check_time_signature=False, max_duration=None)
+    except R.BadMidiError as e:
+        if str(e).startswith(("no notes", "no track", "no tracks")):
+            return M.as_notes(np.zeros((0, 4), np.int64)), _first_tempo(R.load_midi(path))
         raise cli.UserError(f"cannot read MIDI file {path}: {e}; check that it is a standard MIDI file") from None
-    tpb = float(midi.ticks_per_beat)
-    tempo = float(midi.tempo_changes[0].tempo) if midi.tempo_changes else 120.0
-    cols = [[], [], [], []]
-    for inst in midi.instruments:
-        k = instrument_class(inst)
-        for n in inst.notes:
-            cols[0].append(int(round(n.start * M.TICKS_PER_BEAT / tpb)))
-            cols[1].append(int(n.pitch))
-            cols[2].append(int(round((n.end - n.start) * M.TICKS_PER_BEAT / tpb)))
-            cols[3].append(k)
-    return M.as_notes(M.make_notes(*cols) if cols[0] else np.zeros((0, 4), np.int64)), tempo
+    return M.as_notes(notes), _first_tempo(midi)
+
+
+def _first_tempo(midi) -> float:
+    return float(midi.tempo_changes[0].tempo) if midi.tempo_changes else 120.0
 
 
 def load_generated(folder: str | Path) -> list[Song]:
@@ -368,12 +349,12 @@ def _scalar(v):
 
 
 def load_video(npz: Path | None = None, metadata: Path | None = None, sidecar: dict | None = None,
-               name: str = "", min_strength: int = 2) -> Video | None:
+               name: str = "", min_strength: int = D.DEFAULT_MIN_STRENGTH) -> Video | None:
     """A :class:`Video` from an inference npz and/or a metadata.json (either may be None).
 
     Control beats and bars come from the npz rows (beats: bar-beat 1..16, kept when strength
-    >= ``min_strength``; bars: bar-beat 17).  Without an npz they are derived from
-    metadata.json as metadata2numpy does (SPEC section 6 thresholds).  Beat times for BA: the
+    >= ``min_strength``; bars: bar-beat 17).  Without an npz the rows are made from metadata.json
+    by :func:`video2npz.metadata.metadata_to_rows`, as inference makes them.  Beat times for BA: the
     metadata's exact "start_time"s when it is there, else the npz beat rows' ticks.  Tempo and
     duration: npz, else metadata, else the sidecar (else n_beat for the duration).
     """
@@ -398,32 +379,41 @@ def load_video(npz: Path | None = None, metadata: Path | None = None, sidecar: d
     if video.duration is None:
         video.duration = _scalar(meta.get("duration")) if "duration" in meta else _scalar(sidecar.get("duration"))
     if video.duration is None and rows is not None and len(rows) and video.tempo:
-        video.duration = float(M.ticks_to_seconds(rows[0, 4], video.tempo))  # n_beat
+        video.duration = float(M.ticks_to_seconds(rows[0, VM.ROW_N_BEAT], video.tempo))
     vbeats = [b for b in meta.get("vbeats", []) if isinstance(b, dict) and "start_time" in b]
+    if rows is None and video.tempo:   # the rows inference would have made (video2npz's rule)
+        rows = VM.metadata_to_rows(_complete_metadata(meta, video))
     if rows is not None:
         c = M.video_controls(rows, min_strength)
         video.kept_ticks, video.kept_strengths = c["kept_ticks"], c["kept_strengths"]
         video.bar_index, video.bar_density = c["bar_index"], c["bar_density"]
         if not vbeats and video.tempo:
             video.beat_times = M.ticks_to_seconds(c["beat_ticks"], video.tempo)
-    elif video.tempo:
-        ticks, strengths = [], []
-        for b in vbeats:
-            if "bar" in b and "tick" in b:
-                i = int(b["bar"]) * M.TICKS_PER_BAR + int(b["tick"])
-            else:
-                i = int(round(float(b["start_time"]) / 60.0 * video.tempo * M.TICKS_PER_BEAT))
-            ticks.append(i)
-            strengths.append(M.threshold_class(float(b.get("weight", 0.0)), M.STRENGTH_THRESHOLDS))
-        ticks, strengths = np.array(ticks, np.int64), np.array(strengths, np.int64)
-        keep = strengths >= min_strength
-        video.kept_ticks, video.kept_strengths = ticks[keep], strengths[keep]
-        flow = [float(v) for v in meta.get("flow_magnitude_per_bar", [])]
-        video.bar_index = np.arange(len(flow), dtype=np.int64)
-        video.bar_density = np.array([M.threshold_class(v, M.DENSITY_THRESHOLDS) + 1 for v in flow], np.int64)
     if vbeats:
         video.beat_times = np.sort(np.array([float(b["start_time"]) for b in vbeats]))
     return video
+
+
+def _complete_metadata(meta: dict, video: Video) -> dict:
+    """``meta`` with what :func:`video2npz.metadata.metadata_to_rows` needs filled in: the tempo and
+    duration found for the video, and each visual beat's bar and tick from its start time when the
+    file gives only that (video2metadata's rule, :func:`video2npz.metadata.tick_index`)."""
+    beats = []
+    for b in meta.get("vbeats", []):
+        if not isinstance(b, dict):
+            continue
+        b = dict(b)
+        if not ("bar" in b and "tick" in b) and "start_time" in b:
+            i = VM.tick_index(float(b["start_time"]), video.tempo)
+            b["bar"], b["tick"] = i // D.TICKS_PER_BAR, i % D.TICKS_PER_BAR
+        b.setdefault("weight", 0.0)
+        beats.append(b)
+    duration = video.duration
+    if duration is None:   # long enough for every beat and every bar of flow
+        last = max([int(b["bar"]) + 1 for b in beats] + [len(meta.get("flow_magnitude_per_bar", [])), 1])
+        duration = last * 240.0 / video.tempo
+    return {**meta, "tempo": video.tempo, "duration": duration, "vbeats": beats,
+            "flow_magnitude_per_bar": meta.get("flow_magnitude_per_bar", [])}
 
 
 def _resolve(value, base: Path) -> Path | None:
@@ -444,7 +434,7 @@ def _looks_like_metadata(path: Path) -> bool:
     return isinstance(obj, dict) and ("vbeats" in obj or "flow_magnitude_per_bar" in obj)
 
 
-def find_video(song: Song, videos_dir: Path | None, min_strength: int = 2) -> Video | None:
+def find_video(song: Song, videos_dir: Path | None, min_strength: int = D.DEFAULT_MIN_STRENGTH) -> Video | None:
     """The video of a generated song, first match wins:
 
     1. its sidecar json's paths: "video_npz" / "npz" / "input_npz" and "metadata" /
@@ -473,11 +463,11 @@ def find_video(song: Song, videos_dir: Path | None, min_strength: int = 2) -> Vi
         own_sidecar = Path(song.path).with_suffix(".json").resolve()
         for folder in ([videos_dir] if videos_dir is not None else []) + [base]:
             for nm in names:
-                if (folder / f"{nm}.npz").is_file():
-                    npz = folder / f"{nm}.npz"
-                if (folder / f"{nm}_metadata.json").is_file():
-                    meta = folder / f"{nm}_metadata.json"
-                else:
+                if VM.npz_path(folder, nm).is_file():
+                    npz = VM.npz_path(folder, nm)
+                if VM.metadata_path(folder, nm).is_file():
+                    meta = VM.metadata_path(folder, nm)
+                else:   # files named otherwise (the original's, or older ones), when they hold metadata
                     meta = next((c for c in (folder / f"{nm}.json", folder / nm / "metadata.json")
                                  if c.is_file() and c.resolve() != own_sidecar and _looks_like_metadata(c)), None)
                 if npz is not None or meta is not None:
@@ -486,7 +476,7 @@ def find_video(song: Song, videos_dir: Path | None, min_strength: int = 2) -> Vi
                 break
     if npz is None and meta is None:
         return None
-    return load_video(npz, meta, side, name=re.sub(r"_metadata$", "", Path(npz or meta).stem),
+    return load_video(npz, meta, side, name=Path(npz or meta).stem.removesuffix("_metadata"),
                       min_strength=min_strength)
 
 
@@ -774,7 +764,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--forced_tracks", default="auto",
                    help="tracks checked by the strength error, e.g. Drums,Piano,Guitar; auto: the sidecar's forced "
                         "beats, else those of Drums, Piano, Guitar that the song has (default: %(default)s)")
-    p.add_argument("--min_strength", type=int, default=2,
+    p.add_argument("--density_threshold", "--min_strength", dest="min_strength", type=int,
+                   default=D.DEFAULT_MIN_STRENGTH,
                    help="visual beats with at least this strength class are the kept (forced) ones "
                         "(default: %(default)s)")
     p.add_argument("--si_hop", type=float, default=0.5, help="SI chroma hop in seconds (default: %(default)s)")

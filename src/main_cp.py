@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 import cli
+import dictionary_mix as D
 
 # ------------------------------------------------------------------ hyperparameters
 # Edit here; every entry is also a flag (--name value).  Defaults are the published CMT.
@@ -44,6 +45,7 @@ HP = dict(
     max_len=0,                   # crop songs to this many tokens (0: no crop)
     epochs=200,                  # epochs to train (a resumed run counts the ones done)
     steps_per_epoch=0,           # 0: an epoch is a full pass; N: validate and checkpoint every N batches
+    val_fraction=0.0,            # 0: the data's own train/validation split; F: re-split its songs, a share F (by a hash of each song id) for validation
     val_max_songs=0,             # 0: validate on every validation song; N: on a fixed subset of N
     grad_clip=3.0,               # gradient-norm clip
     transpose=0,                 # augmentation: shift each training song by a random -N..N semitones per batch (key label and chords too); 0: off
@@ -58,11 +60,11 @@ HP = dict(
     ckpt="",                     # default: the bundled model, exp/bundled/model.pt
     num_songs=1,                 # songs per video, generated together as one batch
     out_dir="inference",         # where <name>_<k>.mid/.wav/.mp4/.json go
-    C=0.7,                       # probability of taking the video's bar density
+    C=D.DEFAULT_C,               # probability of taking the video's bar density (published: 0.7)
     is_tempo=0,                  # 1: use --my_tempo instead of the video's tempo
     my_tempo=0.0,                # the user tempo in bpm (with --is_tempo 1)
     exact=0,                     # 1: the original's 360p optical flow (slower); 0: fast 180p
-    density_threshold=2,         # visual beats with a strength class below this are not forced
+    density_threshold=D.DEFAULT_MIN_STRENGTH,  # visual beats with a strength class below this are not forced (published: 2)
     instruments="",              # e.g. "Piano,Bass": the instruments the music may use ("": all it knows)
     key="",                      # e.g. "D minor" ("": the commonest key of the training data)
     genre="",                    # e.g. "Folk" ("": the commonest genre of the training data)
@@ -73,6 +75,8 @@ HP = dict(
     music_gain_db=-6.0,          # the music's level under the kept sound, in dB (with --keep_audio 1)
     loudness=-16.0,              # the final mix's integrated loudness in LUFS (EBU R128; -16 suits online video; 0: as rendered)
     dtype="auto",                # inference weights: auto (bfloat16 where the CPU computes it natively) | float32 | bfloat16
+    max_tokens_per_bar=160,      # generation closes a bar that runs longer than this many tokens
+    sampling="type=1.0/0.9,barbeat=1.2/none,density=1.0/0.9,pitch=1.0/0.9,duration=2.0/0.9,instr=1.0/0.9,strength=1.0/0.9,tempo=1.0/0.9,chord=1.0/0.9,velocity=1.0/0.9",  # per field temperature/top-p (none: no nucleus), SPEC section 3
 )
 
 PRESETS = {
@@ -126,8 +130,6 @@ def resolve_paths(hp: dict) -> dict:
 
 def inference(hp: dict) -> None:
     import pipeline
-    import rendering
-    from model import load_checkpoint
 
     ckpt = Path(hp["ckpt"]) if hp["ckpt"] else pipeline.DEFAULT_CKPT
     if not ckpt.is_file():
@@ -135,53 +137,14 @@ def inference(hp: dict) -> None:
                             "or pass --ckpt pointing at a checkpoint (the released CMT loss_8_params.pt works)")
     if hp["num_songs"] < 1:
         raise cli.UserError("--num_songs must be at least 1")
-    if not 0.0 <= hp["C"] <= 1.0:
-        raise cli.UserError("--C is a probability: give a value between 0 and 1")
-    if hp["is_tempo"] and hp["my_tempo"] <= 0:
-        raise cli.UserError("--is_tempo 1 needs --my_tempo BPM (a positive number)")
-    try:
-        loudness = rendering.check_loudness(hp["loudness"])
-    except ValueError as e:
-        raise cli.UserError(f"--loudness: {e}") from None
-    if not -60.0 <= hp["music_gain_db"] <= 20.0:
-        raise cli.UserError(f"--music_gain_db: give a level from -60 to 20 dB, got {hp['music_gain_db']:g}")
     inputs = pipeline.collect_inputs(hp["videos"])
-    model = load_checkpoint(ckpt, device="cuda" if hp["device"] == "cuda" else "cpu")
-    model.to(pipeline.inference_dtype(hp["dtype"], model))
-    opts = pipeline.Options(out_dir=hp["out_dir"], num_songs=hp["num_songs"], C=hp["C"], seed=hp["seed"],
-                            tempo=hp["my_tempo"] if hp["is_tempo"] else None, exact=bool(hp["exact"]),
-                            min_strength=hp["density_threshold"], render=bool(hp["render"]),
-                            keep_audio=bool(hp["keep_audio"]), music_gain_db=hp["music_gain_db"], loudness=loudness,
-                            **user_controls(hp, model))
+    model = pipeline.load_model(ckpt, hp["device"], hp["dtype"])
+    opts = pipeline.options_from_hp(hp, model)
     results = pipeline.run(inputs, model, opts)
     print("\nwritten:")
     for r in results:
         for f in r.files:
             print(f"  {f}")
-
-
-def user_controls(hp: dict, model) -> dict:
-    """The --instruments / --key / --genre / --emotion / --program flags as Options fields."""
-    import controls
-    out = {}
-    released = (model.checkpoint_info or {}).get("format") == "released"
-    vocab = getattr(model, "vocab", None) or {}
-    known = vocab.get("instruments")
-    if hp["instruments"]:
-        out["instruments"] = controls.parse_instruments(hp["instruments"], known)
-    if hp["key"] or hp["genre"]:
-        if released:
-            raise cli.UserError("--key/--genre: the released CMT checkpoint was trained with one constant "
-                                "init block, so these controls cannot act on it")
-        if hp["key"]:
-            out["key"] = controls.parse_key(hp["key"], model.config.init_n_class[1], vocab.get("keys"))
-        if hp["genre"]:
-            out["genre"] = controls.parse_genre(hp["genre"], model.config.init_n_class[0], vocab.get("genres"))
-    if hp["emotion"]:
-        out["emotion"] = controls.parse_emotion(hp["emotion"], model)
-    if hp["program"]:
-        out["programs"] = controls.parse_programs(hp["program"])
-    return out
 
 
 def main() -> None:

@@ -22,16 +22,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# SPEC section 6's thresholds and class rule: one definition, in the video module.
+import dictionary_mix as D
+import representation
+# SPEC section 6's thresholds and class rule, and the video rows' columns: one definition, in the video module.
 from video2npz.metadata import DENSITY_THRESHOLDS, STRENGTH_THRESHOLDS  # noqa: F401
+from video2npz.metadata import ROW_BARBEAT, ROW_DENSITY, ROW_I_BEAT, ROW_STRENGTH
 from video2npz.metadata import classify as threshold_class  # noqa: F401
 
-TICKS_PER_BEAT = 4
-TICKS_PER_BAR = 16
+TICKS_PER_BEAT = D.TICKS_PER_BEAT
+TICKS_PER_BAR = D.TICKS_PER_BAR
 
-DRUMS, PIANO, GUITAR, BASS, STRINGS = 1, 2, 3, 4, 5
-INSTRUMENT_NAMES = {DRUMS: "Drums", PIANO: "Piano", GUITAR: "Guitar", BASS: "Bass", STRINGS: "Strings"}
-FORCED_TRACKS = (DRUMS, PIANO, GUITAR)  # the tracks inference forces at each visual beat
+DRUMS, PIANO, GUITAR, BASS, STRINGS = D.DRUMS, D.PIANO, D.GUITAR, D.BASS, D.STRINGS
+INSTRUMENT_NAMES = {k: name for k, name in enumerate(D.INSTRUMENTS, 1)}
+FORCED_TRACKS = D.FORCED_TRACKS  # the tracks inference forces at each visual beat
 
 NOTE_DTYPE = np.dtype([("onset", np.int64), ("pitch", np.int64), ("duration", np.int64), ("instrument", np.int64)])
 
@@ -448,20 +451,16 @@ def strength_error(notes, beat_ticks, beat_strengths, tracks=FORCED_TRACKS) -> d
 # ----------------------------------------------------------------------------- tokens and video rows
 
 def notes_from_tokens(tokens) -> np.ndarray:
-    """Notes of a compound-token sequence (SPEC section 2 columns; at least 9 per row).
-
-    Note rows (type == 2): onset = i_beat (col 8), pitch = col 3 - 1, duration = col 4 - 1,
-    instrument = col 5.  Other rows (Bar, Beat, EOS, padding) are ignored.
-    """
+    """Notes of a compound-token sequence (SPEC section 2 columns; at least 9 per row), as a
+    :data:`NOTE_DTYPE` array: :func:`representation.tokens_to_notes` (onsets from i_beat, up to
+    the first EOS), the one reading of tokens."""
     t = np.asarray(tokens, dtype=np.int64)
     if t.size == 0:
         return as_notes(np.zeros((0, 4), np.int64))
-    t = t.reshape(-1, t.shape[-1])
-    t = t[t[:, 1] == 2]
-    return as_notes(make_notes(t[:, 8], t[:, 3] - 1, t[:, 4] - 1, t[:, 5]) if len(t) else np.zeros((0, 4), np.int64))
+    return as_notes(representation.tokens_to_notes(t.reshape(-1, t.shape[-1])))
 
 
-def video_controls(rows, min_strength: int = 2) -> dict:
+def video_controls(rows, min_strength: int = D.DEFAULT_MIN_STRENGTH) -> dict:
     """Split inference-npz rows [bar-beat, density, strength, i_beat, n_beat, p_beat].
 
     Returns numpy arrays: ``bar_index`` / ``bar_density`` (Bar rows, bar-beat 17: bar = i_beat
@@ -470,15 +469,15 @@ def video_controls(rows, min_strength: int = 2) -> dict:
     beats the control rules force; strength-1 beats are dropped by default).
     """
     r = np.asarray(rows, dtype=np.int64).reshape(-1, 6)
-    bars = r[r[:, 0] == 17]
-    beats = r[(r[:, 0] >= 1) & (r[:, 0] <= 16)]
-    kept = beats[beats[:, 2] >= min_strength]
-    return {"bar_index": bars[:, 3] // TICKS_PER_BAR, "bar_density": bars[:, 1],
-            "beat_ticks": beats[:, 3], "beat_strengths": beats[:, 2],
-            "kept_ticks": kept[:, 3], "kept_strengths": kept[:, 2]}
+    bars = r[r[:, ROW_BARBEAT] == D.BAR]
+    beats = r[(r[:, ROW_BARBEAT] >= 1) & (r[:, ROW_BARBEAT] <= TICKS_PER_BAR)]
+    kept = beats[beats[:, ROW_STRENGTH] >= min_strength]
+    return {"bar_index": bars[:, ROW_I_BEAT] // TICKS_PER_BAR, "bar_density": bars[:, ROW_DENSITY],
+            "beat_ticks": beats[:, ROW_I_BEAT], "beat_strengths": beats[:, ROW_STRENGTH],
+            "kept_ticks": kept[:, ROW_I_BEAT], "kept_strengths": kept[:, ROW_STRENGTH]}
 
 
-def control_errors(notes, rows, min_strength: int = 2, tracks=None) -> dict:
+def control_errors(notes, rows, min_strength: int = D.DEFAULT_MIN_STRENGTH, tracks=None) -> dict:
     """CMT's three control errors (SPEC section 5) of a song against its video's npz rows.
 
     ``density_*``: :func:`density_error` over the video's Bar rows; ``strength_*``:
@@ -499,7 +498,7 @@ def control_errors(notes, rows, min_strength: int = 2, tracks=None) -> dict:
     return out
 
 
-def control_errors_from_tokens(tokens, rows, min_strength: int = 2, tracks=None) -> dict:
+def control_errors_from_tokens(tokens, rows, min_strength: int = D.DEFAULT_MIN_STRENGTH, tracks=None) -> dict:
     """:func:`control_errors` of a generated token sequence; undefined values are None (JSON null)."""
     errs = control_errors(notes_from_tokens(tokens), rows, min_strength, tracks)
     return {k: (None if not math.isfinite(v) else float(v)) for k, v in errs.items()}

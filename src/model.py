@@ -51,7 +51,6 @@ from cli import UserError, atomic_path
 
 # Field names of the cmt preset, in the model's column order.
 COLUMNS = ("barbeat", "type", "density", "pitch", "duration", "instr", "strength", "p_beat", "i_beat")
-INIT_COLUMNS = ("genre", "key", "instrument")
 # The keys of the cmt logits dict, type first (it is predicted first).
 LOGIT_KEYS = D.PRESETS["cmt"].heads
 # Other spellings accepted by check_vocab.
@@ -351,15 +350,8 @@ class CMT(nn.Module):
         return {"type": self.proj_type(h), **self.heads(h, y[..., 1])}
 
     def loss(self, x, y, mask, init) -> tuple[torch.Tensor, dict[str, float]]:
-        """SPEC section 4: per field, CE * mask summed / mask sum; total = mean over the fields."""
-        logits = self(x, y, init)
-        mask = mask.to(logits["type"].dtype)
-        denom = mask.sum()
-        parts = {}
-        for name in self.layout.heads:
-            col = self.layout.field(name).col
-            ce = F.cross_entropy(logits[name].flatten(0, 1), y[..., col].flatten(), reduction="none")
-            parts[name] = (ce * mask.flatten()).sum() / denom
+        """SPEC section 4: :func:`field_losses` of the teacher-forced logits; total = their mean."""
+        parts = field_losses(self(x, y, init), y, mask, self.layout)
         total = torch.stack(list(parts.values())).mean()
         return total, {k: float(v.detach()) for k, v in parts.items()}
 
@@ -396,6 +388,24 @@ class CMT(nn.Module):
     def predict_fields(self, h, type_ids) -> dict[str, torch.Tensor]:
         """Type-conditioned logits of every predicted field but type."""
         return self.heads(h, type_ids)
+
+
+def field_losses(logits: dict, y: torch.Tensor, mask: torch.Tensor,
+                 layout: "D.Preset" = D.PRESETS["bmt"]) -> dict[str, torch.Tensor]:
+    """The loss of SPEC section 4, per predicted field: cross-entropy (no reduction) against the
+    field's column of ``y``, times the sequence mask, summed / mask sum (an empty mask counts as 1).
+
+    ``logits`` maps head names to (B, L, classes); the training loop (which may run the model
+    wrapped in DDP) and :meth:`CMT.loss` both call this, so the loss is written once.  The
+    columns are the same in both presets for the fields they share, hence the bmt default.
+    """
+    mask = mask.float()
+    denom = mask.sum().clamp_min(1.0)
+    out = {}
+    for name, lg in logits.items():
+        ce = F.cross_entropy(lg.transpose(1, 2).float(), y[..., layout.field(name).col], reduction="none")
+        out[name] = (ce * mask).sum() / denom
+    return out
 
 
 def select_state(state, index):

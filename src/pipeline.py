@@ -22,8 +22,10 @@ import cli
 import dictionary_mix as D
 import generation
 import rendering
+from video2npz.metadata import (ROW_BARBEAT, ROW_DENSITY, ROW_N_BEAT, ROW_STRENGTH, metadata_path, npz_path,
+                                save_npz)
 
-VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
+VIDEO_EXTS = D.VIDEO_SUFFIXES
 DEFAULT_CKPT = Path(__file__).resolve().parents[1] / "exp" / "bundled" / "model.pt"
 
 
@@ -31,11 +33,11 @@ DEFAULT_CKPT = Path(__file__).resolve().parents[1] / "exp" / "bundled" / "model.
 class Options:
     out_dir: str = "inference"
     num_songs: int = 1
-    C: float = 0.7
+    C: float = D.DEFAULT_C              # probability of taking the video's bar density
     seed: int = 0
     tempo: float | None = None          # user tempo (BMT's is_tempo / my_tempo)
     exact: bool = False                 # the original's full-resolution optical flow
-    min_strength: int = 2               # visual beats weaker than this are not forced
+    min_strength: int = D.DEFAULT_MIN_STRENGTH   # visual beats weaker than this are not forced
     instruments: tuple[int, ...] | None = None
     key: int | None = None
     genre: int | None = None
@@ -45,6 +47,8 @@ class Options:
     keep_audio: bool = False            # keep the video's own sound, the music under it (ducked)
     music_gain_db: float = -6.0         # the music's level under the kept sound (dB)
     loudness: float | None = -16.0      # the final mix's loudness in LUFS (EBU R128); None: as rendered
+    max_tokens_per_bar: int = 160       # a bar that runs longer is closed by force
+    sampling: dict | None = None        # field -> (temperature, top_p or None); None: sampling.SAMPLING
 
 
 @dataclass
@@ -87,34 +91,85 @@ def video_rows(path: Path, opts: Options) -> tuple[np.ndarray, float, float, Pat
             tempo = 120.0
             print(f"note: {path.name} records no tempo; writing the MIDI at 120 bpm (set one with --my_tempo)", file=sys.stderr)
         if duration is None:
-            duration = float(rows[0, 4]) * 60.0 / (4 * tempo)
+            duration = float(rows[0, ROW_N_BEAT]) * 60.0 / (D.TICKS_PER_BEAT * tempo)
         return rows, tempo, duration, None, []
     from video2npz import analyse_video, metadata_to_rows
     meta = analyse_video(str(path), exact=opts.exact, tempo=opts.tempo)
     rows = metadata_to_rows(meta)
     stem = path.stem
-    meta_path, npz_path = out_dir / f"{stem}_metadata.json", out_dir / f"{stem}.npz"
-    cli.write_text_atomic(meta_path, json.dumps(meta, indent=1))
-    with cli.atomic_path(npz_path) as tmp:
-        np.savez(tmp, input=rows, tempo=np.float64(meta["tempo"]), duration=np.float64(meta["duration"]))
-    return rows, float(meta["tempo"]), float(meta["duration"]), path, [str(meta_path), str(npz_path)]
+    meta_file, npz_file = metadata_path(out_dir, stem), npz_path(out_dir, stem)
+    cli.write_text_atomic(meta_file, json.dumps(meta, indent=1))
+    save_npz(npz_file, rows, meta["tempo"], meta["duration"])
+    return rows, float(meta["tempo"]), float(meta["duration"]), path, [str(meta_file), str(npz_file)]
 
 
 def init_block(model, opts: Options) -> np.ndarray:
-    """The 7 global tokens: the released checkpoint's constant block, or real labels."""
-    info = getattr(model, "checkpoint_info", {}) or {}
-    if info.get("format") == "released":
-        return np.asarray(D.RELEASED_INIT_BLOCK)
-    from representation import init_tokens
-    vocab = getattr(model, "vocab", None) or {}
-    instruments = list(opts.instruments or vocab.get("instruments") or range(1, 6))
-    n_key = model.config.init_n_class[1]
-    key = opts.key if opts.key is not None else vocab.get("default_key", 1 if n_key > 1 else 0)
-    genre = opts.genre if opts.genre is not None else vocab.get("default_genre", 0)
-    emotion = None
-    if model.config.preset == "bmt":
-        emotion = opts.emotion if opts.emotion is not None else vocab.get("default_emotion", 0)
-    return np.asarray(init_tokens(instruments, key, genre, emotion))
+    """The 7 global tokens: the released checkpoint's constant block, or real labels (controls' table)."""
+    import controls
+    return controls.init_block(model, {"instruments": opts.instruments, "key": opts.key, "genre": opts.genre,
+                                       "emotion": opts.emotion})
+
+
+def parse_sampling(text: str) -> dict:
+    """'type=1.0/0.9,barbeat=1.2/none,...' -> {'type': (1.0, 0.9), 'barbeat': (1.2, None), ...}:
+    per field the softmax temperature and the nucleus top-p (none: the whole distribution)."""
+    out = {}
+    for tok in [t.strip() for t in str(text).split(",") if t.strip()]:
+        name, _, value = tok.partition("=")
+        temp, _, top_p = value.partition("/")
+        try:
+            t = float(temp)
+            p = None if top_p.strip().lower() in ("", "none") else float(top_p)
+        except ValueError:
+            t = p = float("nan")
+        if not (t > 0 and (p is None or 0 < p <= 1)):
+            raise cli.UserError(f"--sampling: expected FIELD=TEMPERATURE/TOP_P (TOP_P in (0, 1] or none), got {tok!r}")
+        out[name.strip()] = (t, p)
+    return out
+
+
+def options_from_hp(hp: dict, model) -> Options:
+    """The hyperparameter block of main_cp.py (with its flags, or the web form, applied) as Options:
+    the one translation, so the CLI and the web app give the same song for the same video, seed and
+    settings.  Missing entries keep the Options defaults; the controls go through controls' table."""
+    import dataclasses
+
+    import controls
+    base = {f.name: f.default for f in dataclasses.fields(Options)}
+    get = lambda k, default=None: hp.get(k, default)   # noqa: E731
+    if int(get("num_songs", 1)) < 1:
+        raise cli.UserError("--num_songs must be at least 1")
+    C = float(get("C", base["C"]))
+    if not 0.0 <= C <= 1.0:
+        raise cli.UserError("--C is a probability: give a value between 0 and 1")
+    if get("is_tempo") and not get("my_tempo"):
+        raise cli.UserError("--is_tempo 1 needs --my_tempo BPM (a number from 32 to 224)")
+    if int(get("max_tokens_per_bar", base["max_tokens_per_bar"])) < 2:
+        raise cli.UserError("--max_tokens_per_bar must be at least 2")
+    import rendering
+    try:
+        loudness = rendering.check_loudness(get("loudness", base["loudness"]))
+    except ValueError as e:
+        raise cli.UserError(f"--loudness: {e}") from None
+    music_gain_db = float(get("music_gain_db", base["music_gain_db"]))
+    if not -60.0 <= music_gain_db <= 20.0:
+        raise cli.UserError(f"--music_gain_db: give a level from -60 to 20 dB, got {music_gain_db:g}")
+    chosen = controls.parse_flags(hp, model)
+    return Options(out_dir=str(get("out_dir", base["out_dir"])), num_songs=int(get("num_songs", 1)), C=C,
+                   seed=int(get("seed", 0)), exact=bool(get("exact", False)), render=bool(get("render", True)),
+                   max_tokens_per_bar=int(get("max_tokens_per_bar", base["max_tokens_per_bar"])),
+                   sampling=parse_sampling(get("sampling")) if get("sampling") else None,
+                   keep_audio=bool(get("keep_audio", False)), music_gain_db=music_gain_db, loudness=loudness,
+                   **chosen)
+
+
+def load_model(ckpt, device: str = "auto", dtype: str = "auto"):
+    """The checkpoint, on ``device`` ("cuda" there, otherwise the CPU) in the inference dtype: the one
+    loading step of the CLI and the web app (the same weights in the same dtype, the same songs)."""
+    from model import load_checkpoint
+    model = load_checkpoint(ckpt, device="cuda" if device == "cuda" else "cpu")
+    model.to(inference_dtype(dtype, model))
+    return model
 
 
 def inference_dtype(name: str, model):
@@ -129,6 +184,21 @@ def inference_dtype(name: str, model):
         native = on_cpu and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
         name = "bfloat16" if native else "float32"
     return getattr(torch, name)
+
+
+def _set_sampling(controls, sampling: dict) -> None:
+    """Hand the per-field sampling settings to generation (its Controls.sampling, when it has one)."""
+    import dataclasses
+
+    import sampling as S
+    merged = {**S.SAMPLING, **sampling}
+    unknown = sorted(set(sampling) - set(S.SAMPLING))
+    if unknown:
+        raise cli.UserError(f"--sampling: unknown field(s) {', '.join(unknown)}; fields are {', '.join(S.SAMPLING)}")
+    if "sampling" in {f.name for f in dataclasses.fields(controls)}:
+        controls.sampling = merged
+    elif merged != S.SAMPLING:
+        raise cli.UserError("--sampling: this build's generation takes only the published settings (sampling.SAMPLING)")
 
 
 def check_outputs_safe(inputs: list[Path], outputs: list[Path]) -> None:
@@ -148,7 +218,10 @@ def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
     results = []
     known = tuple((getattr(model, "vocab", None) or {}).get("instruments") or ())   # classes it was trained on
     controls = generation.Controls(C=opts.C, min_strength=opts.min_strength,
-                                   instruments=opts.instruments or known or None)
+                                   instruments=opts.instruments or known or None,
+                                   max_tokens_per_bar=opts.max_tokens_per_bar)
+    if opts.sampling is not None:
+        _set_sampling(controls, opts.sampling)
     init = init_block(model, opts)
     warned: set[str] = set()
     for path in inputs:
@@ -156,15 +229,17 @@ def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
         res = Result(name)
         planned = [out_dir / f"{name}_{k}{ext}" for k in range(opts.num_songs) for ext in (".mid", ".wav", ".mp4", ".json")]
         if path.suffix != ".npz":
-            planned += [out_dir / f"{name}_metadata.json", out_dir / f"{name}.npz"]
+            planned += [metadata_path(out_dir, name), npz_path(out_dir, name)]
         check_outputs_safe(inputs, planned)
         rows, tempo, duration, video, written = video_rows(path, opts)
         res.files += written
-        check_vocab(model, {"barbeat": int(rows[:, 0].max()) + 1, "density": int(rows[:, 1].max()) + 1,
-                            "strength": int(rows[:, 2].max()) + 1}, source=str(path))
-        n_bars = int((rows[:, 0] == D.BAR).sum())
+        check_vocab(model, {"barbeat": int(rows[:, ROW_BARBEAT].max()) + 1,
+                            "density": int(rows[:, ROW_DENSITY].max()) + 1,
+                            "strength": int(rows[:, ROW_STRENGTH].max()) + 1}, source=str(path))
+        is_bar = rows[:, ROW_BARBEAT] == D.BAR
+        n_bars = int(is_bar.sum())
         log(f"{name}: {duration:.1f} s, {tempo:.1f} bpm, {n_bars} bars, "
-            f"{int(((rows[:, 0] != D.BAR) & (rows[:, 2] >= opts.min_strength)).sum())} visual beats to force")
+            f"{int((~is_bar & (rows[:, ROW_STRENGTH] >= opts.min_strength)).sum())} visual beats to force")
         bar = cli.progress(desc=f"{name}: composing {opts.num_songs} song(s)", unit="token")
         controls.tempo = tempo        # bmt models compose for the tempo the MIDI is played at
         songs = generation.generate(model, rows, init, opts.num_songs, controls=controls,

@@ -30,8 +30,6 @@ import numpy as np
 
 import dictionary_mix as D
 
-NOTE_COLS = ["onset", "pitch", "duration", "instrument"]
-
 
 class BadMidiError(ValueError):
     """A file that cannot be tokenised; ``str(e)`` is a one-line reason."""
@@ -41,14 +39,20 @@ class BadMidiError(ValueError):
 # reading MIDI and mapping instruments
 # ---------------------------------------------------------------------------------
 
-def instrument_class(name: str | None, program: int, is_drum: bool) -> int:
-    """Instrument class id (1..5) of a MIDI track.
+def program_class(program: int) -> int:
+    """Instrument class of a General MIDI program (0..127) on a melodic channel, by its family
+    (:data:`dictionary_mix.GM_FAMILY_CLASS`, the LPD-5 merge); 0 for the families left out."""
+    return D.GM_FAMILY_CLASS[int(program) // 8 % 16]
 
-    A track named exactly (case-insensitively) Drums/Piano/Guitar/Bass/Strings gets
-    that class.  Otherwise: drum-channel tracks are Drums, and the General MIDI program
-    family decides: 0-7 pianos -> Piano, 24-31 guitars -> Guitar, 32-39 basses -> Bass,
-    everything else -> Strings (the LPD-5 rule: instruments outside the four families
-    are merged into Strings).
+
+def instrument_class(name: str | None, program: int, is_drum: bool) -> int:
+    """Instrument class id (1..5, 0 = left out) of a MIDI track.
+
+    A track named exactly (case-insensitively) Drums/Piano/Guitar/Bass/Strings gets that class
+    (LPD-5 files name their tracks so).  Otherwise drum-channel tracks are Drums and the General
+    MIDI program decides (:func:`program_class`): pianos -> Piano, guitars -> Guitar, basses ->
+    Bass, the other melodic families (organ included) -> Strings, effects and percussive -> 0.
+    Tokenisation and evaluation both call this, so a track is the same class in both.
     """
     if name:
         key = name.strip().lower()
@@ -57,14 +61,7 @@ def instrument_class(name: str | None, program: int, is_drum: bool) -> int:
                 return i + 1
     if is_drum:
         return D.DRUMS
-    family = int(program) // 8
-    if family == 0:
-        return D.PIANO
-    if family == 3:
-        return D.GUITAR
-    if family == 4:
-        return D.BASS
-    return D.STRINGS
+    return program_class(program)
 
 
 def load_midi(src):
@@ -107,7 +104,7 @@ def check_meter(midi, until_tick: int | None = None) -> None:
 
 
 def extract_notes(src, min_track_notes: int = D.MIN_TRACK_NOTES, check_time_signature: bool = True,
-                  velocity: bool = False):
+                  velocity: bool = False, max_duration: int | None = D.MAX_DURATION):
     """Quantised notes of a MIDI file and a description of its tracks.
 
     Returns ``(notes, tracks)``: ``notes`` is an int32 array ``(n, 4)`` of
@@ -117,8 +114,9 @@ def extract_notes(src, min_track_notes: int = D.MIN_TRACK_NOTES, check_time_sign
     sorted by onset, then instrument class, then unquantised start, then pitch; a repeated
     ``(onset, pitch, instrument)`` from the same unquantised start keeps only its longest note.  ``tracks`` lists
     ``{"name", "program", "is_drum", "class", "n_notes", "kept"}`` per MIDI track.
-    Tracks with fewer than ``min_track_notes`` notes are dropped (SPEC: <= 20).
-    With ``velocity`` the notes get a fifth column, their MIDI velocity.
+    Tracks with fewer than ``min_track_notes`` notes are dropped (SPEC: <= 20), and so are tracks
+    of class 0 (the effect families).  With ``velocity`` the notes get a fifth column, their MIDI
+    velocity; ``max_duration=None`` keeps long notes whole (evaluation measures sounding time).
     """
     midi = load_midi(src)
     tpb = int(midi.ticks_per_beat)
@@ -131,7 +129,7 @@ def extract_notes(src, min_track_notes: int = D.MIN_TRACK_NOTES, check_time_sign
     for inst in midi.instruments:
         cls = instrument_class(inst.name, inst.program, inst.is_drum)
         n = len(inst.notes)
-        kept = n >= min_track_notes
+        kept = n >= min_track_notes and cls > 0
         tracks.append({"name": inst.name, "program": int(inst.program), "is_drum": bool(inst.is_drum),
                        "class": cls, "n_notes": n, "kept": kept})
         if not kept or n == 0:
@@ -142,14 +140,14 @@ def extract_notes(src, min_track_notes: int = D.MIN_TRACK_NOTES, check_time_sign
         # duration = end - onset, so a very short note has duration 0
         onset = np.rint(start * (D.TICKS_PER_BEAT / tpb)).astype(np.int64)
         dur = np.rint(end * (D.TICKS_PER_BEAT / tpb)).astype(np.int64) - onset
-        dur = np.clip(dur, 0, D.MAX_DURATION)
+        dur = np.clip(dur, 0, max_duration)   # (None: long notes kept whole)
         cols = [onset, pitch, dur, np.full_like(onset, cls)] + ([arr[:, 3]] if velocity else [])
         parts.append(np.stack(cols, axis=1))
         raw_starts.append(start)
     if not any(t["n_notes"] for t in tracks):
         raise BadMidiError("no notes")
     if not parts:
-        raise BadMidiError(f"no track with at least {min_track_notes} notes")
+        raise BadMidiError(f"no track with at least {min_track_notes} notes of a kept instrument")
     notes, raw_start = np.concatenate(parts), np.concatenate(raw_starts)
     ok = (notes[:, 0] >= 0) & (notes[:, 1] >= 0) & (notes[:, 1] <= 127)
     notes, raw_start = notes[ok], raw_start[ok]
@@ -244,10 +242,20 @@ def estimate_key(notes: np.ndarray) -> int:
 # notes <-> tokens
 # ---------------------------------------------------------------------------------
 
-def p_beat(i_beat, n_beat: int):
-    """Beat-timing class: int(i_beat / n_beat * 100) + 1, clipped to 1..101 (the original's
-    float expression, so values just under an integer round as they did there)."""
+def p_beat(i_beat, n_beat: int, rounding: str = "floor"):
+    """Beat-timing class of tick ``i_beat`` in a song of ``n_beat`` ticks, the one definition.
+
+    ``rounding="floor"`` (tokens: training data and generation, SPEC section 2): the original's
+    float expression int(i_beat / n_beat * 100) + 1, clipped to 1..101 (so values just under an
+    integer round as they did there).  ``rounding="round"`` (the video rows of the inference npz, as
+    the original's metadata2numpy_mix.py): round(i_beat / n_beat * 100) + 1, Python's
+    round-half-to-even, not clipped.
+    """
     n_beat = max(int(n_beat), 1)
+    if rounding == "round":
+        return np.round(np.asarray(i_beat, dtype=np.float64) / n_beat * 100).astype(np.int64) + 1
+    if rounding != "floor":
+        raise ValueError(f"rounding must be 'floor' or 'round', got {rounding!r}")
     return np.minimum((np.asarray(i_beat, dtype=np.float64) / n_beat * 100).astype(np.int64) + 1, D.N_PBEAT - 1)
 
 
@@ -565,14 +573,14 @@ def init_tokens(instruments_present, key_id: int, genre_id: int, emotion: int | 
     each instrument class k in 1..5 that is present, else zeros.
     """
     out = np.zeros((D.N_INIT_ROWS, 3 if emotion is None else 4), dtype=np.int32)
-    out[0, 0] = int(genre_id)
-    out[1, 1] = int(key_id)
+    out[D.INIT_CELL["genre"]] = int(genre_id)
+    out[D.INIT_CELL["key"]] = int(key_id)
     if emotion is not None:
-        out[0, 3] = int(emotion)
+        out[D.INIT_CELL["emotion"]] = int(emotion)
     present = {int(k) for k in instruments_present}
     for k in range(1, len(D.INSTRUMENTS) + 1):
         if k in present:
-            out[1 + k, 2] = k
+            out[1 + k, D.INIT_INSTRUMENT_COLUMN] = k
     return out
 
 

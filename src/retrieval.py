@@ -10,15 +10,18 @@ from __future__ import annotations
 import numpy as np
 
 import dictionary_mix as D
+from video2npz.metadata import ROW_BARBEAT, ROW_DENSITY, ROW_I_BEAT, ROW_STRENGTH
 
 
 def video_profile(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(density per bar, strength (bars, 16)) of inference-npz rows [bb, density, strength, i_beat, ...]."""
     rows = np.asarray(rows, dtype=np.int64)
-    bars = rows[rows[:, 0] == D.BAR]
-    density = bars[:, 1].astype(np.float64)
+    bb_col = rows[:, ROW_BARBEAT]
+    bars = rows[bb_col == D.BAR]
+    density = bars[:, ROW_DENSITY].astype(np.float64)
     strength = np.zeros((len(bars), D.TICKS_PER_BAR))
-    for bb, _, s, i_beat, *_ in rows[(rows[:, 0] >= 1) & (rows[:, 0] <= 16)]:
+    beats = rows[(bb_col >= 1) & (bb_col <= D.TICKS_PER_BAR)]
+    for bb, s, i_beat in beats[:, [ROW_BARBEAT, ROW_STRENGTH, ROW_I_BEAT]]:
         bar = i_beat // D.TICKS_PER_BAR
         if bar < len(bars):
             strength[bar, bb - 1] = max(strength[bar, bb - 1], s)

@@ -20,15 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import chords
 import cli
 import dictionary_mix as D
-from model import CMT, ModelConfig, load_checkpoint, save_checkpoint
-
-# logits key -> target column of y, from the presets (bmt's fields include cmt's)
-TARGETS = {f.name: f.col for f in D.PRESETS["bmt"].fields if f.head}
+from model import CMT, ModelConfig, field_losses, load_checkpoint, save_checkpoint
 
 
 # ----------------------------------------------------------------------------- data
@@ -64,6 +60,24 @@ def load_data(path: str | os.PathLike) -> dict:
     for key in ("metadata", "vocab"):
         data[key] = json.loads(str(data[key])) if key in data else None
     return data
+
+
+def resplit(data: dict, val_fraction: float) -> np.ndarray:
+    """The train (0) / validation (1) split: the data's own for ``val_fraction`` 0, else its songs
+    split again by :func:`dataset.assign_split` (a hash of each song id, so every window of a song
+    lands on the same side) with that share for validation."""
+    if not val_fraction:
+        return data["split"]
+    if not 0 < val_fraction < 1:
+        raise cli.UserError("--val_fraction must be 0 (the data's split) or a share between 0 and 1")
+    meta = data.get("metadata")
+    ids = [m.get("id") for m in meta] if isinstance(meta, list) and len(meta) == len(data["x"]) else None
+    if not ids or any(i is None for i in ids):
+        raise cli.UserError("--val_fraction: this training npz records no song ids; "
+                            "use --val_fraction 0 (its own split)")
+    from dataset import assign_split
+    split = assign_split(ids, val_fraction)
+    return np.array([split[i] for i in ids], dtype=np.uint8)
 
 
 def data_preset(data: dict) -> str:
@@ -168,20 +182,9 @@ def transpose_songs(x: np.ndarray, y: np.ndarray, init: np.ndarray, rng: np.rand
             a[sel, D.COL_PITCH] += k
             if a.shape[1] > D.COL_CHORD:
                 a[:, D.COL_CHORD] = chords.transpose(a[:, D.COL_CHORD], k)
-        init[i, :, 1] = D.transpose_keys(init[i, :, 1], k)
+        key_col = D.INIT_CELL["key"][1]
+        init[i, :, key_col] = D.transpose_keys(init[i, :, key_col], k)
     return shifts
-
-
-# ----------------------------------------------------------------------------- loss
-def field_losses(logits: dict, y: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per predicted field: cross-entropy (no reduction) times the mask, summed / mask sum."""
-    denom = mask.sum().clamp_min(1.0)
-    out = {}
-    for key in logits:
-        col = TARGETS[key]
-        ce = F.cross_entropy(logits[key].transpose(1, 2).float(), y[..., col], reduction="none")
-        out[key] = (ce * mask).sum() / denom
-    return out
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -239,6 +242,7 @@ def train(hp: dict) -> Path:
                      if not os.path.isabs(hp["train_data"]) and not Path(hp["train_data"]).exists()
                      else hp["train_data"])
     lengths = data["seq_len"].astype(np.int64)
+    data["split"] = resplit(data, float(hp.get("val_fraction") or 0))
     train_idx = np.flatnonzero(data["split"] == 0)
     val_idx = np.flatnonzero(data["split"] == 1)
     if len(train_idx) == 0:
@@ -399,16 +403,8 @@ def label_vocab(data: dict, idx: np.ndarray) -> dict:
     """What the checkpoint records of its training labels, for inference defaults and checks:
     the instrument classes played, the genres and keys (bmt: emotions) of the init tokens, and
     the commonest of each (what inference uses when the user does not choose)."""
-    init = data["init"][idx]
-    genres, g_count = np.unique(init[:, 0, 0], return_counts=True)
-    keys, k_count = np.unique(init[:, 1, 1], return_counts=True)
-    out = {"instruments": trained_instruments(data, idx),
-           "genres": genres.tolist(), "keys": keys.tolist(),
-           "default_genre": int(genres[g_count.argmax()]), "default_key": int(keys[k_count.argmax()])}
-    if init.shape[-1] > 3:
-        emotions, e_count = np.unique(init[:, 0, 3], return_counts=True)
-        out.update(emotions=emotions.tolist(), default_emotion=int(emotions[e_count.argmax()]))
-    return out
+    import controls
+    return {"instruments": trained_instruments(data, idx), **controls.vocab_from_init(data["init"][idx])}
 
 
 def trained_instruments(data: dict, idx: np.ndarray) -> list[int]:

@@ -87,6 +87,7 @@ def main() -> int:
     check_port(args.host, args.port)
     from werkzeug.serving import make_server
 
+    from main_cp import HP
     from webui import media
     from webui.server import AppConfig, create_app
 
@@ -96,8 +97,9 @@ def main() -> int:
     if not args.verbose:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         os.environ.setdefault("CMT_NO_PROGRESS", "1")   # the pages show each job's stage instead
-    model = load_model(ckpt)
-    cfg = AppConfig(data_dir=Path(args.data_dir), model=model,
+    hp = dict(HP)      # the hyperparameter block reaches the web app: C, sampling, limits, device, dtype
+    model = pipeline.load_model(ckpt, hp["device"], hp["dtype"])   # the CLI's loading step, dtype included
+    cfg = AppConfig(data_dir=Path(args.data_dir), model=model, hp=hp,
                     model_name=args.model_name or default_model_name(ckpt),
                     eval_dir=Path(args.eval_dir) if args.eval_dir else None, max_upload_mb=args.max_upload_mb,
                     max_songs=args.max_songs, max_video_s=args.max_video_s)

@@ -245,8 +245,8 @@ def video_npz(tmp_path_factory):
     out = d / "inference"
     r = run(["sh", "video2npz.sh", rel, "--no_cache"], cwd=SRC / "video2npz", OUT_DIR=str(out))
     assert r.returncode == 0, r.stderr
-    assert (out / "test.json").is_file() and (out / "test.npz").is_file()
-    return {"dir": d, "video": Path(video), "npz": out / "test.npz", "json": out / "test.json"}
+    assert (out / "test_metadata.json").is_file() and (out / "test.npz").is_file()
+    return {"dir": d, "video": Path(video), "npz": out / "test.npz", "json": out / "test_metadata.json"}
 
 
 def test_video2npz_sh_is_posix_sh():

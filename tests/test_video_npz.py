@@ -137,14 +137,14 @@ def test_folder_of_videos(tmp_path, clip):
     out = tmp_path / "meta"
     r = run_script("video2metadata.py", "--video", folder, "--meta_data", out, "--is_path", "1", "--no_cache")
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["a.json", "b.json"]
-    assert json.loads((out / "b.json").read_text())["vbeats"] == []
+    assert sorted(p.name for p in out.iterdir()) == ["a_metadata.json", "b_metadata.json"]
+    assert json.loads((out / "b_metadata.json").read_text())["vbeats"] == []
 
 
 def test_video_to_npz(tmp_path, clip):
     npz = video_to_npz(clip, tmp_path / "out", cache_dir=tmp_path / "c", progress=False)
     assert npz == tmp_path / "out" / "clip.npz"
-    meta = json.loads((tmp_path / "out" / "clip.json").read_text())
+    meta = json.loads((tmp_path / "out" / "clip_metadata.json").read_text())
     with np.load(npz) as z:
         assert z["input"].tolist() == metadata_to_rows(meta).tolist()
 
@@ -154,7 +154,7 @@ def test_shell_wrapper(tmp_path, clip):
     r = subprocess.run(["bash", str(SCRIPTS / "video2npz.sh"), str(clip), "--no_cache"], capture_output=True,
                        text=True, env=dict(os.environ, CMT_NO_PROGRESS="1", OUT_DIR=str(tmp_path), PYTHON=PY))
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "clip.npz").is_file() and (tmp_path / "clip.json").is_file()
+    assert (tmp_path / "clip.npz").is_file() and (tmp_path / "clip_metadata.json").is_file()
 
 
 # ---------------------------------------------------------------- bad inputs

@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -239,6 +240,7 @@ def test_ratings_store_summary_csv_and_validation(tmp_path):
 class _Model:
     def __init__(self, vocab=None):
         self.vocab = vocab
+        self.config = SimpleNamespace(preset="bmt" if "emotions" in (vocab or {}) else "cmt", init_n_class=[7, 25, 6])
 
 
 def test_key_genre_and_timbre_choices_follow_the_model(tmp_path, tiny_ckpt):
@@ -248,7 +250,7 @@ def test_key_genre_and_timbre_choices_follow_the_model(tmp_path, tiny_ckpt):
     assert soundtrack.genre_choices(model) == [(3, D.GENRES[3]), (5, D.GENRES[5])]
     o = soundtrack.parse_options({"key": "10", "genre": "5"}, ["2"], model, 5)
     assert (o["key"], o["genre"]) == (10, 5)
-    opts = soundtrack.pipeline_options(o, tmp_path)
+    opts = soundtrack.pipeline_options(o, tmp_path, model)
     assert (opts.key, opts.genre) == (10, 5)
     for fields, message in [({"key": "2"}, "never saw"), ({"genre": "4"}, "not trained with")]:
         with pytest.raises(cli.UserError, match=message):
@@ -294,14 +296,14 @@ def test_parse_options_and_pipeline_options(tmp_path):
                                  ["2", "1", "2"], plain, max_songs=5)
     assert o == {"threshold": 4, "tempo": None, "num_songs": 2, "instruments": [1, 2], "emotion": None, "seed": 7,
                  "key": None, "genre": None, "programs": {}, "keep_audio": False, "music_gain_db": -6.0}
-    opts = soundtrack.pipeline_options(o, tmp_path)
+    opts = soundtrack.pipeline_options(o, tmp_path, plain)
     assert (opts.tempo, opts.min_strength, opts.instruments, opts.num_songs, opts.seed, opts.render) == \
         (None, 4, (1, 2), 2, 7, False)
     assert (opts.keep_audio, opts.programs, opts.key, opts.genre) == (False, None, None, None)
     o = soundtrack.parse_options({"program_Piano": "19", "program_Drums": "5", "keep_audio": "1",
                                   "music_gain_db": "-12"}, ["1", "2", "3"], plain, 5)
     assert (o["programs"], o["keep_audio"], o["music_gain_db"]) == ({"Piano": 19}, True, -12.0)
-    opts = soundtrack.pipeline_options(o, tmp_path)
+    opts = soundtrack.pipeline_options(o, tmp_path, plain)
     assert opts.programs == {"Drums": 0, "Piano": 19, "Guitar": 24, "Bass": 33, "Strings": 41}
     assert (opts.keep_audio, opts.music_gain_db, opts.loudness) == (True, -12.0, -16.0)
     new = soundtrack.new_seed(o)
@@ -309,7 +311,11 @@ def test_parse_options_and_pipeline_options(tmp_path):
     manual = soundtrack.parse_options({"tempo_mode": "manual", "tempo": "96.5"}, ["5"], plain, 5)
     assert manual["tempo"] == 96.5 and manual["threshold"] == soundtrack.DEFAULT_THRESHOLD
     assert 0 <= manual["seed"] < 2**31
-    assert soundtrack.pipeline_options(manual, tmp_path).tempo == 96.5
+    assert soundtrack.pipeline_options(manual, tmp_path, plain).tempo == 96.5
+    keyless = _Model({"instruments": [1, 2, 3, 4, 5]})
+    keyless.config.init_n_class = [7, 1, 6]           # trained without key labels
+    with pytest.raises(cli.UserError, match="no key control"):
+        soundtrack.parse_options({"key": "1"}, ["2"], keyless, 5)
     for fields, instruments, message in [
             ({"tempo_mode": "manual", "tempo": "fast"}, ["1"], "number of beats"),
             ({"tempo_mode": "manual", "tempo": "300"}, ["1"], "32 to 224"),
@@ -319,7 +325,6 @@ def test_parse_options_and_pipeline_options(tmp_path):
             ({}, ["9"], "instrument"),
             ({"program_Piano": "128"}, ["2"], "Piano sound"),
             ({"music_gain_db": "loud"}, ["2"], "music level"),
-            ({"key": "1"}, ["2"], "no key control"),
             ({"emotion": "Q1"}, ["1"], "no emotion control")]:
         with pytest.raises(cli.UserError, match=message):
             soundtrack.parse_options(fields, instruments, plain, 5)
@@ -330,7 +335,7 @@ def test_parse_options_and_pipeline_options(tmp_path):
         soundtrack.parse_options({"emotion": "Q5"}, ["1"], emo, 5)
     o = soundtrack.parse_options({"emotion": "Q2"}, ["1"], emo, 5)
     assert o["emotion"] == "Q2"
-    assert soundtrack.pipeline_options(o, tmp_path).emotion == 2     # Q2's id in the init tokens
+    assert soundtrack.pipeline_options(o, tmp_path, emo).emotion == 2     # Q2's id in the init tokens
     asked = dict(soundtrack.controls_asked(o))
     assert set(asked) == {"visual_beats", "tempo", "instruments", "emotion"}
     assert asked["instruments"] == "instruments: Drums" and asked["tempo"] == "tempo follows the video"

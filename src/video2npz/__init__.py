@@ -10,8 +10,10 @@ metadata (json + npz rows), cache, analysis, visualize, pipeline.
 """
 from video2npz.analysis import analyse, analyse_video
 from video2npz.metadata import (ROW_BARBEAT, ROW_DENSITY, ROW_I_BEAT, ROW_N_BEAT, ROW_P_BEAT,  # noqa: F401
-                                 ROW_STRENGTH, load_metadata, metadata_to_rows)
+                                 ROW_STRENGTH, load_metadata, metadata_path, metadata_to_rows, npz_path,
+                                 save_npz)
 from video2npz.pipeline import video_to_npz
 
 __all__ = ["analyse", "analyse_video", "metadata_to_rows", "load_metadata", "video_to_npz",
+           "metadata_path", "npz_path", "save_npz",
            "ROW_BARBEAT", "ROW_DENSITY", "ROW_STRENGTH", "ROW_I_BEAT", "ROW_N_BEAT", "ROW_P_BEAT"]

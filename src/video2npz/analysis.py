@@ -30,16 +30,12 @@ class Analysis:
 
 
 def check_tempo(tempo) -> float | None:
-    """Validate a user tempo (bpm); None means 'estimate it'."""
+    """Validate a user tempo (bpm); None means 'estimate it'.  The range is the one all entry points
+    use (:func:`controls.check_tempo`: the tempo tokens' 32..224 bpm)."""
     if tempo is None:
         return None
-    try:
-        t = float(tempo)
-    except (TypeError, ValueError):
-        raise UserError(f"tempo must be a number of beats per minute, got {tempo!r}") from None
-    if not (math.isfinite(t) and 1.0 <= t <= 1000.0):
-        raise UserError(f"tempo must be between 1 and 1000 bpm, got {tempo!r}")
-    return t
+    import controls
+    return controls.check_tempo(tempo, "tempo")
 
 
 def is_still(feats: features.FlowFeatures) -> bool:

@@ -13,9 +13,13 @@ Inference npz rows ``[bar-beat, density, strength, i_beat, n_beat, p_beat]``:
 n_beat = ceil(duration / 60 * tempo * 4); for each visual beat, first a Bar row for
 every bar up to and including its bar ``[17, density_class + 1, 0, 16 * bar, n_beat, p]``,
 then the beat row ``[tick + 1, 0, strength_class, i, n_beat, p]``; then Bar rows up to
-the number of bars the video lasts; p = round(100 * i / n_beat) + 1.
+the number of bars the video lasts; p = round(i / n_beat * 100) + 1
+(:func:`representation.p_beat` with ``rounding="round"``, exactly the original's expression).
 
 Rounding is Python 3's round-half-to-even (``np.round`` / ``round``), as the original.
+
+Files: the metadata of ``<stem>.mp4`` is ``<stem>_metadata.json`` and its rows ``<stem>.npz``
+(:func:`metadata_path`, :func:`npz_path`), wherever they are written or looked for.
 """
 from __future__ import annotations
 
@@ -25,11 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
+import dictionary_mix as D
 from cli import UserError
+from representation import p_beat
 
-TICKS_PER_BAR = 16
-TICKS_PER_BEAT = 4
-BAR_TOKEN = 17
+TICKS_PER_BAR = D.TICKS_PER_BAR
+TICKS_PER_BEAT = D.TICKS_PER_BEAT
+BAR_TOKEN = D.BAR
 
 #: The inference rows' columns, by name: [bar-beat, density, strength, i_beat, n_beat, p_beat].
 #: Every reader of video rows indexes them with these, never with raw numbers.
@@ -125,7 +131,7 @@ def build_metadata(*, duration: float, tempo: float, beat_times, beat_weights, m
 
 
 def _p_beat(i: int, n_beat: int) -> int:
-    return int(round(100 * i / n_beat)) + 1
+    return int(p_beat(i, n_beat, rounding="round"))
 
 
 def metadata_to_rows(meta: dict) -> np.ndarray:
@@ -200,6 +206,19 @@ def load_metadata(path, video_name: str | None = None) -> dict:
             raise UserError(f"{path}: holds {len(data)} videos; name one with --video")
     check_metadata(data)
     return data
+
+
+def metadata_path(folder, stem: str) -> Path:
+    """Where the metadata JSON of the video ``<stem>.*`` lives in ``folder``: ``<stem>_metadata.json``.
+
+    The suffix keeps it apart from a song's report ``<stem>_<k>.json`` and from a video that is
+    itself named like a song."""
+    return Path(folder) / f"{stem}_metadata.json"
+
+
+def npz_path(folder, stem: str) -> Path:
+    """Where the inference npz of the video ``<stem>.*`` lives in ``folder``: ``<stem>.npz`` (as the original)."""
+    return Path(folder) / f"{stem}.npz"
 
 
 def save_npz(path, rows: np.ndarray, tempo: float, duration: float) -> None:

@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """metadata.json -> the inference npz (SPEC section 6): rows under "input", plus tempo and duration.
 
-    python src/video2npz/metadata2numpy_mix.py --video clip.mp4 --meta_data inference/clip.json --out_dir inference
+    python src/video2npz/metadata2numpy_mix.py --video clip.mp4 --meta_data inference/clip_metadata.json --out_dir inference
     python src/video2npz/metadata2numpy_mix.py --video videos/ --meta_data inference/meta/ --is_path 1 --out_dir inference
 
 ``--is_path 1`` (BMT's flag): ``--video`` is a folder of videos and ``--meta_data`` the folder of their
-``<name>.json``; one npz per video, a bad one does not stop the others.  ``--metadata`` (the
+``<name>_metadata.json`` (older ``<name>.json`` files are read too); one npz per video, a bad one does not stop the others.  ``--metadata`` (the
 originals' spelling) is the same as ``--meta_data``.
 """
 import sys
@@ -44,11 +44,11 @@ def parse_args(argv=None):
 def convert_one(video_name, meta_path: Path, out_dir: Path, stem: str) -> str:
     meta = metadata.load_metadata(meta_path, video_name)
     rows = metadata.metadata_to_rows(meta)
-    out = out_dir / f"{stem}.npz"
+    out = metadata.npz_path(out_dir, stem)
     if out.resolve() == meta_path.resolve():
         raise cli.UserError(f"{out}: would overwrite the input; choose another --out_dir")
     metadata.save_npz(out, rows, meta["tempo"], meta["duration"])
-    n_bars = int((rows[:, 0] == metadata.BAR_TOKEN).sum()) if len(rows) else 0
+    n_bars = int((rows[:, metadata.ROW_BARBEAT] == metadata.BAR_TOKEN).sum()) if len(rows) else 0
     return (f"{out}: {len(rows)} rows ({n_bars} bars, {len(rows) - n_bars} visual beats), "
             f"tempo {float(meta['tempo']):.2f} bpm")
 
@@ -63,7 +63,7 @@ def main(argv=None):
     if args.is_path == 0 and folder:
         raise cli.UserError(f"--is_path 0: --video {args.video} is a folder; pass --is_path 1 or a video file")
     if not folder:
-        stem = video.stem if video else meta_path.stem
+        stem = video.stem if video else meta_path.stem.removesuffix("_metadata")
         print(convert_one(video.name if video else None, meta_path, out_dir, stem))
         return 0
     if not meta_path.is_dir():
@@ -74,7 +74,10 @@ def main(argv=None):
     failed = []
     for v in videos:
         try:
-            print(convert_one(v.name, meta_path / f"{v.stem}.json", out_dir, v.stem))
+            meta_file = metadata.metadata_path(meta_path, v.stem)
+            if not meta_file.exists() and (meta_path / f"{v.stem}.json").exists():
+                meta_file = meta_path / f"{v.stem}.json"
+            print(convert_one(v.name, meta_file, out_dir, v.stem))
         except cli.UserError as e:
             failed.append(f"{v.name} ({e})")
     if failed:

@@ -5,13 +5,11 @@ import json
 from pathlib import Path
 
 import cli
+import dictionary_mix as D
 from video2npz import analysis, metadata
 
-#: File extensions taken from a folder of videos.
-VIDEO_EXTENSIONS = {
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv",
-    ".3gp", ".ts", ".mts", ".m2ts", ".ogv", ".mxf", ".gif",
-}
+#: File extensions taken from a folder of videos (one list, in dictionary_mix).
+VIDEO_EXTENSIONS = D.VIDEO_SUFFIXES
 
 
 def list_videos(folder) -> list[Path]:
@@ -30,13 +28,13 @@ def video_to_npz(video_path, out_dir, *, metadata_path=None, **kw) -> Path:
 
     Keyword arguments go to :func:`video2npz.analyse_video` (exact, tempo, cache_dir,
     progress, use_cache, workers).  The metadata goes to ``metadata_path``, by default
-    ``<out_dir>/<stem>.json``.  Returns the npz path.
+    ``<out_dir>/<stem>_metadata.json`` (:func:`metadata.metadata_path`).  Returns the npz path.
     """
     video_path = Path(video_path)
     out_dir = Path(out_dir)
     meta = analysis.analyse_video(video_path, **kw)
     rows = metadata.metadata_to_rows(meta)
-    npz = out_dir / f"{video_path.stem}.npz"
-    write_json(metadata_path or out_dir / f"{video_path.stem}.json", meta)
+    npz = metadata.npz_path(out_dir, video_path.stem)
+    write_json(metadata_path or metadata.metadata_path(out_dir, video_path.stem), meta)
     metadata.save_npz(npz, rows, meta["tempo"], meta["duration"])
     return npz

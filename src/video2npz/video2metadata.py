@@ -3,7 +3,7 @@
 
 Writes metadata.json as in SPEC section 6 (one JSON per video for a folder).
 
-    python src/video2npz/video2metadata.py --video clip.mp4 --meta_data inference/clip.json
+    python src/video2npz/video2metadata.py --video clip.mp4 --meta_data inference/clip_metadata.json
     python src/video2npz/video2metadata.py --video videos/ --meta_data inference/meta/
 """
 import sys
@@ -16,7 +16,7 @@ sys.path.insert(0, str(_HERE.parent))
 import argparse  # noqa: E402
 
 import cli  # noqa: E402
-from video2npz import analysis, pipeline  # noqa: E402
+from video2npz import analysis, metadata, pipeline  # noqa: E402
 
 REPO = _HERE.parents[1]
 
@@ -28,7 +28,7 @@ def parse_args(argv=None):
     p.add_argument("--video", required=True, help="a video file, or a folder of videos")
     p.add_argument("--meta_data", default=None,
                    help="output JSON (a folder when --video is a folder); "
-                   "default inference/<video name>.json, or inference/ for a folder")
+                   "default inference/<video name>_metadata.json, or inference/ for a folder")
     p.add_argument("--is_tempo", type=int, choices=(0, 1), default=0,
                    help="1: use --my_tempo instead of the tempo estimated from the video")
     p.add_argument("--my_tempo", type=float, default=None, help="user tempo in bpm (with --is_tempo 1)")
@@ -89,15 +89,15 @@ def main(argv=None):
         failed = []
         for v in videos:
             try:
-                print(_analyse_one(v, out_dir / f"{v.stem}.json", args, tempo))
+                print(_analyse_one(v, metadata.metadata_path(out_dir, v.stem), args, tempo))
             except cli.UserError as e:
                 failed.append(f"{v.name} ({e})")
         if failed:
             raise cli.UserError(f"{len(failed)} of {len(videos)} videos failed: " + "; ".join(failed))
         return 0
-    out = Path(args.meta_data) if args.meta_data else REPO / "inference" / f"{src.stem}.json"
+    out = Path(args.meta_data) if args.meta_data else metadata.metadata_path(REPO / "inference", src.stem)
     if out.is_dir():
-        out = out / f"{src.stem}.json"
+        out = metadata.metadata_path(out, src.stem)
     print(_analyse_one(src, out, args, tempo))
     return 0
 

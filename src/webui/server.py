@@ -39,6 +39,7 @@ class AppConfig:
     max_songs: int = 5
     max_video_s: float = 600.0
     start_worker: bool = True          # False: accept jobs but run none (tests of the routes)
+    hp: dict | None = None             # main_cp.py's hyperparameter block (C, sampling, ...); None: the defaults
 
 
 class State:
@@ -54,7 +55,7 @@ class State:
         self.jobs = JobStore(self.data_dir / "jobs.sqlite3")
         self.ratings = ratings.RatingStore(self.data_dir / "ratings.sqlite3")
         self.previews = evalset.Previews(self.data_dir / "previews")
-        self.runner = soundtrack.SoundtrackJob(cfg.model, self.data_dir)
+        self.runner = soundtrack.SoundtrackJob(cfg.model, self.data_dir, cfg.hp)
         self.requeued = self.jobs.requeue_interrupted()
         self.worker = Worker(self.jobs, self.runner, log=lambda line: print(line, flush=True))
         if cfg.start_worker:

@@ -10,7 +10,6 @@ video with ffmpeg and makes the browser preview, reporting each stage and its pe
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import secrets
 import time
@@ -26,9 +25,10 @@ import pipeline
 import rendering
 from webui import media
 
-TEMPO_RANGE = (32.0, 224.0)      # BMT's tempo tokens span 32..224 bpm
-THRESHOLD_RANGE = (1, 10)        # strength classes; below the threshold a visual beat is not forced
-DEFAULT_THRESHOLD = 2
+# The form's ranges and defaults come from the controls' table (the CLI checks the same).
+TEMPO_RANGE = (D.TEMPO_MIN, D.TEMPO_MAX)         # BMT's tempo tokens span 32..224 bpm
+THRESHOLD_RANGE = controls.MIN_STRENGTH_RANGE    # strength classes; below the threshold a visual beat is not forced
+DEFAULT_THRESHOLD = D.DEFAULT_MIN_STRENGTH
 INSTRUMENTS = {i + 1: name for i, name in enumerate(D.INSTRUMENTS)}   # 1 Drums .. 5 Strings
 
 
@@ -120,37 +120,18 @@ def choices(model) -> dict:
             "music_gain_db": pipeline.Options.music_gain_db, "loudness": pipeline.Options.loudness}
 
 
-def has_option(name: str) -> bool:
-    return name in {f.name for f in dataclasses.fields(pipeline.Options)}
-
-
-def _int(value, what: str, lo: int, hi: int) -> int:
-    try:
-        v = int(str(value).strip())
-    except (TypeError, ValueError):
-        raise cli.UserError(f"{what} must be a whole number from {lo} to {hi}, got {value!r}") from None
-    if not lo <= v <= hi:
-        raise cli.UserError(f"{what} must be from {lo} to {hi}, got {v}")
-    return v
+_int = controls.parse_int
 
 
 def parse_options(fields: Mapping[str, str], instruments: Sequence[str], model, max_songs: int) -> dict:
     """The job's options from the form: threshold, tempo (None: automatic), num_songs,
     instruments (class ids), emotion, key and genre (None when not asked), programs (GM
     program per pitched track), keep_audio, music_gain_db and seed."""
-    threshold = _int(fields.get("threshold", DEFAULT_THRESHOLD), "the visual-beat threshold", *THRESHOLD_RANGE)
+    threshold = controls.parse_min_strength(fields.get("threshold", DEFAULT_THRESHOLD), "the visual-beat threshold")
     num_songs = _int(fields.get("num_songs", 1), "the number of songs", 1, max_songs)
     tempo = None
     if fields.get("tempo_mode", "auto") == "manual":
-        raw = str(fields.get("tempo", "")).strip()
-        try:
-            tempo = float(raw)
-        except ValueError:
-            raise cli.UserError(f"the tempo must be a number of beats per minute, got {raw!r} "
-                                "(or choose automatic tempo)") from None
-        lo, hi = TEMPO_RANGE
-        if not lo <= tempo <= hi:
-            raise cli.UserError(f"the tempo must be from {lo:g} to {hi:g} bpm, got {tempo:g}")
+        tempo = controls.check_tempo(str(fields.get("tempo", "")).strip(), "the tempo")
     elif fields.get("tempo_mode", "auto") != "auto":
         raise cli.UserError("tempo_mode must be 'auto' or 'manual'")
     chosen = sorted({_int(i, "an instrument", 1, len(INSTRUMENTS)) for i in instruments})
@@ -227,20 +208,22 @@ def describe(options: dict) -> list[str]:
     return parts
 
 
-def pipeline_options(options: dict, out_dir: Path) -> pipeline.Options:
-    """pipeline.Options for a job (rendering is done by :class:`SoundtrackJob` stage by stage)."""
-    kw = dict(out_dir=str(out_dir), num_songs=options["num_songs"], seed=options["seed"],
-              tempo=options.get("tempo"), min_strength=options["threshold"],
-              instruments=tuple(options["instruments"]), render=False, key=options.get("key"),
-              genre=options.get("genre"), keep_audio=bool(options.get("keep_audio")),
-              music_gain_db=float(options.get("music_gain_db", pipeline.Options.music_gain_db)))
-    if options.get("programs"):
-        kw["programs"] = {**D.PROGRAMS, **options["programs"]}
-    if options.get("emotion") is not None:
-        if not has_option("emotion"):
-            raise cli.UserError("this version of the pipeline has no emotion control")
-        kw["emotion"] = D.emotion_id(options["emotion"])
-    return pipeline.Options(**kw)
+def pipeline_options(options: dict, out_dir: Path, model=None, hp: dict | None = None) -> pipeline.Options:
+    """pipeline.Options for a job: the form's choices laid over the hyperparameter block ``hp``
+    (main_cp.HP) under the CLI's flag names, turned into Options by the CLI's own function
+    (:func:`pipeline.options_from_hp`), so the same video, seed and settings give the same song
+    from either.  Rendering is done by :class:`SoundtrackJob` stage by stage."""
+    hp = dict(hp or {})
+    programs = ",".join(f"{track}={program}" for track, program in (options.get("programs") or {}).items())
+    hp.update(out_dir=str(out_dir), num_songs=options["num_songs"], seed=options["seed"],
+              is_tempo=int(options.get("tempo") is not None), my_tempo=options.get("tempo") or 0.0,
+              density_threshold=options["threshold"], instruments=",".join(map(str, options["instruments"])),
+              emotion=options.get("emotion") or "",
+              key="" if options.get("key") is None else str(options["key"]),
+              genre="" if options.get("genre") is None else str(options["genre"]),
+              program=programs, keep_audio=int(bool(options.get("keep_audio"))),
+              music_gain_db=float(options.get("music_gain_db", pipeline.Options.music_gain_db)), render=0)
+    return pipeline.options_from_hp(hp, model)
 
 
 class Tracked:
@@ -307,9 +290,10 @@ def beats_picture(video: Path, options: dict, report: dict, path: Path, name: st
 class SoundtrackJob:
     """The worker's handler: ``job`` dict in, list of songs (file names and facts) out."""
 
-    def __init__(self, model, data_dir: Path):
+    def __init__(self, model, data_dir: Path, hp: dict | None = None):
         self.model = model
         self.data_dir = Path(data_dir)
+        self.hp = hp
 
     def upload_path(self, job: dict) -> Path:
         return self.data_dir / "uploads" / job["upload"]
@@ -331,7 +315,7 @@ class SoundtrackJob:
         def log(msg: str) -> None:
             stage(f"composing {songs_word} ({msg.split(': ', 1)[-1]})", 0.0)
 
-        popts = pipeline_options(opts, out_dir)
+        popts = pipeline_options(opts, out_dir, self.model, self.hp)
         with Tracked(self.model, composing) as model:
             pipeline.run([video], model, popts, log=log)
         stem = video.stem
