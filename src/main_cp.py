@@ -45,9 +45,11 @@ HP = dict(
     val_max_songs=0,             # 0: validate on every validation song; N: on a fixed subset of N
     grad_clip=3.0,               # gradient-norm clip
     transpose=0,                 # augmentation: shift each training song by a random -N..N semitones per batch (key label and chords too); 0: off
+    amp=0,                       # 1: bfloat16 autocast for the forward pass (GPUs with bf16: faster, less memory); weights stay float32
+    compile=0,                   # 1: torch.compile the model for training (minutes of compiling first; pays off on long GPU runs)
     seed=0,                      # same seed, same batches / same songs
-    device="auto",               # auto | cpu | cuda
-    gid="",                      # GPU ids as in BMT, e.g. "0" or "0,1" (several: one process each)
+    device="auto",               # auto | cpu | cuda (auto: the GPU where torch sees one, for training and inference)
+    gid="",                      # GPU ids as in BMT, e.g. "0" or "0,1" (several: one process each); relative to CUDA_VISIBLE_DEVICES when that is set
     data_parallel=0,             # 1: use every visible GPU (BMT's flag)
     resume=0,                    # 1: continue from exp/<name>/last.pt
     # inference (SPEC section 5)
