@@ -112,18 +112,11 @@ def init_block(model, opts: Options) -> np.ndarray:
     return np.asarray(init_tokens(instruments, key, genre, emotion))
 
 
-def inference_dtype(name: str, model):
-    """The dtype to generate in.  Generation reads every weight once per token, so halving the
-    bytes halves the time where the CPU has native bfloat16 arithmetic ("auto" picks it
-    there); elsewhere bfloat16 would be emulated and slower, so "auto" keeps float32."""
-    import torch
-    if name not in ("auto", "float32", "bfloat16"):
-        raise cli.UserError("--dtype: choose auto, float32 or bfloat16")
-    if name == "auto":
-        on_cpu = next(model.parameters()).device.type == "cpu"
-        native = on_cpu and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        name = "bfloat16" if native else "float32"
-    return getattr(torch, name)
+def inference_dtype(name: str, model, batch: int = 1):
+    """The dtype to generate in: float32, bfloat16, or auto, the faster of the two for this
+    model on this machine, measured by timing a few steps (cached; see compute.py)."""
+    import compute
+    return compute.inference_dtype(name, model, batch)
 
 
 def check_outputs_safe(inputs: list[Path], outputs: list[Path]) -> None:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 import chords
 import cli
+import compute
 import dictionary_mix as D
 from model import CMT, ModelConfig, load_checkpoint, save_checkpoint
 
@@ -312,6 +313,8 @@ def setup(hp: dict) -> Run:
     device = pick_device(hp["device"], local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    else:
+        compute.thread_policy(int(hp.get("threads") or 0), share=int(os.environ.get("LOCAL_WORLD_SIZE", world)))
     if world > 1:
         import torch.distributed as dist
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")

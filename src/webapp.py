@@ -88,7 +88,9 @@ def main() -> int:
     if not args.verbose:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         os.environ.setdefault("CMT_NO_PROGRESS", "1")   # the pages show each job's stage instead
-    model = load_checkpoint(ckpt)
+    import compute
+    compute.thread_policy(0)   # the cores not busy with other work, so jobs do not collapse under load
+    model = load_checkpoint(ckpt, device=compute.inference_device("auto"))   # a GPU where present
     cfg = AppConfig(data_dir=Path(args.data_dir), model=model,
                     model_name=args.model_name or default_model_name(ckpt),
                     eval_dir=Path(args.eval_dir) if args.eval_dir else None, max_upload_mb=args.max_upload_mb,
