@@ -26,6 +26,7 @@ import cli
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DTYPES = ("auto", "float32", "bfloat16")
+PRECISIONS = DTYPES + ("int8",)
 
 
 # ----------------------------------------------------------------------------- device
@@ -170,3 +171,18 @@ def inference_dtype(name: str, model, batch: int = 1) -> torch.dtype:
     if name == "auto":
         return fastest_dtype(model, batch)
     return getattr(torch, name)
+
+
+def prepare(model, name: str, batch: int = 1) -> str:
+    """Put ``model`` in the precision ``--dtype`` names (auto, float32, bfloat16, or int8: int8
+    weights on the CPU, see CMT.quantize_int8); returns the one used."""
+    if name not in PRECISIONS:
+        raise cli.UserError("--dtype: choose auto, float32, bfloat16 or int8")
+    if name == "int8":
+        if next(model.parameters()).device.type != "cpu":
+            raise cli.UserError("--dtype int8 runs on the CPU only: add --device cpu, or choose bfloat16 on a GPU")
+        model.float().quantize_int8()
+        return name
+    dtype = inference_dtype(name, model, batch)
+    model.to(dtype)
+    return str(dtype).removeprefix("torch.")

@@ -68,7 +68,7 @@ HP = dict(
     emotion="",                  # bmt models: Q1 happy/excited, Q2 tense, Q3 sad, Q4 calm ("": the commonest of the training data)
     program="",                  # General MIDI programs for rendering, e.g. "Piano=0,Strings=48"
     render=1,                    # 0: stop at MIDI
-    dtype="auto",                # inference weights: auto (the faster here, timed on a few steps and cached) | float32 | bfloat16
+    dtype="auto",                # inference weights: auto (float32 or bfloat16, the faster here, timed on a few steps and cached) | float32 | bfloat16 | int8 (CPU)
     threads=0,                   # torch threads per process; 0: the cores not busy with other work when it starts (at least 1)
 )
 
@@ -125,7 +125,7 @@ def inference(hp: dict) -> None:
     import compute
     compute.thread_policy(hp["threads"])
     model = load_checkpoint(ckpt, device=compute.inference_device(hp["device"]))
-    model.to(pipeline.inference_dtype(hp["dtype"], model, hp["num_songs"]))
+    compute.prepare(model, hp["dtype"], hp["num_songs"])
     opts = pipeline.Options(out_dir=hp["out_dir"], num_songs=hp["num_songs"], C=hp["C"], seed=hp["seed"],
                             tempo=hp["my_tempo"] if hp["is_tempo"] else None, exact=bool(hp["exact"]),
                             min_strength=hp["density_threshold"], render=bool(hp["render"]),

@@ -104,3 +104,29 @@ def test_named_dtypes_and_bad_names():
     assert compute.inference_dtype("bfloat16", m) == torch.bfloat16
     with pytest.raises(cli.UserError):
         compute.inference_dtype("float16", m)
+
+
+def test_int8_step_follows_the_float32_step():
+    # int8 weights: the generation step's logits stay close to float32's and rank the classes alike
+    torch.manual_seed(1)
+    ref = CMT(ModelConfig(n_layer=2, d_model=64, n_head=4, d_ff=128, emb_sizes=[8, 4, 8, 16, 8, 4, 8],
+                          time_emb_size=8, init_emb_size=8)).eval()
+    q = CMT(ref.config)
+    q.load_state_dict(ref.state_dict())
+    assert compute.prepare(q.eval(), "int8") == "int8"
+    init = torch.zeros(3, 7, 3, dtype=torch.long)
+    toks = torch.randint(0, 3, (3, 5, 9))
+    with torch.inference_mode():
+        sa, sb = ref.start(init), q.start(init)
+        for t in range(5):
+            ha, sa = ref.step(toks[:, t], sa)
+            hb, sb = q.step(toks[:, t], sb)
+            la, lb = ref.predict_type(ha), q.predict_type(hb)
+            fa, fb = ref.predict_fields(ha, la.argmax(-1)), q.predict_fields(hb, la.argmax(-1))
+            for a, b in [(la, lb)] + [(fa[k], fb[k]) for k in fa]:
+                pa, pb = a.softmax(-1), b.softmax(-1)
+                assert (pa - pb).abs().max() < 0.05
+        # the teacher-forced path runs too (module calls)
+        out = q(toks[:, :4], toks[:, 1:], init)
+        assert set(out) == set(ref(toks[:, :4], toks[:, 1:], init))
+    assert set(ref.state_dict()) == set(CMT(ref.config).state_dict())   # the float model's keys unchanged
