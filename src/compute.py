@@ -1,11 +1,14 @@
 """Where and how inference computes: the device, the weights' dtype and the CPU threads.
 
 * :func:`inference_device`: ``auto`` is the GPU where torch sees one, else the CPU.
-* :func:`fastest_dtype`: ``--dtype auto`` times a few generation steps of the actual model in
-  float32 and in bfloat16 and keeps the faster.  A CPU flag does not say which wins: on the
-  2-core reference machine bfloat16 is native yet slower at batch 1.  The choice is cached per
-  (model size, batch, processor, threads, torch) in ``<cache>/dtype.json``, so one machine
-  keeps making the same choice, and with it the same songs for the same seed.
+* :func:`prepare`: ``--dtype auto`` times a few generation steps of the actual model in
+  float32, bfloat16 and (on the CPU) int8 weights, and keeps the fastest.  A CPU flag does
+  not say which wins: on the 2-core reference machine bfloat16 is native yet slower than
+  float32 at batch 1 when the machine is idle.  int8 (CMT.quantize_int8) keeps the
+  activations in float32 and moves the model's distributions far less than bfloat16 does
+  (benchmarks/bench_precision.py).  The choice is cached per (model size, batch, processor,
+  threads, torch) in ``<cache>/dtype.json``, so one machine keeps making the same choice,
+  and with it the same songs for the same seed.
 * :func:`thread_policy`: torch's default (one thread per core in every process) collapses
   when several processes share the cores: a thread waiting at every matrix product for a
   sibling that the scheduler gave to another process.  The policy takes only the cores
@@ -129,30 +132,37 @@ def time_steps(model, batch: int = 1, steps: int = 8, rounds: int = 3) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def fastest_dtype(model, batch: int = 1, cache: Path | None | bool = None) -> torch.dtype:
-    """float32 or bfloat16, whichever runs ``model``'s generation step faster here.
+def _convert(model, name: str):
+    """A copy of ``model`` in precision ``name`` (the model itself for float32 when it is float32)."""
+    base = model if next(model.parameters()).dtype == torch.float32 else copy.deepcopy(model).float()
+    if name == "float32":
+        return base
+    m = copy.deepcopy(base)
+    return m.quantize_int8() if name == "int8" else m.to(getattr(torch, name))
 
-    The model is not changed (bfloat16 is timed on a copy).  ``cache``: a json file (default
-    :func:`cache_file`), or False for no cache."""
+
+def fastest(model, batch: int = 1, candidates=("float32", "bfloat16"), cache: Path | None | bool = None) -> str:
+    """The name of the precision among ``candidates`` that runs ``model``'s generation step
+    fastest here.  The model is not changed (the others are timed on copies).  ``cache``: a
+    json file (default :func:`cache_file`), or False for no cache."""
     device = next(model.parameters()).device
-    key = dtype_key(model, batch, device)
+    key = dtype_key(model, batch, device) + " | " + ",".join(candidates)
     path = None if cache is False else Path(cache or cache_file())
     known = {}
     if path is not None and path.is_file():
         try:
             known = json.loads(path.read_text())
-            if known.get(key) in ("float32", "bfloat16"):
-                return getattr(torch, known[key])
+            if known.get(key) in candidates:
+                return known[key]
         except (OSError, ValueError, AttributeError):
             known = {}
-    base = model if next(model.parameters()).dtype == torch.float32 else copy.deepcopy(model).float()
-    half = copy.deepcopy(base).to(torch.bfloat16)
-    t32, t16 = [], []
-    for _ in range(2):   # interleaved, so a change of load hits both
-        t32.append(time_steps(base, batch))
-        t16.append(time_steps(half, batch))
-    del half
-    name = "bfloat16" if min(t16) < min(t32) else "float32"
+    copies = {name: _convert(model, name) for name in candidates}
+    times = {name: [] for name in candidates}
+    for _ in range(2):   # interleaved, so a change of load hits all
+        for name, m in copies.items():
+            times[name].append(time_steps(m, batch))
+    del copies
+    name = min(candidates, key=lambda n: min(times[n]))
     if path is not None:
         known = known if isinstance(known, dict) else {}
         known[key] = name
@@ -161,7 +171,12 @@ def fastest_dtype(model, batch: int = 1, cache: Path | None | bool = None) -> to
             cli.write_text_atomic(path, json.dumps(known, indent=1, sort_keys=True))
         except OSError:   # a cache that cannot be written is not an error
             pass
-    return getattr(torch, name)
+    return name
+
+
+def fastest_dtype(model, batch: int = 1, cache: Path | None | bool = None) -> torch.dtype:
+    """float32 or bfloat16, whichever runs ``model``'s generation step faster here."""
+    return getattr(torch, fastest(model, batch, ("float32", "bfloat16"), cache))
 
 
 def inference_dtype(name: str, model, batch: int = 1) -> torch.dtype:
@@ -178,11 +193,13 @@ def prepare(model, name: str, batch: int = 1) -> str:
     weights on the CPU, see CMT.quantize_int8); returns the one used."""
     if name not in PRECISIONS:
         raise cli.UserError("--dtype: choose auto, float32, bfloat16 or int8")
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    if name == "auto":
+        name = fastest(model, batch, ("float32", "bfloat16", "int8") if on_cpu else ("float32", "bfloat16"))
     if name == "int8":
-        if next(model.parameters()).device.type != "cpu":
+        if not on_cpu:
             raise cli.UserError("--dtype int8 runs on the CPU only: add --device cpu, or choose bfloat16 on a GPU")
         model.float().quantize_int8()
-        return name
-    dtype = inference_dtype(name, model, batch)
-    model.to(dtype)
-    return str(dtype).removeprefix("torch.")
+    else:
+        model.to(getattr(torch, name))
+    return name

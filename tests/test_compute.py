@@ -74,7 +74,7 @@ def test_auto_dtype_is_the_faster_one_measured_and_cached(tmp_path, monkeypatch)
     monkeypatch.setattr(compute, "time_steps", slow16)
     cache = tmp_path / "dtype.json"
     assert compute.fastest_dtype(model, cache=cache) == torch.float32
-    key = compute.dtype_key(model, 1, torch.device("cpu"))
+    key = compute.dtype_key(model, 1, torch.device("cpu")) + " | float32,bfloat16"
     assert json.loads(cache.read_text()) == {key: "float32"}
     # the model itself is untouched (bfloat16 was timed on a copy)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
@@ -130,3 +130,22 @@ def test_int8_step_follows_the_float32_step():
         out = q(toks[:, :4], toks[:, 1:], init)
         assert set(out) == set(ref(toks[:, :4], toks[:, 1:], init))
     assert set(ref.state_dict()) == set(CMT(ref.config).state_dict())   # the float model's keys unchanged
+
+
+def test_auto_on_the_cpu_chooses_among_three_by_timing(tmp_path, monkeypatch):
+    order = {"int8": 0.1, "float32": 0.2, "bfloat16": 0.3}
+    def fake(m, batch=1, **kw):
+        if getattr(m, "int8", False):
+            return order["int8"]
+        return order[str(next(m.parameters()).dtype).removeprefix("torch.")]
+    monkeypatch.setattr(compute, "time_steps", fake)
+    monkeypatch.setenv("CMT_CACHE_DIR", str(tmp_path))
+    m = tiny_model()
+    assert compute.prepare(m, "auto") == "int8" and getattr(m, "int8", False)
+    order.update(int8=0.5)
+    m = tiny_model()
+    assert compute.prepare(m, "auto", batch=8) == "float32"
+    assert next(m.parameters()).dtype == torch.float32
+    assert compute.prepare(tiny_model(), "bfloat16") == "bfloat16"
+    with pytest.raises(cli.UserError):
+        compute.prepare(tiny_model(), "int4")
