@@ -6,9 +6,10 @@
   not say which wins: on the 2-core reference machine bfloat16 is native yet slower than
   float32 at batch 1 when the machine is idle.  int8 (CMT.quantize_int8) keeps the
   activations in float32 and moves the model's distributions far less than bfloat16 does
-  (benchmarks/bench_precision.py).  The choice is cached per (model size, batch, processor,
-  threads, torch) in ``<cache>/dtype.json``, so one machine keeps making the same choice,
-  and with it the same songs for the same seed.
+  (benchmarks/bench_precision.py).  The choice is cached per (model size, batch, processor
+  and its usable cores, torch) in ``<cache>/dtype.json``, so one machine keeps making the same
+  choice whatever its load, and with it the same songs for the same seed (delete the file to
+  measure again).
 * :func:`thread_policy`: torch's default (one thread per core in every process) collapses
   when several processes share the cores: a thread waiting at every matrix product for a
   sibling that the scheduler gave to another process.  The policy takes only the cores
@@ -104,8 +105,8 @@ def processor_name() -> str:
 
 def dtype_key(model, batch: int, device: torch.device) -> str:
     c = model.config
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"{processor_name()} x{torch.get_num_threads()}"
+    # not the thread count: it follows the load, and the choice (hence the songs) must not
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{processor_name()} x{usable_cores()}"
     return (f"{c.preset} L{c.n_layer} d{c.d_model} ff{c.d_ff} h{c.n_head} v{sum(c.n_class[:8])} b{batch} | "
             f"{where} | torch {torch.__version__}")
 
