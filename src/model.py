@@ -429,8 +429,27 @@ class CMT(nn.Module):
 
     @torch.inference_mode()
     def predict_fields(self, h, type_ids) -> dict[str, torch.Tensor]:
-        """Type-conditioned logits of every predicted field but type."""
-        return self.heads(h, type_ids)
+        """Type-conditioned logits of every predicted field but type: the same values as
+        :meth:`heads`, with the field heads fused into one matrix product (generation)."""
+        if getattr(self, "int8", False):
+            return self.heads(h, type_ids)
+        y = self.project_concat_type(torch.cat([h, self.encoder_emb_type(type_ids)], dim=-1))
+        w, b, sizes = self.fused_heads()
+        return dict(zip((name for name, _ in self._heads), F.linear(y, w, b).split(sizes, dim=-1)))
+
+    def fused_heads(self):
+        """The field heads (not type's) stacked into one weight and bias, cached and rebuilt
+        whenever a head's parameters change (tensor versions)."""
+        mods = [getattr(self, m) for _, m in self._heads]
+        params = [m.weight for m in mods] + [m.bias for m in mods]
+        key = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
+        cached = getattr(self, "_fused_heads", (None, None))
+        if cached[0] != key:
+            with torch.no_grad():
+                cached = (key, (torch.cat([m.weight for m in mods]), torch.cat([m.bias for m in mods]),
+                                [m.out_features for m in mods]))
+            self._fused_heads = cached
+        return cached[1]
 
 
 def select_state(state, index):
