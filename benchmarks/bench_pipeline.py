@@ -30,10 +30,10 @@ from make_demo_video import render_demo  # noqa: E402
 from model import CMT, ModelConfig, load_checkpoint, save_checkpoint  # noqa: E402
 
 
-def timed_run(video: Path, ckpt: Path, out: Path, dtype: str, seed: int = 0) -> dict:
+def timed_run(video: Path, ckpt: Path, out: Path, dtype: str, seed: int = 0, device: str = "auto") -> dict:
     times = {}
     t0 = time.perf_counter()
-    model = load_checkpoint(ckpt)
+    model = load_checkpoint(ckpt, device=compute.inference_device(device))
     used = compute.prepare(model, dtype)
     times["load model"] = time.perf_counter() - t0
     opts = pipeline.Options(out_dir=str(out), seed=seed, render=False)
@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--models", default="bundled,published")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default 0: the thread policy, as main_cp.py)")
     ap.add_argument("--dtype", default="auto", help="generation dtype, as main_cp.py --dtype (default auto)")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda, as main_cp.py --device (default auto)")
+    ap.add_argument("--out", default=None, help="default benchmarks/results/pipeline[_DTYPE].json")
     args = ap.parse_args()
     load_before = os.getloadavg()
     args.threads = compute.thread_policy(args.threads)
@@ -81,7 +83,7 @@ def main() -> None:
             out = tmp / name
             out.mkdir()
             os.environ["CMT_CACHE_DIR"] = str(out / "cache")   # a cold analysis for every model
-            results[name] = timed_run(video, ckpt, out, args.dtype)
+            results[name] = timed_run(video, ckpt, out, args.dtype, device=args.device)
             results[name]["parameters"] = sum(p.numel() for p in load_checkpoint(ckpt).parameters())
     stages = ["load model", "video analysis", "generation + MIDI", "FluidSynth", "ffmpeg mux", "total"]
     print(f"\n{args.seconds:.0f} s video, 640x360 @ 30 fps, {args.threads} threads, dtype {args.dtype}, "
@@ -91,7 +93,8 @@ def main() -> None:
     print("|---|" + "---:|" * len(results))
     for s in stages:
         print(f"| {s} | " + " | ".join(f"{r['seconds'][s]:.1f} s" for r in results.values()) + " |")
-    out = ROOT / "benchmarks" / "results" / ("pipeline.json" if args.dtype == "auto" else f"pipeline_{args.dtype}.json")
+    out = Path(args.out) if args.out else \
+        ROOT / "benchmarks" / "results" / ("pipeline.json" if args.dtype == "auto" else f"pipeline_{args.dtype}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"video_seconds": args.seconds, "threads": args.threads, "dtype": args.dtype,
                                 "load_before": load_before, "load_after": os.getloadavg(), "results": results}, indent=1))

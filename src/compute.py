@@ -159,9 +159,9 @@ def fastest(model, batch: int = 1, candidates=("float32", "bfloat16"), cache: Pa
             known = {}
     copies = {name: _convert(model, name) for name in candidates}
     times = {name: [] for name in candidates}
-    for _ in range(2):   # interleaved, so a change of load hits all
+    for _ in range(3):   # short turns, interleaved, so a change of load hits all alike
         for name, m in copies.items():
-            times[name].append(time_steps(m, batch))
+            times[name].append(time_steps(m, batch, steps=4, rounds=1))
     del copies
     name = min(candidates, key=lambda n: min(times[n]))
     if path is not None:
