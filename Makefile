@@ -58,6 +58,10 @@ evaluate: setup
 
 bench: setup fast-transformers
 	$(PY) benchmarks/bench_model.py
+	$(PY) benchmarks/bench_model.py --parts gen --dtype int8
+	$(PY) benchmarks/bench_precision.py
+	$(PY) benchmarks/bench_sampling.py
+	$(PY) benchmarks/bench_threads.py
 	$(PY) benchmarks/bench_video.py
 	$(PY) benchmarks/bench_data.py
 	$(PY) benchmarks/bench_pipeline.py

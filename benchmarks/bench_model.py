@@ -40,7 +40,7 @@ def parse_args():
     p.add_argument("--parts", default="gen,orig,train",
                    help="comma-separated subset of gen (generation), orig (original way; needs gen), "
                         "train (training tokens/s); default all")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "int8"],
                    help="weights for the generation part (main_cp.py --dtype auto uses bfloat16 on CPUs with "
                    "native bfloat16); the other parts stay float32")
     p.add_argument("--out", default=None, help="default benchmarks/results/model.json (model_bfloat16.json)")
@@ -175,13 +175,18 @@ def main():
     g = torch.Generator().manual_seed(0)
     m = M.CMT(M.ModelConfig()).eval()
     n_params = M.count_parameters(m)
-    if args.dtype == "bfloat16":
+    nbytes = streamed_bytes(m)
+    if args.dtype != "float32":
         if parts != {"gen"}:
-            raise cli.UserError("--dtype bfloat16 times generation only: add --parts gen")
-        m = m.to(torch.bfloat16)
+            raise cli.UserError(f"--dtype {args.dtype} times generation only: add --parts gen")
+        if args.dtype == "int8":
+            m.quantize_int8()
+            nbytes //= 4   # the Linear weights (nearly all the streamed bytes) in one byte each
+        else:
+            m = m.to(torch.bfloat16)
+            nbytes = streamed_bytes(m)
     args.out = args.out or str(ROOT / "benchmarks" / "results" /
                                ("model.json" if args.dtype == "float32" else f"model_{args.dtype}.json"))
-    nbytes = streamed_bytes(m)
     bw = gemv_bandwidth()
     bound = nbytes / (ASSUMED_GBPS * 1e9) * 1e3
     res = {

@@ -23,17 +23,18 @@ os.environ.setdefault("CMT_NO_PROGRESS", "1")
 
 import torch  # noqa: E402
 
+import compute  # noqa: E402
 import pipeline  # noqa: E402
 import rendering  # noqa: E402
 from make_demo_video import render_demo  # noqa: E402
 from model import CMT, ModelConfig, load_checkpoint, save_checkpoint  # noqa: E402
 
 
-def timed_run(video: Path, ckpt: Path, out: Path, dtype: str, seed: int = 0) -> dict:
+def timed_run(video: Path, ckpt: Path, out: Path, dtype: str, seed: int = 0, device: str = "auto") -> dict:
     times = {}
     t0 = time.perf_counter()
-    model = load_checkpoint(ckpt)
-    model.to(pipeline.inference_dtype(dtype, model))
+    model = load_checkpoint(ckpt, device=compute.inference_device(device))
+    used = compute.prepare(model, dtype)
     times["load model"] = time.perf_counter() - t0
     opts = pipeline.Options(out_dir=str(out), seed=seed, render=False)
     t = time.perf_counter()
@@ -51,17 +52,20 @@ def timed_run(video: Path, ckpt: Path, out: Path, dtype: str, seed: int = 0) -> 
     times["ffmpeg mux"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     n_tokens = json.loads((out / f"{video.stem}_0.json").read_text())["n_tokens"]
-    return {"seconds": times, "tokens": n_tokens, "video_seconds": duration, "tempo": tempo}
+    return {"seconds": times, "tokens": n_tokens, "video_seconds": duration, "tempo": tempo, "dtype": used}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--models", default="bundled,published")
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default 0: the thread policy, as main_cp.py)")
     ap.add_argument("--dtype", default="auto", help="generation dtype, as main_cp.py --dtype (default auto)")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda, as main_cp.py --device (default auto)")
+    ap.add_argument("--out", default=None, help="default benchmarks/results/pipeline[_DTYPE].json")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    args.threads = compute.thread_policy(args.threads)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -79,18 +83,21 @@ def main() -> None:
             out = tmp / name
             out.mkdir()
             os.environ["CMT_CACHE_DIR"] = str(out / "cache")   # a cold analysis for every model
-            results[name] = timed_run(video, ckpt, out, args.dtype)
+            results[name] = timed_run(video, ckpt, out, args.dtype, device=args.device)
             results[name]["parameters"] = sum(p.numel() for p in load_checkpoint(ckpt).parameters())
     stages = ["load model", "video analysis", "generation + MIDI", "FluidSynth", "ffmpeg mux", "total"]
-    print(f"\n{args.seconds:.0f} s video, 640x360 @ 30 fps, {args.threads} threads, dtype {args.dtype}")
-    print("| stage | " + " | ".join(f"{m} ({r['parameters'] / 1e6:.1f} M, {r['tokens']} tokens)"
+    print(f"\n{args.seconds:.0f} s video, 640x360 @ 30 fps, {args.threads} threads, dtype {args.dtype}, "
+          f"load before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print("| stage | " + " | ".join(f"{m} ({r['parameters'] / 1e6:.1f} M, {r['dtype']}, {r['tokens']} tokens)"
                                      for m, r in results.items()) + " |")
     print("|---|" + "---:|" * len(results))
     for s in stages:
         print(f"| {s} | " + " | ".join(f"{r['seconds'][s]:.1f} s" for r in results.values()) + " |")
-    out = ROOT / "benchmarks" / "results" / ("pipeline.json" if args.dtype == "auto" else f"pipeline_{args.dtype}.json")
+    out = Path(args.out) if args.out else \
+        ROOT / "benchmarks" / "results" / ("pipeline.json" if args.dtype == "auto" else f"pipeline_{args.dtype}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"video_seconds": args.seconds, "threads": args.threads, "dtype": args.dtype, "results": results}, indent=1))
+    out.write_text(json.dumps({"video_seconds": args.seconds, "threads": args.threads, "dtype": args.dtype,
+                                "load_before": load_before, "load_after": os.getloadavg(), "results": results}, indent=1))
 
 
 if __name__ == "__main__":

@@ -49,9 +49,11 @@ HP = dict(
     val_max_songs=0,             # 0: validate on every validation song; N: on a fixed subset of N
     grad_clip=3.0,               # gradient-norm clip
     transpose=0,                 # augmentation: shift each training song by a random -N..N semitones per batch (key label and chords too); 0: off
+    amp=0,                       # 1: bfloat16 autocast for the forward pass (GPUs with bf16: faster, less memory); weights stay float32
+    compile=0,                   # 1: torch.compile the model for training (minutes of compiling first; pays off on long GPU runs)
     seed=0,                      # same seed, same batches / same songs
-    device="auto",               # auto | cpu | cuda
-    gid="",                      # GPU ids as in BMT, e.g. "0" or "0,1" (several: one process each)
+    device="auto",               # auto | cpu | cuda (auto: the GPU where torch sees one, for training and inference)
+    gid="",                      # GPU ids as in BMT, e.g. "0" or "0,1" (several: one process each); relative to CUDA_VISIBLE_DEVICES when that is set
     data_parallel=0,             # 1: use every visible GPU (BMT's flag)
     resume=0,                    # 1: continue from exp/<name>/last.pt
     init_ckpt="",                # fine-tune: start from this checkpoint's weights (CMT's train.py -p)
@@ -74,9 +76,10 @@ HP = dict(
     keep_audio=0,                # 1: keep the video's own sound and lay the music under it (ducked while the sound is loud)
     music_gain_db=-6.0,          # the music's level under the kept sound, in dB (with --keep_audio 1)
     loudness=-16.0,              # the final mix's integrated loudness in LUFS (EBU R128; -16 suits online video; 0: as rendered)
-    dtype="auto",                # inference weights: auto (bfloat16 where the CPU computes it natively) | float32 | bfloat16
     max_tokens_per_bar=160,      # generation closes a bar that runs longer than this many tokens
     sampling="type=1.0/0.9,barbeat=1.2/none,density=1.0/0.9,pitch=1.0/0.9,duration=2.0/0.9,instr=1.0/0.9,strength=1.0/0.9,tempo=1.0/0.9,chord=1.0/0.9,velocity=1.0/0.9",  # per field temperature/top-p (none: no nucleus), SPEC section 3
+    dtype="auto",                # inference weights: auto (float32 or bfloat16, the faster here, timed on a few steps and cached) | float32 | bfloat16 | int8 (CPU)
+    threads=0,                   # torch threads per process; 0: the cores not busy with other work when it starts (at least 1)
 )
 
 PRESETS = {
@@ -138,7 +141,7 @@ def inference(hp: dict) -> None:
     if hp["num_songs"] < 1:
         raise cli.UserError("--num_songs must be at least 1")
     inputs = pipeline.collect_inputs(hp["videos"])
-    model = pipeline.load_model(ckpt, hp["device"], hp["dtype"])
+    model = pipeline.load_model(ckpt, hp["device"], hp["dtype"], threads=hp["threads"], batch=hp["num_songs"])
     opts = pipeline.options_from_hp(hp, model)
     results = pipeline.run(inputs, model, opts)
     print("\nwritten:")

@@ -148,6 +148,14 @@ class BeatPositionalEncoding(nn.Module):
         return self(torch.arange(n, device=self.div_term.device))
 
 
+def _linear(module, x):
+    """A Linear layer in the hot loop: F.linear on its tensors (no module-call overhead), or the
+    module itself when it has been replaced by an int8 one (CMT.quantize_int8)."""
+    if type(module) is nn.Linear:
+        return F.linear(x, module.weight, module.bias)
+    return module(x)
+
+
 class CausalLinearSelfAttention(nn.Module):
     """Multi-head self-attention with the causal linear kernel (attention.py)."""
 
@@ -159,6 +167,7 @@ class CausalLinearSelfAttention(nn.Module):
         self.value_projection = nn.Linear(d_model, d_model)
         self.out_projection = nn.Linear(d_model, d_model)
         self._fused = (None, None)  # (key, (weight, bias)) of the fused q/k/v projection
+        self.qkv_int8 = None        # the fused q/k/v projection in int8 (CMT.quantize_int8)
 
     def forward(self, x, backend="torch", state=None, return_state=False):
         B, L, d = x.shape
@@ -189,11 +198,13 @@ class CausalLinearSelfAttention(nn.Module):
 
     def step(self, x, state):
         B, d = x.shape
-        w, b = self.fused_qkv()
-        q, k, v = F.linear(x, w, b).view(B, 3, self.n_head, -1).unbind(1)
+        if self.qkv_int8 is not None:   # int8 weights (CMT.quantize_int8): modules, not F.linear
+            qkv = self.qkv_int8(x)
+        else:
+            qkv = F.linear(x, *self.fused_qkv())
+        q, k, v = qkv.view(B, 3, self.n_head, -1).unbind(1)
         out, state = attention.recurrent_step(q, k, v, state)
-        o = self.out_projection
-        return F.linear(out.reshape(B, d), o.weight, o.bias), state
+        return _linear(self.out_projection, out.reshape(B, d)), state
 
 
 class EncoderLayer(nn.Module):
@@ -225,12 +236,12 @@ class EncoderLayer(nn.Module):
         p = self.dropout.p if self.training else 0.0
         if p:
             a = F.dropout(a, p, True)
-        n1, n2, l1, l2 = self.norm1, self.norm2, self.linear1, self.linear2
+        n1, n2 = self.norm1, self.norm2
         x = F.layer_norm(x + a, n1.normalized_shape, n1.weight, n1.bias, n1.eps)
-        y = F.gelu(F.linear(x, l1.weight, l1.bias))
+        y = F.gelu(_linear(self.linear1, x))
         if p:
             y = F.dropout(y, p, True)
-        y = F.linear(y, l2.weight, l2.bias)
+        y = _linear(self.linear2, y)
         if p:
             y = F.dropout(y, p, True)
         return F.layer_norm(x + y, n2.normalized_shape, n2.weight, n2.bias, n2.eps), state
@@ -379,6 +390,30 @@ class CMT(nn.Module):
         """
         return self.transformer_encoder.step(self.embed_tokens(tokens), state)
 
+    def quantize_int8(self) -> "CMT":
+        """Generation with int8 weights (inference only, CPU): every Linear layer of the stack
+        and the heads becomes a dynamically quantized one (weights int8 per tensor, activations
+        quantized on the fly), with q, k and v fused into one layer per block.  Reads a quarter
+        of float32's bytes per token.  The embeddings stay float32.  In place; returns self.
+        The state dict then no longer has the checkpoint's layout: do not save such a model."""
+        import warnings
+
+        from torch.ao.quantization import quantize_dynamic
+        with warnings.catch_warnings():   # torch marks the eager API deprecated; it is what runs here
+            warnings.simplefilter("ignore")
+            for layer in self.transformer_encoder.layers:
+                att = layer.attention
+                w, b = att.fused_qkv()
+                fused = nn.Linear(w.shape[1], w.shape[0])
+                with torch.no_grad():
+                    fused.weight.copy_(w)
+                    fused.bias.copy_(b)
+                att.qkv_int8 = quantize_dynamic(nn.Sequential(fused), {nn.Linear}, dtype=torch.qint8)[0]
+                att._fused = (None, None)
+            quantize_dynamic(self, {nn.Linear}, dtype=torch.qint8, inplace=True)
+        self.int8 = True
+        return self.eval()
+
     @torch.inference_mode()
     def predict_type(self, h):
         """(B, d_model) -> (B, n_type) type logits."""
@@ -386,8 +421,27 @@ class CMT(nn.Module):
 
     @torch.inference_mode()
     def predict_fields(self, h, type_ids) -> dict[str, torch.Tensor]:
-        """Type-conditioned logits of every predicted field but type."""
-        return self.heads(h, type_ids)
+        """Type-conditioned logits of every predicted field but type: the same values as
+        :meth:`heads`, with the field heads fused into one matrix product (generation)."""
+        if getattr(self, "int8", False):
+            return self.heads(h, type_ids)
+        y = self.project_concat_type(torch.cat([h, self.encoder_emb_type(type_ids)], dim=-1))
+        w, b, sizes = self.fused_heads()
+        return dict(zip((name for name, _ in self._heads), F.linear(y, w, b).split(sizes, dim=-1)))
+
+    def fused_heads(self):
+        """The field heads (not type's) stacked into one weight and bias, cached and rebuilt
+        whenever a head's parameters change (tensor versions)."""
+        mods = [getattr(self, m) for _, m in self._heads]
+        params = [m.weight for m in mods] + [m.bias for m in mods]
+        key = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
+        cached = getattr(self, "_fused_heads", (None, None))
+        if cached[0] != key:
+            with torch.no_grad():
+                cached = (key, (torch.cat([m.weight for m in mods]), torch.cat([m.bias for m in mods]),
+                                [m.out_features for m in mods]))
+            self._fused_heads = cached
+        return cached[1]
 
 
 def field_losses(logits: dict, y: torch.Tensor, mask: torch.Tensor,

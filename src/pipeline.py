@@ -163,27 +163,24 @@ def options_from_hp(hp: dict, model) -> Options:
                    **chosen)
 
 
-def load_model(ckpt, device: str = "auto", dtype: str = "auto"):
-    """The checkpoint, on ``device`` ("cuda" there, otherwise the CPU) in the inference dtype: the one
-    loading step of the CLI and the web app (the same weights in the same dtype, the same songs)."""
+def load_model(ckpt, device: str = "auto", dtype: str = "auto", threads: int = 0, batch: int = 1):
+    """The checkpoint on ``device`` (auto: a GPU where torch sees one) in the inference precision
+    (``--dtype``: auto times the candidates on this model, see compute.py), with the thread policy
+    applied first: the one loading step of the CLI and the web app (the same weights in the same
+    precision, the same songs)."""
+    import compute
     from model import load_checkpoint
-    model = load_checkpoint(ckpt, device="cuda" if device == "cuda" else "cpu")
-    model.to(inference_dtype(dtype, model))
+    compute.thread_policy(threads)
+    model = load_checkpoint(ckpt, device=compute.inference_device(device))
+    compute.prepare(model, dtype, batch)
     return model
 
 
-def inference_dtype(name: str, model):
-    """The dtype to generate in.  Generation reads every weight once per token, so halving the
-    bytes halves the time where the CPU has native bfloat16 arithmetic ("auto" picks it
-    there); elsewhere bfloat16 would be emulated and slower, so "auto" keeps float32."""
-    import torch
-    if name not in ("auto", "float32", "bfloat16"):
-        raise cli.UserError("--dtype: choose auto, float32 or bfloat16")
-    if name == "auto":
-        on_cpu = next(model.parameters()).device.type == "cpu"
-        native = on_cpu and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        name = "bfloat16" if native else "float32"
-    return getattr(torch, name)
+def inference_dtype(name: str, model, batch: int = 1):
+    """The dtype to generate in: float32, bfloat16, or auto, the faster of the two for this
+    model on this machine, measured by timing a few steps (cached; see compute.py)."""
+    import compute
+    return compute.inference_dtype(name, model, batch)
 
 
 def _set_sampling(controls, sampling: dict) -> None:

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 
 import chords
 import cli
+import compute
 import dictionary_mix as D
 from model import CMT, ModelConfig, field_losses, load_checkpoint, save_checkpoint
 
@@ -125,15 +127,16 @@ def make_batches(lengths: np.ndarray, idx: np.ndarray, batch_size: int, max_toke
     return batches
 
 
-def epoch_batches(lengths: np.ndarray, idx: np.ndarray, hp: dict, epoch: int) -> list[np.ndarray]:
+def epoch_batches(lengths: np.ndarray, idx: np.ndarray, hp: dict, epoch: int, world: int = 1) -> list[np.ndarray]:
     """The batches of one epoch.  An epoch is a full pass over the training songs, or, with
-    ``steps_per_epoch`` > 0, the next that many batches of an endless sequence of passes (each
-    pass shuffled by its own seed), so small machines validate and checkpoint more often.
-    Deterministic in (seed, epoch), so a resumed run continues where it stopped."""
+    ``steps_per_epoch`` > 0, the next ``steps_per_epoch`` optimizer steps' worth of batches
+    (``world`` batches per step, one per rank) of an endless sequence of passes (each pass
+    shuffled by its own seed), so small machines validate and checkpoint more often.
+    Deterministic in (seed, epoch, world), so a resumed run continues where it stopped."""
     def one_pass(k):
         rng = np.random.default_rng(hp["seed"] * 1000003 + k)
         return make_batches(lengths, idx, hp["batch_size"], hp["max_tokens"], rng)
-    spe = int(hp.get("steps_per_epoch") or 0)
+    spe = int(hp.get("steps_per_epoch") or 0) * max(1, world)
     if spe <= 0:
         return one_pass(epoch)
     n = len(one_pass(0))
@@ -194,11 +197,46 @@ def dist_env() -> tuple[int, int, int]:
 
 
 def pick_device(requested: str, local_rank: int) -> torch.device:
+    """``auto``: the GPU of this local rank where torch sees one, else the CPU."""
+    if requested not in ("auto", "cpu", "cuda"):
+        raise cli.UserError(f"--device {requested}: choose auto, cpu or cuda")
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise cli.UserError("--device cuda asked for, but torch sees no GPU; use --device cpu")
     return torch.device("cuda", local_rank % torch.cuda.device_count())
+
+
+def visible_devices(gid: str, visible: str | None) -> str | None:
+    """The CUDA_VISIBLE_DEVICES to train under for ``--gid``.
+
+    Without ``--gid`` the environment is left as it is (None).  Where CUDA_VISIBLE_DEVICES is
+    already set (as cluster schedulers do), ``--gid`` ids index into it: with
+    CUDA_VISIBLE_DEVICES=4,5,6 ``--gid 0,2`` means GPUs 4 and 6.  Otherwise the ids are the
+    machine's own."""
+    gids = [g.strip() for g in str(gid or "").split(",") if g.strip() != ""]
+    if not gids:
+        return None
+    if not all(g.isdigit() for g in gids) or len(set(gids)) != len(gids):
+        raise cli.UserError(f"--gid {gid}: give distinct GPU ids separated by commas, e.g. 0 or 0,1")
+    if visible is None or visible.strip() == "":
+        return ",".join(gids)
+    pool = [v.strip() for v in visible.split(",") if v.strip() != ""]
+    bad = [g for g in gids if int(g) >= len(pool)]
+    if bad:
+        raise cli.UserError(f"--gid {gid}: CUDA_VISIBLE_DEVICES={visible} makes {len(pool)} GPU(s) visible "
+                            f"(ids 0..{len(pool) - 1}, relative to it); id(s) {','.join(bad)} do not exist")
+    return ",".join(pool[int(g)] for g in gids)
+
+
+def rank_batches(batches: list, rank: int, world: int) -> list:
+    """This rank's share of an epoch's batches: the same number on every rank (so no rank waits
+    for a gradient that never comes), taken round-robin; when the batches do not divide evenly
+    the last ranks' shares wrap round to the first batches rather than dropping any."""
+    if world == 1:
+        return batches
+    per = -(-len(batches) // world)
+    return [batches[i % len(batches)] for i in range(rank, per * world, world)]
 
 
 def _spawned(rank: int, world: int, port: int, hp: dict) -> None:
@@ -210,11 +248,12 @@ def _spawned(rank: int, world: int, port: int, hp: dict) -> None:
 def launch(hp: dict) -> None:
     """Train on the devices ``hp`` asks for: the current process, or one process per GPU
     of ``--gid`` when several are named and we are not already under torchrun."""
-    gids = [g for g in str(hp.get("gid") or "").split(",") if g.strip() != ""]
-    if gids:
-        os.environ.setdefault("CUDA_VISIBLE_DEVICES", ",".join(gids))
-    world = len(gids) if (len(gids) > 1 or hp.get("data_parallel")) else 1
-    if hp.get("data_parallel") and not gids and torch.cuda.is_available():
+    visible = visible_devices(hp.get("gid"), os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if visible is not None:   # before anything asks torch about CUDA
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible
+    n_gids = len(visible.split(",")) if visible else 0
+    world = n_gids if (n_gids > 1 or hp.get("data_parallel")) else 1
+    if hp.get("data_parallel") and not n_gids and torch.cuda.is_available():
         world = torch.cuda.device_count()
     if world > 1 and "WORLD_SIZE" not in os.environ:
         import socket
@@ -230,127 +269,197 @@ def launch(hp: dict) -> None:
 
 # ----------------------------------------------------------------------------- the loop
 def train(hp: dict) -> Path:
+    """Train as ``hp`` says; returns the path of ``last.pt``.  The whole loop is here: set-up,
+    then per epoch the training batches, the validation loss and the checkpoints."""
+    run = setup(hp)
+    for epoch in range(run.start_epoch, hp["epochs"]):
+        train_loss, tok_s, t0 = train_epoch(run, epoch)
+        val_loss, val_parts = evaluate(run.model, run.data, run.val_idx, hp, run.device, run.rank, run.world,
+                                       amp=run.amp)
+        if run.main:
+            saved = save_epoch(run, epoch, train_loss, val_loss)
+            run.log.epoch(epoch, run.step, train_loss, val_loss, val_parts, tok_s, time.time() - t0)
+            run.log.line(f"epoch {epoch}: train {train_loss:.4f} val {val_loss:.4f} ({tok_s:.0f} tokens/s)"
+                         + (f" -> {saved}" if saved else ""))
+        run.best = min(run.best, val_loss)
+    run.log.plot()
+    if run.world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
+    return run.last
+
+
+@dataclass
+class Run:
+    """What the loop carries between epochs (built by :func:`setup`)."""
+    hp: dict
+    rank: int
+    world: int
+    device: torch.device
+    data: dict
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    model: CMT              # the plain model: checkpoints, validation
+    net: torch.nn.Module    # what the training step calls: the model, compiled and/or DDP-wrapped
+    opt: torch.optim.Optimizer
+    vocab: dict
+    log: "Logger"
+    last: Path
+    start_epoch: int = 0
+    step: int = 0           # optimizer steps so far (the same on every rank)
+    best: float = math.inf  # best validation loss so far
+    amp: bool = False       # bfloat16 autocast for the forward pass
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(hp: dict) -> Run:
+    """Process group, data, the model (new or resumed), optimizer, wrappers and the log."""
     rank, world, local_rank = dist_env()
     device = pick_device(hp["device"], local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    else:
+        compute.thread_policy(int(hp.get("threads") or 0), share=int(os.environ.get("LOCAL_WORLD_SIZE", world)))
     if world > 1:
         import torch.distributed as dist
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    main = rank == 0
     torch.manual_seed(hp["seed"] + rank)
 
     data = load_data(Path(hp["data_root"]) / hp["train_data"]
                      if not os.path.isabs(hp["train_data"]) and not Path(hp["train_data"]).exists()
                      else hp["train_data"])
-    lengths = data["seq_len"].astype(np.int64)
     data["split"] = resplit(data, float(hp.get("val_fraction") or 0))
     train_idx = np.flatnonzero(data["split"] == 0)
     val_idx = np.flatnonzero(data["split"] == 1)
     if len(train_idx) == 0:
         raise cli.UserError("the training data has no training songs (all are in the validation split)")
 
-    exp_dir = Path(hp["exp_dir"]) / hp["name"]
-    log_dir = Path(hp["log_dir"])
-    last = exp_dir / "last.pt"
-    start_epoch, step, best = 0, 0, math.inf
-    if hp["resume"] and last.exists():
-        model = load_checkpoint(last, device=device)
-        info = model.checkpoint_info
-        start_epoch, step = int(info.get("epoch") or 0) + 1, int(info.get("step") or 0)
-        best = float(info.get("extra", {}).get("best_val", math.inf))
-        config = model.config
-        resumed = f"resuming {last} after epoch {start_epoch - 1} (step {step}, best validation loss {best:.4f})"
-    elif hp.get("init_ckpt"):   # fine-tune (CMT's train.py -p): its weights and sizes, a fresh optimizer
-        model = load_checkpoint(Path(hp["init_ckpt"]), device=device)
-        config = model.config
-        for c, n in list(enumerate(config.n_class))[:D.COL_IBEAT]:
-            top = int(max(data["x"][..., c].max(), data["y"][..., c].max()))
-            if top >= n:
-                raise cli.UserError(f"--init_ckpt {hp['init_ckpt']}: its {config.layout.columns[c]} vocabulary has "
-                                    f"{n} classes but the training data holds {top}; fine-tune on data of its kind")
-        resumed = f"starting from the weights of {hp['init_ckpt']}"
-    else:
-        resumed = f"no {last} to resume from: starting afresh" if hp["resume"] else ""
-        preset = data_preset(data)   # the representation (cmt/bmt) comes from the data
-        try:
-            emb_sizes = D.preset(preset).emb_sizes(int(v) for v in str(hp["emb_sizes"]).split(","))
-        except ValueError as e:
-            raise cli.UserError(f"--emb_sizes: {e}") from None
-        config = ModelConfig(
-            preset=preset, n_class=data_n_class(data), init_n_class=init_n_class(data),
-            emb_sizes=emb_sizes,
-            time_emb_size=hp["time_emb_size"], init_emb_size=hp["init_emb_size"],
-            d_model=hp["d_model"], n_layer=hp["n_layer"], n_head=hp["n_head"], d_ff=hp["d_ff"],
-            dropout=hp["dropout"], attention=hp["attention"])
-        model = CMT(config)
-    model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=hp["lr"])
-    if hp["resume"] and last.exists() and model.checkpoint_info.get("optimizer"):
-        opt.load_state_dict(model.checkpoint_info["optimizer"])   # read with the model by load_checkpoint
-    net = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    vocab = {"preset": config.preset, "n_class": list(config.n_class), "init_n_class": list(config.init_n_class),
-             "fields": list(config.layout.columns), **label_vocab(data, train_idx)}
-    n_params = sum(p.numel() for p in model.parameters())
-    log = Logger(log_dir, hp["name"], main, fields=config.layout.heads)
-    if resumed:
-        log.line(resumed)
-    log.line(f"model {n_params / 1e6:.2f} M parameters, {len(train_idx)} train / {len(val_idx)} "
-             f"validation sequences, {world} process(es) on {device.type}; hp {json.dumps(hp, sort_keys=True)}")
-
     if hp.get("val_max_songs") and len(val_idx) > hp["val_max_songs"]:   # a fixed, evenly spread subset
         val_idx = val_idx[np.linspace(0, len(val_idx) - 1, hp["val_max_songs"]).astype(int)]
-    for epoch in range(start_epoch, hp["epochs"]):
-        batches = epoch_batches(lengths, train_idx, hp, epoch)
-        if world > 1:   # equal shares, so no rank waits for a gradient that never comes
-            per = max(1, len(batches) // world)
-            batches = (batches * world)[: per * world][rank::world]
-        net.train()
-        t0, tokens, total = time.time(), 0, 0.0
-        bar = cli.progress(batches, desc=f"epoch {epoch}", unit="batch", disable=not main)
-        aug = np.random.default_rng([hp["seed"], epoch, rank])   # same shifts when a run is resumed
-        for ids in bar:
-            x, y, mask, init = to_batch(data, ids, hp["max_len"], device, int(hp.get("transpose") or 0), aug)
-            losses = field_losses(net(x, y, init), y, mask)
-            loss = sum(losses.values()) / len(losses)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), hp["grad_clip"])
-            opt.step()
-            step += 1
-            tokens += int(mask.sum().item())
-            total += loss.item()
-            if main and hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens * world / (time.time() - t0):.0f}")
-        train_loss = _mean_over_ranks(total / max(len(batches), 1), world, device)
-        tok_s = tokens * world / max(time.time() - t0, 1e-9)
-        val_loss, val_parts = evaluate(model, data, val_idx, hp, device, rank, world)
-        if main:
-            best_val = min(best, val_loss)
-            extra = {"hp": hp, "best_val": best_val, "train_loss": train_loss}
-            save_checkpoint(last, model, vocab=vocab, optimizer=opt, epoch=epoch,
-                            step=step, val_loss=val_loss, extra=extra)
-            saved = ""
-            if val_loss < best:
-                named = exp_dir / f"loss_{loss_tag(val_loss)}_params.pt"
-                save_checkpoint(named, model, vocab=vocab, epoch=epoch, step=step, val_loss=val_loss, extra=extra)
-                saved = f" -> {named}"
-            log.epoch(epoch, step, train_loss, val_loss, val_parts, tok_s, time.time() - t0)
-            log.line(f"epoch {epoch}: train {train_loss:.4f} val {val_loss:.4f} "
-                     f"({tok_s:.0f} tokens/s){saved}")
-        best = min(best, val_loss)
-    log.plot()
+
+    last = Path(hp["exp_dir"]) / hp["name"] / "last.pt"
+    resuming = bool(hp["resume"]) and last.exists()
+    if resuming:
+        model = load_checkpoint(last, device=device)
+    elif hp.get("init_ckpt"):   # fine-tune (CMT's train.py -p): its weights and sizes, a fresh optimizer
+        model = fine_tune_model(Path(hp["init_ckpt"]), data, device)
+    else:
+        model = new_model(hp, data)
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=hp["lr"])
+    info = model.checkpoint_info if resuming else {}
+    if info.get("optimizer"):
+        opt.load_state_dict(info["optimizer"])   # read with the model by load_checkpoint
+    net = model
+    if hp.get("compile"):
+        net = torch.compile(net)
     if world > 1:
-        import torch.distributed as dist
-        dist.barrier()
-        dist.destroy_process_group()
-    return last
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    config = model.config
+    vocab = {"preset": config.preset, "n_class": list(config.n_class), "init_n_class": list(config.init_n_class),
+             "fields": list(config.layout.columns), **label_vocab(data, train_idx)}
+    run = Run(hp=hp, rank=rank, world=world, device=device, data=data, train_idx=train_idx, val_idx=val_idx,
+              model=model, net=net, opt=opt, vocab=vocab, log=Logger(Path(hp["log_dir"]), hp["name"], rank == 0,
+                                                                     fields=config.layout.heads),
+              last=last, amp=bool(hp.get("amp")))
+    if resuming:
+        run.start_epoch, run.step = int(info.get("epoch") or 0) + 1, int(info.get("step") or 0)
+        run.best = float((info.get("extra") or {}).get("best_val", math.inf))
+        run.log.line(f"resuming {last} after epoch {run.start_epoch - 1} (step {run.step}, "
+                     f"best validation loss {run.best:.4f})")
+    elif hp.get("init_ckpt"):
+        run.log.line(f"starting from the weights of {hp['init_ckpt']}")
+    elif hp["resume"]:
+        run.log.line(f"no {last} to resume from: starting afresh")
+    n_params = sum(p.numel() for p in model.parameters())
+    run.log.line(f"model {n_params / 1e6:.2f} M parameters, {len(train_idx)} train / {len(val_idx)} "
+                 f"validation sequences, {world} process(es) on {device.type}; hp {json.dumps(hp, sort_keys=True)}")
+    return run
+
+
+def new_model(hp: dict, data: dict) -> CMT:
+    """A freshly initialised model of the hp block's size for the data's representation."""
+    preset = data_preset(data)   # the representation (cmt/bmt) comes from the data
+    try:
+        emb_sizes = D.preset(preset).emb_sizes(int(v) for v in str(hp["emb_sizes"]).split(","))
+    except ValueError as e:
+        raise cli.UserError(f"--emb_sizes: {e}") from None
+    return CMT(ModelConfig(
+        preset=preset, n_class=data_n_class(data), init_n_class=init_n_class(data),
+        emb_sizes=emb_sizes,
+        time_emb_size=hp["time_emb_size"], init_emb_size=hp["init_emb_size"],
+        d_model=hp["d_model"], n_layer=hp["n_layer"], n_head=hp["n_head"], d_ff=hp["d_ff"],
+        dropout=hp["dropout"], attention=hp["attention"]))
+
+
+def fine_tune_model(path: Path, data: dict, device) -> CMT:
+    """The checkpoint at ``path`` to fine-tune on ``data``: its weights and sizes; refused when the
+    data holds classes beyond its vocabularies."""
+    model = load_checkpoint(path, device=device)
+    config = model.config
+    for c, n in list(enumerate(config.n_class))[:D.COL_IBEAT]:
+        top = int(max(data["x"][..., c].max(), data["y"][..., c].max()))
+        if top >= n:
+            raise cli.UserError(f"--init_ckpt {path}: its {config.layout.columns[c]} vocabulary has "
+                                f"{n} classes but the training data holds {top}; fine-tune on data of its kind")
+    return model
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bfloat16 autocast of the forward pass (``--amp 1``); weights and optimizer stay float32."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def train_epoch(run: Run, epoch: int) -> tuple[float, float, float]:
+    """One epoch of optimizer steps; returns (mean training loss over ranks, tokens/s, start time)."""
+    hp, world = run.hp, run.world
+    # steps_per_epoch counts optimizer steps: with N ranks an epoch takes N times as many batches
+    batches = rank_batches(epoch_batches(run.data["seq_len"].astype(np.int64), run.train_idx, hp, epoch, world),
+                           run.rank, world)
+    run.net.train()
+    t0, tokens, total = time.time(), 0, 0.0
+    bar = cli.progress(batches, desc=f"epoch {epoch}", unit="batch", disable=not run.main)
+    aug = np.random.default_rng([hp["seed"], epoch, run.rank])   # same shifts when a run is resumed
+    for ids in bar:
+        x, y, mask, init = to_batch(run.data, ids, hp["max_len"], run.device, int(hp.get("transpose") or 0), aug)
+        with autocast(run.device, run.amp):
+            losses = field_losses(run.net(x, y, init), y, mask)
+        loss = sum(losses.values()) / len(losses)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), hp["grad_clip"])
+        run.opt.step()
+        run.step += 1
+        tokens += int(mask.sum().item())
+        total += loss.item()
+        if run.main and hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens * world / (time.time() - t0):.0f}")
+    train_loss = _mean_over_ranks(total / max(len(batches), 1), world, run.device)
+    return train_loss, tokens * world / max(time.time() - t0, 1e-9), t0
+
+
+def save_epoch(run: Run, epoch: int, train_loss: float, val_loss: float) -> Path | None:
+    """The end-of-epoch checkpoints (main rank): ``last.pt`` always, and
+    ``loss_<X>_params.pt`` when the validation loss is the best so far (returned)."""
+    best_val = min(run.best, val_loss)
+    extra = {"hp": run.hp, "best_val": best_val, "train_loss": train_loss}
+    save_checkpoint(run.last, run.model, vocab=run.vocab, optimizer=run.opt, epoch=epoch,
+                    step=run.step, val_loss=val_loss, extra=extra)
+    if not val_loss < run.best:
+        return None
+    named = run.last.parent / f"loss_{loss_tag(val_loss)}_params.pt"
+    save_checkpoint(named, run.model, vocab=run.vocab, epoch=epoch, step=run.step, val_loss=val_loss, extra=extra)
+    return named
 
 
 @torch.no_grad()
-def evaluate(model, data, val_idx, hp, device, rank=0, world=1) -> tuple[float, dict]:
+def evaluate(model, data, val_idx, hp, device, rank=0, world=1, amp=False) -> tuple[float, dict]:
     """Validation loss: token-weighted over the validation songs (NaN when there are none)."""
     if len(val_idx) == 0:
         return float("nan"), {}
@@ -361,7 +470,8 @@ def evaluate(model, data, val_idx, hp, device, rank=0, world=1) -> tuple[float, 
     sums = torch.zeros(len(fields) + 1, dtype=torch.float64, device=device)
     for ids in batches[rank::world]:
         x, y, mask, init = to_batch(data, ids, hp["max_len"], device)
-        parts = field_losses(model(x, y, init), y, mask)
+        with autocast(device, amp):
+            parts = field_losses(model(x, y, init), y, mask)
         n = mask.sum()
         sums[:-1] += torch.stack([parts[k] * n for k in fields]).double()
         sums[-1] += n.double()

@@ -98,7 +98,7 @@ def main() -> int:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         os.environ.setdefault("CMT_NO_PROGRESS", "1")   # the pages show each job's stage instead
     hp = dict(HP)      # the hyperparameter block reaches the web app: C, sampling, limits, device, dtype
-    model = pipeline.load_model(ckpt, hp["device"], hp["dtype"])   # the CLI's loading step, dtype included
+    model = pipeline.load_model(ckpt, hp["device"], hp["dtype"], threads=hp["threads"])   # the CLI's loading step, dtype included
     cfg = AppConfig(data_dir=Path(args.data_dir), model=model, hp=hp,
                     model_name=args.model_name or default_model_name(ckpt),
                     eval_dir=Path(args.eval_dir) if args.eval_dir else None, max_upload_mb=args.max_upload_mb,

@@ -228,6 +228,8 @@ def test_fused_projection_follows_weight_updates(one_thread):
     with torch.no_grad():
         for layer in m.transformer_encoder.layers:
             layer.attention.key_projection.weight.mul_(1.5)
+        m.proj_pitch.weight.mul_(1.5)          # the fused field heads follow too
+        m.proj_duration.bias.add_(0.5)
         par = m(x, y, init)
     assert max_diff(_step_logits(m, x, y, init), par) <= 1e-4
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+import cli
 import dictionary_mix as D
 from model import load_checkpoint
 from representation import init_tokens, notes_to_tokens
@@ -106,17 +108,75 @@ def test_resume_continues_from_last_epoch(tiny_data, tmp_path):
 
 
 def test_ddp_two_cpu_processes_train_and_save(tiny_data, tmp_path):
+    # steps_per_epoch counts optimizer steps whatever the number of ranks: 3 steps on 2 ranks
+    # take 6 batches (one song pass each: 2 training songs, batch 4), 3 on each rank.
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
             str(ROOT / "src" / "main_cp.py"), "--mode", "train"]
-    for k, v in hp_for(tmp_path, epochs=1).items():
+    for k, v in hp_for(tmp_path, epochs=1, steps_per_epoch=3).items():
         args += [f"--{k}", str(v)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     res = subprocess.run(args, capture_output=True, text=True, timeout=240, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     model = load_checkpoint(tmp_path / "exp" / "tiny" / "last.pt")
-    assert model.checkpoint_info["step"] == 1       # 2 songs, batch 4, 2 ranks: one step each
+    assert model.checkpoint_info["step"] == 3
     assert "2 process(es)" in (tmp_path / "logs" / "tiny.log").read_text()
     assert math.isfinite(model.checkpoint_info["val_loss"])
+
+
+def test_epoch_batches_count_optimizer_steps_over_ranks():
+    lengths = np.arange(10, 30)
+    hp = dict(seed=0, batch_size=2, max_tokens=10000, steps_per_epoch=3)
+    one = training.epoch_batches(lengths, np.arange(20), hp, 0)
+    two = training.epoch_batches(lengths, np.arange(20), hp, 0, world=2)
+    assert len(one) == 3 and len(two) == 6
+    assert [b.tolist() for b in two[:3]] == [b.tolist() for b in one]   # the same endless sequence
+    shares = [training.rank_batches(two, r, 2) for r in (0, 1)]
+    assert [len(s) for s in shares] == [3, 3]
+    assert sorted(b.tolist() for s in shares for b in s) == sorted(b.tolist() for b in two)
+    # epoch 1 on 2 ranks continues where epoch 0 stopped: batches 6..11 of the sequence
+    twelve = training.epoch_batches(lengths, np.arange(20), dict(hp, steps_per_epoch=12), 0)
+    nxt = training.epoch_batches(lengths, np.arange(20), hp, 1, world=2)
+    assert [b.tolist() for b in nxt] == [b.tolist() for b in twelve[6:12]]
+
+
+def test_rank_shares_are_equal_and_drop_no_batch():
+    batches = [np.array([i]) for i in range(5)]
+    shares = [[int(b[0]) for b in training.rank_batches(batches, r, 2)] for r in (0, 1)]
+    assert shares == [[0, 2, 4], [1, 3, 0]]          # 5 batches on 2 ranks: 3 steps, batch 0 again
+    assert [int(b[0]) for b in training.rank_batches(batches, 0, 1)] == [0, 1, 2, 3, 4]
+    assert [[int(b[0]) for b in training.rank_batches(batches[:1], r, 3)] for r in range(3)] == [[0], [0], [0]]
+
+
+def test_gid_is_relative_to_an_existing_cuda_visible_devices():
+    assert training.visible_devices("", None) is None
+    assert training.visible_devices("", "3") is None                 # the environment is kept
+    assert training.visible_devices("0,1", None) == "0,1"
+    assert training.visible_devices("1", "") == "1"
+    assert training.visible_devices("0,2", "4,5,6") == "4,6"         # ids index into the visible set
+    assert training.visible_devices(" 1 ", "GPU-aa,GPU-bb") == "GPU-bb"
+    for bad, visible in (("2", "4,5"), ("0,0", None), ("x", None), ("-1", None)):
+        with pytest.raises(cli.UserError):
+            training.visible_devices(bad, visible)
+
+
+def test_device_resolution_without_a_gpu(monkeypatch):
+    monkeypatch.setattr(training.torch.cuda, "is_available", lambda: False)
+    assert training.pick_device("auto", 0).type == "cpu"
+    assert training.pick_device("cpu", 3).type == "cpu"
+    with pytest.raises(cli.UserError):
+        training.pick_device("cuda", 0)
+    with pytest.raises(cli.UserError):
+        training.pick_device("tpu", 0)
+
+
+def test_bf16_autocast_training_learns_on_cpu(tiny_data, tmp_path):
+    # --amp 1 on the CPU: the forward runs in bfloat16 and the loss still falls well below chance.
+    training.train(hp_for(tmp_path, epochs=25, lr=1e-2, amp=1))
+    rows = list(csv.DictReader(open(tmp_path / "logs" / "tiny.csv")))
+    first, last = float(rows[0]["train_loss"]), float(rows[-1]["train_loss"])
+    assert first > 2.0 and last < 0.8, (first, last)
+    model = load_checkpoint(tmp_path / "exp" / "tiny" / "last.pt")
+    assert next(model.parameters()).dtype == torch.float32          # weights stay float32
 
 
 def test_transposition_moves_notes_key_and_chords_but_not_drums():

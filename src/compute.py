@@ -1,0 +1,206 @@
+"""Where and how inference computes: the device, the weights' dtype and the CPU threads.
+
+* :func:`inference_device`: ``auto`` is the GPU where torch sees one, else the CPU.
+* :func:`prepare`: ``--dtype auto`` times a few generation steps of the actual model in
+  float32, bfloat16 and (on the CPU) int8 weights, and keeps the fastest.  A CPU flag does
+  not say which wins: on the 2-core reference machine bfloat16 is native yet slower than
+  float32 at batch 1 when the machine is idle.  int8 (CMT.quantize_int8) keeps the
+  activations in float32 and moves the model's distributions far less than bfloat16 does
+  (benchmarks/bench_precision.py).  The choice is cached per (model size, batch, processor
+  and its usable cores, torch) in ``<cache>/dtype.json``, so one machine keeps making the same
+  choice whatever its load, and with it the same songs for the same seed (delete the file to
+  measure again).
+* :func:`thread_policy`: torch's default (one thread per core in every process) collapses
+  when several processes share the cores: a thread waiting at every matrix product for a
+  sibling that the scheduler gave to another process.  The policy takes only the cores
+  that are idle when the work starts, and at least one.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+import cli
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DTYPES = ("auto", "float32", "bfloat16")
+PRECISIONS = DTYPES + ("int8",)
+
+
+# ----------------------------------------------------------------------------- device
+def inference_device(name: str = "auto") -> torch.device:
+    """``auto``: the first visible GPU where torch sees one, else the CPU."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise cli.UserError(f"--device {name}: choose auto, cpu or cuda")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise cli.UserError("--device cuda asked for, but torch sees no GPU; use --device cpu or auto")
+    return torch.device("cuda", 0)
+
+
+# ----------------------------------------------------------------------------- threads
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's or taskset's share)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def busy_cores() -> float:
+    """How many cores other work keeps busy now: the larger of the 1-minute load average and
+    the runnable tasks at this instant (less this process), from /proc/loadavg where it exists."""
+    try:
+        load1 = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+    try:
+        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1
+    except (OSError, ValueError, IndexError):
+        running = 0
+    return max(load1, float(running))
+
+
+def policy_threads(cores: int, busy: float) -> int:
+    """Threads for one process: the cores not busy (rounded), at least 1, at most ``cores``."""
+    return max(1, min(int(cores), int(cores - busy + 0.5)))
+
+
+def thread_policy(requested: int = 0, share: int = 1) -> int:
+    """Set torch's intra-op threads and return the number.  ``requested`` > 0 is taken as
+    given; 0 means the policy, split between ``share`` processes of one job (training ranks),
+    unless OMP_NUM_THREADS / MKL_NUM_THREADS already say (the user's choice, kept)."""
+    if requested and requested > 0:
+        n = int(requested)
+    elif os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"):
+        return torch.get_num_threads()
+    else:
+        n = max(1, policy_threads(usable_cores(), busy_cores()) // max(1, share))
+    torch.set_num_threads(n)
+    return n
+
+
+# ----------------------------------------------------------------------------- dtype
+def cache_file() -> Path:
+    env = os.environ.get("CMT_CACHE_DIR")
+    return (Path(env) if env else REPO_ROOT / ".cache") / "dtype.json"
+
+
+def processor_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def dtype_key(model, batch: int, device: torch.device) -> str:
+    c = model.config
+    # not the thread count: it follows the load, and the choice (hence the songs) must not
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{processor_name()} x{usable_cores()}"
+    return (f"{c.preset} L{c.n_layer} d{c.d_model} ff{c.d_ff} h{c.n_head} v{sum(c.n_class[:8])} b{batch} | "
+            f"{where} | torch {torch.__version__}")
+
+
+def time_steps(model, batch: int = 1, steps: int = 8, rounds: int = 3) -> float:
+    """Median seconds of one generation step (the backbone and every head) at ``batch``."""
+    device = next(model.parameters()).device
+    c = model.config
+    init = torch.zeros(batch, 7, len(c.init_n_class), dtype=torch.long, device=device)
+    tok = torch.ones(batch, c.layout.n_cols, dtype=torch.long, device=device)
+    times = []
+    with torch.inference_mode():
+        state = model.start(init)
+        for i in range(2 + steps * rounds):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            h, state = model.step(tok, state)
+            model.predict_fields(h, model.predict_type(h).argmax(-1))
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= 2:   # two warm-up steps
+                times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+def _convert(model, name: str):
+    """A copy of ``model`` in precision ``name`` (the model itself for float32 when it is float32)."""
+    base = model if next(model.parameters()).dtype == torch.float32 else copy.deepcopy(model).float()
+    if name == "float32":
+        return base
+    m = copy.deepcopy(base)
+    return m.quantize_int8() if name == "int8" else m.to(getattr(torch, name))
+
+
+def fastest(model, batch: int = 1, candidates=("float32", "bfloat16"), cache: Path | None | bool = None) -> str:
+    """The name of the precision among ``candidates`` that runs ``model``'s generation step
+    fastest here.  The model is not changed (the others are timed on copies).  ``cache``: a
+    json file (default :func:`cache_file`), or False for no cache."""
+    device = next(model.parameters()).device
+    key = dtype_key(model, batch, device) + " | " + ",".join(candidates)
+    path = None if cache is False else Path(cache or cache_file())
+    known = {}
+    if path is not None and path.is_file():
+        try:
+            known = json.loads(path.read_text())
+            if known.get(key) in candidates:
+                return known[key]
+        except (OSError, ValueError, AttributeError):
+            known = {}
+    copies = {name: _convert(model, name) for name in candidates}
+    times = {name: [] for name in candidates}
+    for _ in range(3):   # short turns, interleaved, so a change of load hits all alike
+        for name, m in copies.items():
+            times[name].append(time_steps(m, batch, steps=4, rounds=1))
+    del copies
+    name = min(candidates, key=lambda n: min(times[n]))
+    if path is not None:
+        known = known if isinstance(known, dict) else {}
+        known[key] = name
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cli.write_text_atomic(path, json.dumps(known, indent=1, sort_keys=True))
+        except OSError:   # a cache that cannot be written is not an error
+            pass
+    return name
+
+
+def fastest_dtype(model, batch: int = 1, cache: Path | None | bool = None) -> torch.dtype:
+    """float32 or bfloat16, whichever runs ``model``'s generation step faster here."""
+    return getattr(torch, fastest(model, batch, ("float32", "bfloat16"), cache))
+
+
+def inference_dtype(name: str, model, batch: int = 1) -> torch.dtype:
+    """The dtype to generate in: ``float32``, ``bfloat16`` or ``auto`` (the faster, measured)."""
+    if name not in DTYPES:
+        raise cli.UserError("--dtype: choose auto, float32 or bfloat16")
+    if name == "auto":
+        return fastest_dtype(model, batch)
+    return getattr(torch, name)
+
+
+def prepare(model, name: str, batch: int = 1) -> str:
+    """Put ``model`` in the precision ``--dtype`` names (auto, float32, bfloat16, or int8: int8
+    weights on the CPU, see CMT.quantize_int8); returns the one used."""
+    if name not in PRECISIONS:
+        raise cli.UserError("--dtype: choose auto, float32, bfloat16 or int8")
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    if name == "auto":
+        name = fastest(model, batch, ("float32", "bfloat16", "int8") if on_cpu else ("float32", "bfloat16"))
+    if name == "int8":
+        if not on_cpu:
+            raise cli.UserError("--dtype int8 runs on the CPU only: add --device cpu, or choose bfloat16 on a GPU")
+        model.float().quantize_int8()
+    else:
+        model.to(getattr(torch, name))
+    return name

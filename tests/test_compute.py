@@ -1,0 +1,151 @@
+"""Inference device, dtype and thread choices (compute.py), checked without a GPU."""
+import json
+
+import pytest
+import torch
+
+import cli
+import compute
+from model import CMT, ModelConfig
+
+
+def test_thread_policy_takes_only_idle_cores():
+    assert compute.policy_threads(2, 0.0) == 2        # an idle 2-core machine: both cores
+    assert compute.policy_threads(2, 0.4) == 2
+    assert compute.policy_threads(2, 1.0) == 1        # another generation running: one thread
+    assert compute.policy_threads(2, 4.0) == 1        # loaded: one thread, never zero
+    assert compute.policy_threads(16, 5.2) == 11
+    assert compute.policy_threads(4, -1.0) == 4       # never more than the cores
+
+
+def test_thread_policy_honours_a_request_and_the_environment(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+        assert compute.thread_policy(1) == 1 and torch.get_num_threads() == 1
+        monkeypatch.setattr(compute, "busy_cores", lambda: 0.0)
+        monkeypatch.setattr(compute, "usable_cores", lambda: 2)
+        assert compute.thread_policy(0) == 2
+        assert compute.thread_policy(0, share=2) == 1      # two training ranks share the cores
+        monkeypatch.setattr(compute, "busy_cores", lambda: 3.0)
+        assert compute.thread_policy(0) == 1
+        torch.set_num_threads(1)
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        monkeypatch.setattr(compute, "busy_cores", lambda: 0.0)
+        assert compute.thread_policy(0) == 1               # the user's OMP_NUM_THREADS is kept
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_busy_cores_reads_the_load():
+    assert compute.busy_cores() >= 0.0
+    assert 1 <= compute.usable_cores()
+
+
+def test_inference_device_without_a_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert compute.inference_device("auto").type == "cpu"
+    assert compute.inference_device("cpu").type == "cpu"
+    with pytest.raises(cli.UserError):
+        compute.inference_device("cuda")
+    with pytest.raises(cli.UserError):
+        compute.inference_device("gpu")
+
+
+def test_inference_device_auto_takes_a_gpu_where_torch_sees_one(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert compute.inference_device("auto") == torch.device("cuda", 0)
+    assert compute.inference_device("cpu").type == "cpu"
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    return CMT(ModelConfig(n_layer=1, d_model=32, n_head=2, d_ff=64, emb_sizes=[8, 4, 8, 16, 8, 4, 8],
+                           time_emb_size=8, init_emb_size=8)).eval()
+
+
+def test_auto_dtype_is_the_faster_one_measured_and_cached(tmp_path, monkeypatch):
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    # make bfloat16 slower than float32 whatever the machine: the choice must follow the timing
+    real = compute.time_steps
+    slow16 = lambda m, batch=1, **kw: real(m, batch, **kw) + (1.0 if next(m.parameters()).dtype == torch.bfloat16 else 0.0)  # noqa: E731
+    monkeypatch.setattr(compute, "time_steps", slow16)
+    cache = tmp_path / "dtype.json"
+    assert compute.fastest_dtype(model, cache=cache) == torch.float32
+    key = compute.dtype_key(model, 1, torch.device("cpu")) + " | float32,bfloat16"
+    assert json.loads(cache.read_text()) == {key: "float32"}
+    # the model itself is untouched (bfloat16 was timed on a copy)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert next(model.parameters()).dtype == torch.float32
+    # the cached choice holds (no timing: a timing now would say bfloat16)
+    monkeypatch.setattr(compute, "time_steps", lambda m, batch=1, **kw: 0.0 if next(m.parameters()).dtype == torch.bfloat16 else 1.0)
+    assert compute.fastest_dtype(model, cache=cache) == torch.float32
+    assert compute.fastest_dtype(model, cache=False) == torch.bfloat16
+    assert compute.fastest_dtype(model, batch=8, cache=cache) == torch.bfloat16   # another key
+    assert len(json.loads(cache.read_text())) == 2
+
+
+def test_a_damaged_cache_is_measured_again(tmp_path):
+    cache = tmp_path / "dtype.json"
+    cache.write_text("{not json")
+    assert compute.fastest_dtype(tiny_model(), cache=cache) in (torch.float32, torch.bfloat16)
+    assert len(json.loads(cache.read_text())) == 1
+
+
+def test_time_steps_runs_the_real_step():
+    assert compute.time_steps(tiny_model(), batch=2, steps=2, rounds=1) > 0.0
+
+
+def test_named_dtypes_and_bad_names():
+    m = tiny_model()
+    assert compute.inference_dtype("float32", m) == torch.float32
+    assert compute.inference_dtype("bfloat16", m) == torch.bfloat16
+    with pytest.raises(cli.UserError):
+        compute.inference_dtype("float16", m)
+
+
+def test_int8_step_follows_the_float32_step():
+    # int8 weights: the generation step's logits stay close to float32's and rank the classes alike
+    torch.manual_seed(1)
+    ref = CMT(ModelConfig(n_layer=2, d_model=64, n_head=4, d_ff=128, emb_sizes=[8, 4, 8, 16, 8, 4, 8],
+                          time_emb_size=8, init_emb_size=8)).eval()
+    q = CMT(ref.config)
+    q.load_state_dict(ref.state_dict())
+    assert compute.prepare(q.eval(), "int8") == "int8"
+    init = torch.zeros(3, 7, 3, dtype=torch.long)
+    toks = torch.randint(0, 3, (3, 5, 9))
+    with torch.inference_mode():
+        sa, sb = ref.start(init), q.start(init)
+        for t in range(5):
+            ha, sa = ref.step(toks[:, t], sa)
+            hb, sb = q.step(toks[:, t], sb)
+            la, lb = ref.predict_type(ha), q.predict_type(hb)
+            fa, fb = ref.predict_fields(ha, la.argmax(-1)), q.predict_fields(hb, la.argmax(-1))
+            for a, b in [(la, lb)] + [(fa[k], fb[k]) for k in fa]:
+                pa, pb = a.softmax(-1), b.softmax(-1)
+                assert (pa - pb).abs().max() < 0.05
+        # the teacher-forced path runs too (module calls)
+        out = q(toks[:, :4], toks[:, 1:], init)
+        assert set(out) == set(ref(toks[:, :4], toks[:, 1:], init))
+    assert set(ref.state_dict()) == set(CMT(ref.config).state_dict())   # the float model's keys unchanged
+
+
+def test_auto_on_the_cpu_chooses_among_three_by_timing(tmp_path, monkeypatch):
+    order = {"int8": 0.1, "float32": 0.2, "bfloat16": 0.3}
+    def fake(m, batch=1, **kw):
+        if getattr(m, "int8", False):
+            return order["int8"]
+        return order[str(next(m.parameters()).dtype).removeprefix("torch.")]
+    monkeypatch.setattr(compute, "time_steps", fake)
+    monkeypatch.setenv("CMT_CACHE_DIR", str(tmp_path))
+    m = tiny_model()
+    assert compute.prepare(m, "auto") == "int8" and getattr(m, "int8", False)
+    order.update(int8=0.5)
+    m = tiny_model()
+    assert compute.prepare(m, "auto", batch=8) == "float32"
+    assert next(m.parameters()).dtype == torch.float32
+    assert compute.prepare(tiny_model(), "bfloat16") == "bfloat16"
+    with pytest.raises(cli.UserError):
+        compute.prepare(tiny_model(), "int4")
