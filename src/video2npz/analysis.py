@@ -31,15 +31,7 @@ class Analysis:
 
 def check_tempo(tempo) -> float | None:
     """Validate a user tempo (bpm); None means 'estimate it'."""
-    if tempo is None:
-        return None
-    try:
-        t = float(tempo)
-    except (TypeError, ValueError):
-        raise UserError(f"tempo must be a number of beats per minute, got {tempo!r}") from None
-    if not (math.isfinite(t) and 1.0 <= t <= 1000.0):
-        raise UserError(f"tempo must be between 1 and 1000 bpm, got {tempo!r}")
-    return t
+    return None if tempo is None else metadata.check_tempo(tempo)
 
 
 def is_still(feats: features.FlowFeatures) -> bool:
