@@ -124,18 +124,26 @@ def check_outputs(inputs: Iterable, outputs: Iterable, hint: str = "choose anoth
 
 
 def check_out_dir(path: str | os.PathLike, flag: str = "--out_dir") -> Path:
-    """Make sure ``path`` is (or can be made) a writable folder, before any work is done;
-    returns it.  Refuses an existing file, a read-only place and a folder that cannot be made."""
+    """Make sure ``path`` is a writable folder, or can be made one, before any work is done;
+    returns it.  Refuses an existing file (or a file where a parent folder should be) and a
+    read-only place.  Creates nothing: a refused run leaves no empty folder behind."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path} is a file, not a folder; give a folder for the outputs")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UserError(f"{flag} {path}: {probe} is a file, so no folder can be made there")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path, prefix=".write-test."):
+        with tempfile.TemporaryFile(dir=probe, prefix=".write-test."):
             pass
     except OSError as e:
         why = e.strerror or type(e).__name__
-        raise UserError(f"{flag} {path} cannot be written ({why}); choose a folder you can write to") from None
+        raise UserError(f"{flag} {path} cannot be written ({probe}: {why}); choose a folder you can write to") \
+            from None
     return path
 
 

@@ -54,6 +54,7 @@ HP = dict(
     videos="videos/demo.mp4",    # a video, a video npz, or a folder of them
     ckpt="",                     # default: the bundled model, exp/bundled/model.pt
     num_songs=1,                 # songs per video, generated together as one batch
+    max_video_s=3600.0,          # longer videos are refused before any work (cut them into parts)
     out_dir="inference",         # where <name>_<k>.mid/.wav/.mp4/.json go
     C=0.7,                       # probability of taking the video's bar density
     is_tempo=0,                  # 1: use --my_tempo instead of the video's tempo
@@ -112,24 +113,33 @@ def inference(hp: dict) -> None:
     if not ckpt.is_file():
         raise cli.UserError(f"no checkpoint at {ckpt}: train one with `python src/main_cp.py --mode train` "
                             "or pass --ckpt pointing at a checkpoint (the released CMT loss_8_params.pt works)")
-    if hp["num_songs"] < 1:
-        raise cli.UserError("--num_songs must be at least 1")
+    if not 1 <= hp["num_songs"] <= MAX_SONGS:
+        raise cli.UserError(f"--num_songs must be 1..{MAX_SONGS} (songs are composed together, in memory)")
     if not 0.0 <= hp["C"] <= 1.0:
         raise cli.UserError("--C is a probability: give a value between 0 and 1")
-    if hp["is_tempo"] and hp["my_tempo"] <= 0:
-        raise cli.UserError("--is_tempo 1 needs --my_tempo BPM (a positive number)")
+    if hp["is_tempo"] or hp["my_tempo"] != 0.0:
+        from video2npz.metadata import check_tempo
+        check_tempo(hp["my_tempo"], "--my_tempo")
+    if not hp["max_video_s"] > 0:
+        raise cli.UserError("--max_video_s must be a positive number of seconds")
     inputs = pipeline.collect_inputs(hp["videos"])
+    pipeline.check_plan(inputs, pipeline.Options(out_dir=hp["out_dir"], num_songs=hp["num_songs"]))
     model = load_checkpoint(ckpt, device="cuda" if hp["device"] == "cuda" else "cpu")
     model.to(pipeline.inference_dtype(hp["dtype"], model))
     opts = pipeline.Options(out_dir=hp["out_dir"], num_songs=hp["num_songs"], C=hp["C"], seed=hp["seed"],
                             tempo=hp["my_tempo"] if hp["is_tempo"] else None, exact=bool(hp["exact"]),
                             min_strength=hp["density_threshold"], render=bool(hp["render"]),
-                            **user_controls(hp, model))
-    results = pipeline.run(inputs, model, opts)
-    print("\nwritten:")
+                            max_video_s=hp["max_video_s"], **user_controls(hp, model))
+    results = pipeline.run(inputs, model, opts, keep_going=True)
+    if any(r.files for r in results):
+        print("\nwritten:")
     for r in results:
         for f in r.files:
             print(f"  {f}")
+    failed = [r.name for r in results if r.error]
+    if failed:
+        raise cli.UserError(f"{len(failed)} of {len(results)} inputs failed ({', '.join(failed)}; "
+                            "reasons above); the others were done")
 
 
 def user_controls(hp: dict, model) -> dict:
@@ -156,8 +166,14 @@ def user_controls(hp: dict, model) -> dict:
     return out
 
 
+#: The most songs one run composes per video (they are generated together, in memory).
+MAX_SONGS = 64
+
+
 def main() -> None:
     hp = parse_args()
+    if hp["seed"] < 0:
+        raise cli.UserError("--seed must be 0 or more")
     if hp["mode"] == "train":
         import training
         training.launch(hp)

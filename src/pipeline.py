@@ -170,7 +170,7 @@ def run(inputs: list[Path], model, opts: Options, log=print, keep_going: bool = 
         try:
             results.append(run_one(path, model, opts, log, warned))
         except cli.UserError as e:
-            if not keep_going:
+            if not keep_going or len(inputs) == 1:
                 raise
             msg = " ".join(str(e).split())
             print(f"{path.name}: error: {msg}", file=sys.stderr)

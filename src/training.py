@@ -25,7 +25,7 @@ import torch.nn.functional as F
 import chords
 import cli
 import dictionary_mix as D
-from model import CMT, ModelConfig, load_checkpoint, save_checkpoint
+from model import CMT, ModelConfig, check_config, check_vocab, load_checkpoint, save_checkpoint
 
 # logits key -> target column of y, from the presets (bmt's fields include cmt's)
 TARGETS = {f.name: f.col for f in D.PRESETS["bmt"].fields if f.head}
@@ -221,6 +221,7 @@ def launch(hp: dict) -> None:
 
 # ----------------------------------------------------------------------------- the loop
 def train(hp: dict) -> Path:
+    check_hp(hp)
     rank, world, local_rank = dist_env()
     device = pick_device(hp["device"], local_rank)
     if world > 1:
@@ -242,11 +243,16 @@ def train(hp: dict) -> Path:
     log_dir = Path(hp["log_dir"])
     last = exp_dir / "last.pt"
     start_epoch, step, best = 0, 0, math.inf
+    if main:   # part files of a killed run (kill -9) are removed; a live run's are kept
+        cli.clean_stale_parts(exp_dir)
+        cli.clean_stale_parts(log_dir, recursive=False)
     if hp["resume"] and last.exists():
         model = load_checkpoint(last, device=device)
+        check_resume(model, data, last)
         info = model.checkpoint_info
         start_epoch, step = int(info.get("epoch") or 0) + 1, int(info.get("step") or 0)
-        best = float(info.get("extra", {}).get("best_val", math.inf))
+        best = (info.get("extra") or {}).get("best_val", math.inf)
+        best = float(best) if isinstance(best, (int, float)) and math.isfinite(best) else math.inf
         config = model.config
         resumed = f"resuming {last} after epoch {start_epoch - 1} (step {step}, best validation loss {best:.4f})"
     else:
@@ -262,6 +268,7 @@ def train(hp: dict) -> Path:
             time_emb_size=hp["time_emb_size"], init_emb_size=hp["init_emb_size"],
             d_model=hp["d_model"], n_layer=hp["n_layer"], n_head=hp["n_head"], d_ff=hp["d_ff"],
             dropout=hp["dropout"], attention=hp["attention"])
+        check_config(config, "the model flags")
         model = CMT(config)
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=hp["lr"])
@@ -298,7 +305,13 @@ def train(hp: dict) -> Path:
             loss = sum(losses.values()) / len(losses)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), hp["grad_clip"])
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), hp["grad_clip"])
+            # the norm is the same on every rank (gradients are averaged), so all stop together;
+            # nothing is saved: last.pt keeps the last good epoch
+            if not (torch.isfinite(norm) and math.isfinite(loss.item())):
+                raise cli.UserError(f"training diverged at epoch {epoch}, step {step + 1}: the loss is "
+                                    f"{loss.item():g} (not finite); nothing was saved from this epoch, so "
+                                    f"{last} holds the last good one: lower --lr or --grad_clip and --resume 1")
             opt.step()
             step += 1
             tokens += int(mask.sum().item())
@@ -362,6 +375,43 @@ def _mean_over_ranks(value: float, world: int, device) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t.item() / world)
+
+
+def check_hp(hp: dict) -> None:
+    """One-line errors for training flags no run can use (before any data is read)."""
+    def number(key, lo, hi=math.inf, lo_open=False):
+        if hp.get(key) is None:
+            return
+        v = hp[key]
+        ok = isinstance(v, (int, float)) and math.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi
+        if not ok:
+            raise cli.UserError(f"--{key} must be {'above' if lo_open else 'at least'} {lo:g}"
+                                f"{'' if hi == math.inf else f' and at most {hi:g}'}, got {v!r}")
+    number("lr", 0, lo_open=True)
+    number("grad_clip", 0, lo_open=True)
+    number("dropout", 0, 0.99)
+    for key in ("batch_size", "max_tokens"):
+        number(key, 1)
+    for key in ("epochs", "steps_per_epoch", "val_max_songs", "max_len", "seed"):
+        number(key, 0)
+    number("transpose", 0, 127)
+
+
+def check_resume(model, data: dict, path: Path) -> None:
+    """Refuse to resume a checkpoint on data of another representation or vocabulary."""
+    preset, P = data_preset(data), model.config.layout
+    if preset != P.name or data["x"].shape[-1] != P.n_cols:
+        raise cli.UserError(f"--resume: {path} is a {P.name} model ({P.n_cols} columns) but the training data is "
+                            f"{preset} ({data['x'].shape[-1]} columns); use matching data, or another --name "
+                            "to start a new run")
+    if data["init"].shape[-1] != len(P.init_fields):
+        raise cli.UserError(f"--resume: {path} expects {len(P.init_fields)} init fields, the data has "
+                            f"{data['init'].shape[-1]}")
+    need = [max(int(data["x"][..., c].max()), int(data["y"][..., c].max())) + 1 for c in range(P.n_cols)]
+    check_vocab(model, dict(zip(P.columns, need)), source=f"--resume {path} on this data")
+    init_need = [int(data["init"][..., c].max()) + 1 for c in range(len(P.init_fields))]
+    init_names = ["init_instr" if f == "instrument" else f for f in P.init_fields]
+    check_vocab(model, dict(zip(init_names, init_need)), source=f"--resume {path} on this data")
 
 
 def loss_tag(loss: float) -> int:

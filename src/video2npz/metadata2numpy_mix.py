@@ -33,12 +33,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     video_name = Path(args.video).name if args.video else None
-    meta = metadata.load_metadata(args.meta_data, video_name)
-    rows = metadata.metadata_to_rows(meta)
     stem = Path(args.video).stem if args.video else Path(args.meta_data).stem
     out = Path(args.out_dir) / f"{stem}.npz"
-    if out.resolve() == Path(args.meta_data).resolve():
-        raise cli.UserError(f"{out}: would overwrite the input; choose another --out_dir")
+    cli.check_outputs([args.meta_data, args.video], [out], hint="choose another --out_dir")
+    cli.check_out_dir(args.out_dir)
+    meta = metadata.load_metadata(args.meta_data, video_name)
+    rows = metadata.metadata_to_rows(meta)
     metadata.save_npz(out, rows, meta["tempo"], meta["duration"])
     n_bars = int((rows[:, 0] == metadata.BAR_TOKEN).sum()) if len(rows) else 0
     print(f"{out}: {len(rows)} rows ({n_bars} bars, {len(rows) - n_bars} visual beats), "
