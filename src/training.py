@@ -310,8 +310,7 @@ def train(hp: dict) -> Path:
             # nothing is saved: last.pt keeps the last good epoch
             if not (torch.isfinite(norm) and math.isfinite(loss.item())):
                 raise cli.UserError(f"training diverged at epoch {epoch}, step {step + 1}: the loss is "
-                                    f"{loss.item():g} (not finite); nothing was saved from this epoch, so "
-                                    f"{last} holds the last good one: lower --lr or --grad_clip and --resume 1")
+                                    f"{loss.item():g} (not finite); {_kept(last)}")
             opt.step()
             step += 1
             tokens += int(mask.sum().item())
@@ -321,6 +320,11 @@ def train(hp: dict) -> Path:
         train_loss = _mean_over_ranks(total / max(len(batches), 1), world, device)
         tok_s = tokens * world / max(time.time() - t0, 1e-9)
         val_loss, val_parts = evaluate(model, data, val_idx, hp, device, rank, world)
+        # the same on every rank (the weights and the validation loss are), so all stop together
+        if not all(torch.isfinite(p).all() for p in model.parameters()) or \
+                (len(val_idx) and not math.isfinite(val_loss)):
+            raise cli.UserError(f"training diverged in epoch {epoch}: the weights or the validation loss are "
+                                f"not finite; {_kept(last)}")
         if main:
             best_val = min(best, val_loss)
             extra = {"hp": hp, "best_val": best_val, "train_loss": train_loss}
@@ -375,6 +379,13 @@ def _mean_over_ranks(value: float, world: int, device) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t.item() / world)
+
+
+def _kept(last: Path) -> str:
+    if last.exists():
+        return (f"nothing was saved from this epoch, so {last} holds the last good one: "
+                "lower --lr or --grad_clip and --resume 1")
+    return "no checkpoint was written: lower --lr or --grad_clip and start again"
 
 
 def check_hp(hp: dict) -> None:
