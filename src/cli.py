@@ -110,7 +110,7 @@ def check_outputs(inputs: Iterable, outputs: Iterable, hint: str = "choose anoth
             continue
         k = key(o)
         if k in ins:
-            raise UserError(f"output {o} would overwrite the input {ins[k]}; {hint}")
+            raise UserError(f"output {o} would overwrite an input ({ins[k]}); {hint}")
         if k in seen and seen[k] != Path(o):
             raise UserError(f"outputs {seen[k]} and {o} are the same file; {hint}")
         if k in seen:
