@@ -123,7 +123,7 @@ def inference(hp: dict) -> None:
     if not hp["max_video_s"] > 0:
         raise cli.UserError("--max_video_s must be a positive number of seconds")
     inputs = pipeline.collect_inputs(hp["videos"])
-    pipeline.check_plan(inputs, pipeline.Options(out_dir=hp["out_dir"], num_songs=hp["num_songs"]))
+    pipeline.check_plan(inputs, pipeline.Options(out_dir=hp["out_dir"], num_songs=hp["num_songs"]), (ckpt,))
     model = load_checkpoint(ckpt, device="cuda" if hp["device"] == "cuda" else "cpu")
     model.to(pipeline.inference_dtype(hp["dtype"], model))
     opts = pipeline.Options(out_dir=hp["out_dir"], num_songs=hp["num_songs"], C=hp["C"], seed=hp["seed"],

@@ -146,9 +146,10 @@ def check_outputs_safe(inputs: list[Path], outputs: list[Path]) -> None:
     cli.check_outputs(inputs, outputs, hint="choose another --out_dir")
 
 
-def check_plan(inputs: list[Path], opts: Options) -> None:
-    """Before anything runs: the output folder is writable, no output is an input, and no two
-    inputs (clip.mp4 and clip.npz) would write the same files."""
+def check_plan(inputs: list[Path], opts: Options, other_inputs: tuple = ()) -> None:
+    """Before anything runs: the output folder is writable, no output is an input (nor one of
+    ``other_inputs``, e.g. the checkpoint), and no two inputs (clip.mp4 and clip.npz) would
+    write the same files."""
     cli.check_out_dir(opts.out_dir)
     outputs = [o for p in inputs for o in planned_outputs(p, opts)]
     by_stem: dict[str, Path] = {}
@@ -157,7 +158,7 @@ def check_plan(inputs: list[Path], opts: Options) -> None:
             raise cli.UserError(f"{by_stem[p.stem].name} and {p.name} would write the same files "
                                 f"({p.stem}_0.mid, ...); rename one or run them separately")
         by_stem[p.stem] = p
-    check_outputs_safe(inputs, outputs)
+    check_outputs_safe([*inputs, *other_inputs], outputs)
 
 
 def run(inputs: list[Path], model, opts: Options, log=print, keep_going: bool = False) -> list[Result]:

@@ -230,9 +230,10 @@ def train(hp: dict) -> Path:
     main = rank == 0
     torch.manual_seed(hp["seed"] + rank)
 
-    data = load_data(Path(hp["data_root"]) / hp["train_data"]
-                     if not os.path.isabs(hp["train_data"]) and not Path(hp["train_data"]).exists()
-                     else hp["train_data"])
+    data_path = (Path(hp["data_root"]) / hp["train_data"]
+                 if not os.path.isabs(hp["train_data"]) and not Path(hp["train_data"]).exists()
+                 else Path(hp["train_data"]))
+    data = load_data(data_path)
     lengths = data["seq_len"].astype(np.int64)
     train_idx = np.flatnonzero(data["split"] == 0)
     val_idx = np.flatnonzero(data["split"] == 1)
@@ -242,6 +243,8 @@ def train(hp: dict) -> Path:
     exp_dir = Path(hp["exp_dir"]) / hp["name"]
     log_dir = Path(hp["log_dir"])
     last = exp_dir / "last.pt"
+    cli.check_outputs([data_path], [last] + [log_dir / f"{hp['name']}{s}" for s in (".log", ".csv", "_loss.png")],
+                      hint="choose another --name, --exp_dir or --log_dir")
     start_epoch, step, best = 0, 0, math.inf
     if main:   # part files of a killed run (kill -9) are removed; a live run's are kept
         cli.clean_stale_parts(exp_dir)
