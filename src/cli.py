@@ -9,11 +9,14 @@ interrupted run never leaves a half-written file behind.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import re
 import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 
 class UserError(Exception):
@@ -46,7 +49,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    # the writer's PID is in the name, so a later run can tell a dead run's leftover from a live one's
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.{os.getpid()}-", suffix=f".part{path.suffix}",
+                               dir=path.parent)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -63,6 +68,126 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
+
+
+def finite_json(obj):
+    """``obj`` with every NaN or infinite float replaced by None, so it serialises as valid JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:   # numpy scalars
+        return finite_json(obj.item())
+    return obj
+
+
+def write_json_atomic(path: str | os.PathLike, obj, indent: int | None = 1) -> None:
+    """Write ``obj`` as strict JSON (NaN and infinities become null) atomically."""
+    import json
+    write_text_atomic(path, json.dumps(finite_json(obj), indent=indent, allow_nan=False) + "\n")
+
+
+# ---------------------------------------------------------------------------- paths
+def check_outputs(inputs: Iterable, outputs: Iterable, hint: str = "choose another output path") -> None:
+    """Refuse (UserError) before anything runs when an output path is one of the input paths
+    (the same file by any spelling or link), or when two outputs are the same file.  Inputs are
+    never overwritten; call this with every input and every output a run will write."""
+    def key(p):
+        p = Path(p)
+        try:
+            return p.resolve()
+        except OSError:
+            return p.absolute()
+    ins = {}
+    for p in inputs:
+        if p is not None:
+            ins.setdefault(key(p), Path(p))
+    seen = {}
+    for o in outputs:
+        if o is None:
+            continue
+        k = key(o)
+        if k in ins:
+            raise UserError(f"output {o} would overwrite an input ({ins[k]}); {hint}")
+        if k in seen and seen[k] != Path(o):
+            raise UserError(f"outputs {seen[k]} and {o} are the same file; {hint}")
+        if k in seen:
+            raise UserError(f"two outputs would be written to {o}; {hint}")
+        seen[k] = Path(o)
+        try:
+            if Path(o).is_dir():
+                raise UserError(f"output {o} is a folder; give a file name")
+        except OSError:
+            pass
+
+
+def check_out_dir(path: str | os.PathLike, flag: str = "--out_dir") -> Path:
+    """Make sure ``path`` is a writable folder, or can be made one, before any work is done;
+    returns it.  Refuses an existing file (or a file where a parent folder should be) and a
+    read-only place.  Creates nothing: a refused run leaves no empty folder behind."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a folder; give a folder for the outputs")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UserError(f"{flag} {path}: {probe} is a file, so no folder can be made there")
+    try:
+        with tempfile.TemporaryFile(dir=probe, prefix=".write-test."):
+            pass
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise UserError(f"{flag} {path} cannot be written ({probe}: {why}); choose a folder you can write to") \
+            from None
+    return path
+
+
+_PART = re.compile(r"^\..*\.(\d+)-[A-Za-z0-9_]+\.part(\.[^.]*)?$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def clean_stale_parts(folder: str | os.PathLike, max_age_s: float = 3600.0, recursive: bool = True) -> int:
+    """Remove the temporary ``.part`` files that :func:`atomic_path` left behind when a run was
+    killed (kill -9, power loss).  A part file is stale when the process named in it is gone,
+    or, for a name without a process id, when it is older than ``max_age_s``; the part files
+    of a run still going are left alone.  Returns how many were removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    now = time.time()
+    candidates = folder.rglob(".*.part*") if recursive else folder.glob(".*.part*")
+    for p in candidates:
+        try:
+            if not p.is_file() or ".part" not in p.name:
+                continue
+            m = _PART.match(p.name)
+            if m and int(m.group(1)) != os.getpid():
+                stale = not _pid_alive(int(m.group(1)))
+            elif m:
+                stale = False
+            else:
+                stale = now - p.stat().st_mtime > max_age_s
+            if stale:
+                p.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def progress(iterable=None, **kwargs):

@@ -288,8 +288,9 @@ def music21_units(collections_: list[str] | None = None, cap: int | None = None)
 
     Returns ``(units, skipped)``: units to convert, and ``(uid, reason)`` for pieces
     excluded up front (exercise collections, analyses, meters without 16-sixteenth bars).
-    ``cap`` keeps at most that many units per collection, chosen by a hash of their ids
-    (deterministic, spread over the collection's files).
+    ``cap`` keeps at most that many units per collection, chosen by a salted hash of their ids
+    (deterministic, spread over the collection's files, independent of the train/validation
+    split's hash, so about 10 % of any capped selection is validation, in every collection).
     """
     from music21 import corpus
 
@@ -335,16 +336,26 @@ def music21_units(collections_: list[str] | None = None, cap: int | None = None)
                 continue
         units.append(Music21Unit(uid, coll, sp, number, ts))
     if cap:
-        by_coll = collections.defaultdict(list)
-        for u in units:
-            by_coll[u.collection].append(u)
-        units = []
-        for coll, us in sorted(by_coll.items()):
-            us.sort(key=lambda u: hashlib.sha1(u.uid.encode()).hexdigest())
-            units += us[:cap]
-            skipped += [(u.uid, f"over the per-collection cap (--cap {cap})") for u in us[cap:]]
+        units, over = cap_per_collection(units, cap)
+        skipped += over
     units.sort(key=lambda u: u.uid)
     return units, skipped
+
+
+def cap_per_collection(units: list, cap: int) -> tuple[list, list]:
+    """(kept, [(uid, reason)]): at most ``cap`` units (with ``uid`` and ``collection``) per
+    collection, chosen by a salted hash of their ids.  Salted: the train/validation split hashes
+    the same ids (dataset.assign_split), and taking the lowest hashes of both put every capped
+    piece into validation; with the salt about 10 % of any capped selection is validation."""
+    by_coll = collections.defaultdict(list)
+    for u in units:
+        by_coll[u.collection].append(u)
+    kept, skipped = [], []
+    for coll, us in sorted(by_coll.items()):
+        us.sort(key=lambda u: hashlib.sha1(f"cap:{u.uid}".encode()).hexdigest())
+        kept += us[:cap]
+        skipped += [(u.uid, f"over the per-collection cap (--cap {cap})") for u in us[cap:]]
+    return kept, skipped
 
 
 _ROLE_WORDS = [  # checked in order on the lower-cased part/instrument name

@@ -218,17 +218,26 @@ def _unit_hash(song_id: str) -> float:
 def assign_split(song_ids, val_fraction: float = 0.1) -> dict[str, int]:
     """Deterministic split by a hash of each song id: 1 (validation) when hash < ``val_fraction``.
 
-    Adding songs never moves existing ones.  With at least two songs there is at least one
-    validation and one training song (the lowest / highest hash is moved if needed).
+    Adding songs never moves existing ones (except the one fallback song of a collection,
+    below).  Within each collection (the id's first folder, e.g. ``bach/...``) of at least
+    1 / ``val_fraction`` songs at least one is validation and, with two songs or more, at least
+    one trains (the lowest / highest hash is moved if needed); the same holds over all songs.
     """
     ids = sorted(set(song_ids))
     h = {s: _unit_hash(s) for s in ids}
     split = {s: int(h[s] < val_fraction) for s in ids}
-    if len(ids) >= 2 and val_fraction > 0:
-        if not any(split.values()):
-            split[min(ids, key=h.get)] = 1
-        if all(split.values()):
-            split[max(ids, key=h.get)] = 0
+    if val_fraction <= 0:
+        return split
+    groups: dict[str, list[str]] = {}
+    for s in ids:
+        groups.setdefault(s.split("/", 1)[0] if "/" in s else "", []).append(s)
+    for members in [*groups.values(), ids] if len(groups) > 1 else [ids]:
+        if len(members) < 2:
+            continue
+        if not any(split[s] for s in members) and (members is ids or len(members) * val_fraction >= 1):
+            split[min(members, key=h.get)] = 1
+        if all(split[s] for s in members):
+            split[max(members, key=h.get)] = 0
     return split
 
 

@@ -179,6 +179,9 @@ COL_VELOCITY = 11
 BMT_FIELDS = FIELDS[:COL_PBEAT] + ["p_time", "i_beat", "tempo", "chord", "velocity"]
 
 TEMPO_MIN, TEMPO_MAX, N_TEMPO_BINS = 32.0, 224.0, 55       # vocab 56 with "none"
+#: The tempi (bpm) a user, a video npz or metadata may give: a MIDI file cannot hold a slower one
+#: (its tempo is microseconds per beat, at most 2^24 - 1), and a faster one is no tempo anyone plays.
+USER_TEMPO_MIN, USER_TEMPO_MAX = 4.0, 1000.0
 N_VELOCITY_BINS = 40                                        # vocab 41 with "none"
 N_PTIME = 101                                               # 0 pad, 1..100 = p_time 0..99 + 1
 CHORD_QUALITIES = ["M", "m", "o", "+", "7", "M7", "m7", "o7", "/o7", "sus2", "sus4"]   # chorder's qualities (BMT)

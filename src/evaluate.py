@@ -364,15 +364,8 @@ def load_video(npz: Path | None = None, metadata: Path | None = None, sidecar: d
     video = Video(name=name, sources=[str(p) for p in (npz, metadata) if p is not None])
     rows = None
     if npz is not None:
-        try:
-            with np.load(npz, allow_pickle=False) as z:
-                if "input" not in z:
-                    raise cli.UserError(f"{npz} has no 'input' array; give the inference npz of the video")
-                rows = np.asarray(z["input"]).astype(np.int64).reshape(-1, 6)
-                video.tempo = _scalar(z["tempo"]) if "tempo" in z else None
-                video.duration = _scalar(z["duration"]) if "duration" in z else None
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise cli.UserError(f"cannot read video npz {npz}: {e}") from None
+        from video2npz.metadata import load_video_npz
+        rows, video.tempo, video.duration = load_video_npz(npz)     # the one checked reader
     meta = _load_json(metadata) if metadata is not None else {}
     if video.tempo is None:
         video.tempo = _scalar(meta.get("tempo")) if "tempo" in meta else _scalar(sidecar.get("tempo"))

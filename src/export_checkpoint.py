@@ -25,8 +25,8 @@ def main() -> None:
     src, out = Path(args.ckpt), Path(args.out)
     if not src.is_file():
         raise cli.UserError(f"{src} not found")
-    if out.exists() and out.resolve() == src.resolve():
-        raise cli.UserError("--out must differ from --ckpt (inputs are never overwritten)")
+    cli.check_outputs([src, args.data], [out], hint="--out must differ from --ckpt and --data (inputs are never "
+                      "overwritten)")
     model = load_checkpoint(src)
     info = dict(model.checkpoint_info or {})
     if args.data:

@@ -61,6 +61,7 @@ HP = dict(
     videos="videos/demo.mp4",    # a video, a video npz, or a folder of them
     ckpt="",                     # default: the bundled model, exp/bundled/model.pt
     num_songs=1,                 # songs per video, generated together as one batch
+    max_video_s=3600.0,          # longer videos are refused before any work (cut them into parts)
     out_dir="inference",         # where <name>_<k>.mid/.wav/.mp4/.json go
     C=D.DEFAULT_C,               # probability of taking the video's bar density (published: 0.7)
     is_tempo=0,                  # 1: use --my_tempo instead of the video's tempo
@@ -138,20 +139,34 @@ def inference(hp: dict) -> None:
     if not ckpt.is_file():
         raise cli.UserError(f"no checkpoint at {ckpt}: train one with `python src/main_cp.py --mode train` "
                             "or pass --ckpt pointing at a checkpoint (the released CMT loss_8_params.pt works)")
-    if hp["num_songs"] < 1:
-        raise cli.UserError("--num_songs must be at least 1")
+    if not 1 <= hp["num_songs"] <= MAX_SONGS:
+        raise cli.UserError(f"--num_songs must be 1..{MAX_SONGS} (songs are composed together, in memory)")
+    if not hp["max_video_s"] > 0:
+        raise cli.UserError("--max_video_s must be a positive number of seconds")
     inputs = pipeline.collect_inputs(hp["videos"])
+    pipeline.check_plan(inputs, pipeline.Options(out_dir=hp["out_dir"], num_songs=hp["num_songs"]), (ckpt,))
     model = pipeline.load_model(ckpt, hp["device"], hp["dtype"], threads=hp["threads"], batch=hp["num_songs"])
     opts = pipeline.options_from_hp(hp, model)
-    results = pipeline.run(inputs, model, opts)
-    print("\nwritten:")
+    results = pipeline.run(inputs, model, opts, keep_going=True)
+    if any(r.files for r in results):
+        print("\nwritten:")
     for r in results:
         for f in r.files:
             print(f"  {f}")
+    failed = [r.name for r in results if r.error]
+    if failed:
+        raise cli.UserError(f"{len(failed)} of {len(results)} inputs failed ({', '.join(failed)}; "
+                            "reasons above); the others were done")
+
+
+#: The most songs one run composes per video (they are generated together, in memory).
+MAX_SONGS = 64
 
 
 def main() -> None:
     hp = parse_args()
+    if hp["seed"] < 0:
+        raise cli.UserError("--seed must be 0 or more")
     if hp["mode"] == "train":
         import training
         training.launch(hp)

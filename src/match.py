@@ -20,18 +20,16 @@ def main() -> None:
     ap.add_argument("music_npz", help="a training npz (midi2numpy_mix.py / prepare_corpus.py)")
     ap.add_argument("--top", type=int, default=5, help="how many songs to print (default 5)")
     args = ap.parse_args()
-    import numpy as np
-
     import retrieval
     from representation import load_training_npz
+    from video2npz.metadata import load_video_npz
 
     for p in (args.video_npz, args.music_npz):
         if not Path(p).is_file():
             raise cli.UserError(f"{p} not found")
-    try:
-        rows = np.load(args.video_npz, allow_pickle=False)["input"]
-    except Exception as e:  # noqa: BLE001
-        raise cli.UserError(f"{args.video_npz} is not a video npz with an 'input' array ({e})") from None
+    if args.top < 1:
+        raise cli.UserError("--top must be at least 1")
+    rows, _, _ = load_video_npz(args.video_npz)
     import original_npz
     try:
         data = (original_npz.read(args.music_npz) if original_npz.is_original(args.music_npz)

@@ -51,6 +51,10 @@ def check_build_args(args) -> None:
         raise cli.UserError(f"--out_name {args.out_name} must end with .npz")
     if args.emotion_file and args.representation != "bmt":
         raise cli.UserError("--emotion_file needs --representation bmt (the cmt tokens have no emotion field)")
+    out = Path(args.out_name)
+    cli.check_outputs([args.genre_file, args.emotion_file],
+                      [out, out.with_name(f"{out.stem}_vocab.json"), out.with_name(f"{out.stem}_stats.json")],
+                      hint="choose another --out_name")
 
 
 def label_maps(args) -> tuple[dict | None, dict | None]:

@@ -567,12 +567,7 @@ def load_checkpoint(path, device="cpu") -> CMT:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot read checkpoint {path}: {msg[:200]}") from None
-
+    obj = _read_checkpoint_file(path)
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         model = _load_ours(obj, path)
     else:
@@ -584,6 +579,110 @@ def load_checkpoint(path, device="cpu") -> CMT:
         model = _load_released(sd, path)
     model.checkpoint_info["path"] = str(path)
     return model.to(device).eval()
+
+
+def _read_checkpoint_file(path: Path):
+    """torch.load with weights_only=True; a file it cannot read gets a one-line reason that says
+    what is wrong with the file (never torch's advice to load it unsafely)."""
+    import zipfile
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if size == 0:
+        raise UserError(f"checkpoint {path} is empty (0 bytes): copy or download it again")
+    is_zip = zipfile.is_zipfile(path)
+    if head.startswith(b"PK") and not is_zip:
+        raise UserError(f"checkpoint {path} is truncated or damaged: its zip archive ({size} bytes) has no "
+                        "end; copy or download it again")
+    if is_zip:
+        try:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()           # every record against its checksum
+        except (OSError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError):
+            bad = "?"
+        if bad is not None:
+            raise UserError(f"checkpoint {path} is damaged: a record inside it ({bad.rsplit('/', 1)[-1]}) fails "
+                            "its checksum; copy or download it again")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - classified below, one line each
+        text = " ".join(str(e).split())
+    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if unsafe:
+        what = unsafe.group(1)
+        raise UserError(f"checkpoint {path} is refused: besides tensors and plain data it stores {what}, and "
+                        "loading such objects can run code; use a checkpoint saved by this project "
+                        "(src/main_cp.py or src/export_checkpoint.py)")
+    if is_zip:
+        raise UserError(f"checkpoint {path} is damaged (its contents cannot be read as a PyTorch "
+                        "checkpoint): copy or download it again")
+    if head[:1] == b"\x80":
+        raise UserError(f"checkpoint {path} is damaged or truncated (an old-style PyTorch file that ends "
+                        "early or holds unreadable data): copy or download it again")
+    raise UserError(f"{path} is not a PyTorch checkpoint (neither a zip archive nor a pickled state dict)")
+
+
+#: Bounds on a model config read from a checkpoint or given as flags: far above any CMT, far
+#: below what would exhaust memory (a 62 kB file must not make us allocate 275 GB).
+CONFIG_LIMITS = dict(n_layer=256, d_model=16384, n_head=1024, d_ff=65536, time_emb_size=16384,
+                     init_emb_size=16384, max_pos=10_000_000)
+MAX_CLASSES, MAX_EMB = 1_000_000, 16384
+MAX_PARAMETERS = 2_000_000_000
+
+
+def check_config(cfg: ModelConfig, source: str, weights: dict | None = None) -> None:
+    """Refuse (UserError) a config with non-integer, non-positive or absurd sizes, or one whose
+    model would have more than :data:`MAX_PARAMETERS` weights, before any memory is allocated;
+    with ``weights`` (a state dict), also one whose weight names and shapes differ from them."""
+    def whole(v, lo, hi, name):
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise UserError(f"{source}: model config {name} must be a whole number {lo}..{hi}, got {v!r}")
+    for name, hi in CONFIG_LIMITS.items():
+        whole(getattr(cfg, name), 1, hi, name)
+    for name, hi in (("n_class", MAX_CLASSES), ("init_n_class", MAX_CLASSES), ("emb_sizes", MAX_EMB)):
+        values = getattr(cfg, name)
+        if not isinstance(values, list) or not values:
+            raise UserError(f"{source}: model config {name} must be a list of whole numbers")
+        for v in values:
+            whole(v, 1, hi, name)
+    if isinstance(cfg.dropout, bool) or not isinstance(cfg.dropout, (int, float)) or not 0 <= cfg.dropout < 1:
+        raise UserError(f"{source}: model config dropout must be in [0, 1), got {cfg.dropout!r}")
+    if cfg.preset not in D.PRESETS:
+        raise UserError(f"{source}: model config names an unknown preset {cfg.preset!r}")
+    try:
+        with torch.device("meta"):          # shapes only: nothing is allocated
+            meta = CMT(cfg)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{source}: bad model config ({' '.join(str(e).split())})") from None
+    n = count_parameters(meta)
+    if n > MAX_PARAMETERS:
+        raise UserError(f"{source}: its config describes a model of {n / 1e9:.1f} billion weights "
+                        f"({n * 4 / 2**30:.0f} GiB); at most {MAX_PARAMETERS / 1e9:.0f} billion are accepted")
+    if weights is not None:
+        want = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+        have = {k: tuple(v.shape) for k, v in weights.items()}
+        missing, extra = sorted(want.keys() - have.keys()), sorted(have.keys() - want.keys())
+        wrong = [k for k in want.keys() & have.keys() if want[k] != have[k]]
+        if missing or extra or wrong:
+            detail = (f"lacks {missing[0]}" if missing else f"has an unknown weight {extra[0]}" if extra
+                      else f"{wrong[0]} is {have[wrong[0]]}, its config says {want[wrong[0]]}")
+            raise UserError(f"{source} does not fit the model its config describes: {detail}")
+
+
+def _check_state_dict(sd, path) -> None:
+    """The weights entry: a dict of finite tensors by name."""
+    if not isinstance(sd, dict) or not sd:
+        raise UserError(f"checkpoint {path}: its 'model' entry must be a dict of weight tensors, "
+                        f"got {type(sd).__name__}")
+    for k, v in sd.items():
+        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
+            raise UserError(f"checkpoint {path}: its 'model' entry holds {type(v).__name__} under {k!r}, "
+                            "not a weight tensor")
+    for k, v in sd.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            n = int((~torch.isfinite(v)).sum())
+            raise UserError(f"checkpoint {path}: {n} weights of {k} are NaN or infinite (the training run "
+                            "that wrote it diverged); use an earlier checkpoint")
 
 
 def _load_weights(model: CMT, sd: dict, path) -> None:
@@ -599,8 +698,19 @@ def _load_ours(obj: dict, path) -> CMT:
     if obj.get("version", 0) > CHECKPOINT_VERSION:
         raise UserError(f"checkpoint {path} has format version {obj['version']}; this code reads "
                         f"up to {CHECKPOINT_VERSION}: update the code")
+    if not isinstance(obj.get("config"), dict):
+        raise UserError(f"checkpoint {path} has no model config (its 'config' entry is not a dict)")
+    for key, kinds in (("vocab", dict), ("optimizer", dict), ("extra", dict), ("epoch", int), ("step", int)):
+        if obj.get(key) is not None and (not isinstance(obj[key], kinds) or isinstance(obj[key], bool)):
+            raise UserError(f"checkpoint {path}: its '{key}' entry must be a {kinds.__name__}, "
+                            f"got {type(obj[key]).__name__}")
+    _check_state_dict(obj.get("model"), path)
     try:
         cfg = ModelConfig.from_dict({**obj["config"], "attention": "auto"})
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"checkpoint {path} has a bad model config: {e}") from None
+    check_config(cfg, f"checkpoint {path}", obj["model"])
+    try:
         model = CMT(cfg)
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"checkpoint {path} has a bad model config: {e}") from None
@@ -653,7 +763,9 @@ def _load_released(sd: dict, path) -> CMT:
             if k.startswith(old):
                 k = new + k[len(old):]
         clean[k] = v
+    _check_state_dict(clean, path)
     cfg = released_config(clean, path)
+    check_config(cfg, f"checkpoint {path}")
     model = CMT(cfg)
     pe = clean.pop("encoder_pos_emb.pe", None)
     if pe is not None:

@@ -42,8 +42,9 @@ def notes_to_midi(notes: np.ndarray, tempo_bpm: float, velocity: int = 80, progr
     import miditoolkit
     from miditoolkit.midi.containers import Instrument, Marker, Note, TempoChange, TimeSignature
 
-    if not tempos and (not tempo_bpm or tempo_bpm <= 0):
-        raise ValueError(f"tempo must be positive, got {tempo_bpm}")
+    for bpm in ([b for _, b in tempos] if tempos else [tempo_bpm]):
+        if not (bpm and D.USER_TEMPO_MIN <= float(bpm) <= D.USER_TEMPO_MAX):   # NaN fails too
+            raise ValueError(f"tempo must be {D.USER_TEMPO_MIN:g}..{D.USER_TEMPO_MAX:g} bpm, got {bpm}")
     if ticks_per_beat % D.TICKS_PER_BEAT:
         raise ValueError("ticks_per_beat must be a multiple of 4 (one 16th = a whole number of ticks)")
     progs = dict(D.PROGRAMS)
@@ -134,6 +135,8 @@ def _load_tokens(path: str, key: str | None, index: int | None) -> np.ndarray:
                 y = data["y"]
                 if arr.ndim == 3:
                     i = index or 0
+                    if not 0 <= i < arr.shape[0]:
+                        raise cli.UserError(f"--index {i} out of range 0..{arr.shape[0] - 1}")
                     arr = np.concatenate([arr[i, :1], y[i]])
                     index = None
     if arr.ndim == 3:
@@ -144,7 +147,25 @@ def _load_tokens(path: str, key: str | None, index: int | None) -> np.ndarray:
         arr = arr[index]
     if arr.ndim != 2 or arr.shape[1] < D.N_COLS:
         raise cli.UserError(f"expected token rows with at least {D.N_COLS} columns, got shape {arr.shape}")
-    return arr
+    return check_tokens(arr, path)
+
+
+def check_tokens(arr: np.ndarray, source: str) -> np.ndarray:
+    """Token rows as int64, or UserError: whole, finite numbers, each column within its
+    representation's vocabulary (cmt: 9 columns, bmt: 12; i_beat below 2^24 ticks)."""
+    if arr.dtype.kind not in "iuf":
+        raise cli.UserError(f"{source}: token rows must be whole numbers, not {arr.dtype}")
+    if arr.dtype.kind == "f" and (not np.isfinite(arr).all() or (arr != np.round(arr)).any()):
+        raise cli.UserError(f"{source}: token rows must be whole, finite numbers")
+    P = next((P for P in D.PRESETS.values() if P.n_cols == arr.shape[1]), D.PRESETS["cmt"])
+    limits = [n - 1 for n in P.n_class]
+    limits[D.COL_IBEAT] = 2 ** 24
+    for c, hi in enumerate(limits):
+        bad = np.flatnonzero((arr[:, c] < 0) | (arr[:, c] > hi))
+        if len(bad):
+            raise cli.UserError(f"{source}: row {bad[0]} has {P.columns[c]} {arr[bad[0], c]}; "
+                                f"{P.name} tokens take 0..{hi} there")
+    return arr[:, :P.n_cols].astype(np.int64)
 
 
 def main() -> int:
@@ -159,8 +180,12 @@ def main() -> int:
     ap.add_argument("--program", action="append", default=[], metavar="NAME=PROGRAM",
                     help="override a General MIDI program, e.g. --program Strings=48 (repeatable)")
     args = ap.parse_args()
-    if args.tempo is not None and args.tempo <= 0:
-        raise cli.UserError("--tempo must be positive")
+    cli.check_outputs([args.inp], [args.out], hint="choose another --out (inputs are never overwritten)")
+    if args.tempo is not None:
+        from video2npz.metadata import check_tempo
+        check_tempo(args.tempo, "--tempo")
+    if not 1 <= args.velocity <= 127:
+        raise cli.UserError("--velocity must be 1..127")
     programs = {}
     for item in args.program:
         name, _, prog = item.partition("=")

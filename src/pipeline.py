@@ -49,6 +49,7 @@ class Options:
     loudness: float | None = -16.0      # the final mix's loudness in LUFS (EBU R128); None: as rendered
     max_tokens_per_bar: int = 160       # a bar that runs longer is closed by force
     sampling: dict | None = None        # field -> (temperature, top_p or None); None: sampling.SAMPLING
+    max_video_s: float = 3600.0         # longer videos are refused before any work
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Result:
     name: str
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    error: str | None = None            # the one-line reason this input failed (batch runs go on)
 
 
 def collect_inputs(path: str | os.PathLike) -> list[Path]:
@@ -73,18 +75,10 @@ def collect_inputs(path: str | os.PathLike) -> list[Path]:
 
 def video_rows(path: Path, opts: Options) -> tuple[np.ndarray, float, float, Path | None, list[str]]:
     """(rows, tempo, duration, video file or None, files written) for one input."""
+    from video2npz import metadata
     out_dir = Path(opts.out_dir)
     if path.suffix == ".npz":
-        try:
-            z = np.load(path, allow_pickle=False)
-            rows = np.asarray(z["input"])
-            tempo = float(z["tempo"]) if "tempo" in z.files else None
-            duration = float(z["duration"]) if "duration" in z.files else None
-        except Exception as e:  # noqa: BLE001
-            raise cli.UserError(f"{path} is not a video npz with an 'input' array ({e}); "
-                                "make one with src/video2npz/video2npz.sh") from None
-        if rows.ndim != 2 or rows.shape[1] < 5 or len(rows) == 0:
-            raise cli.UserError(f"{path}: 'input' must be rows of [bar-beat, density, strength, i_beat, n_beat, p_beat]")
+        rows, tempo, duration = metadata.load_video_npz(path, limit_s=opts.max_video_s)
         if opts.tempo:
             tempo = opts.tempo
         if tempo is None:
@@ -94,13 +88,25 @@ def video_rows(path: Path, opts: Options) -> tuple[np.ndarray, float, float, Pat
             duration = float(rows[0, ROW_N_BEAT]) * 60.0 / (D.TICKS_PER_BEAT * tempo)
         return rows, tempo, duration, None, []
     from video2npz import analyse_video, metadata_to_rows
+    check_video_length(path, opts.max_video_s)
     meta = analyse_video(str(path), exact=opts.exact, tempo=opts.tempo)
+    metadata.check_duration(meta["duration"], f"{path.name} duration", opts.max_video_s)
     rows = metadata_to_rows(meta)
     stem = path.stem
     meta_file, npz_file = metadata_path(out_dir, stem), npz_path(out_dir, stem)
-    cli.write_text_atomic(meta_file, json.dumps(meta, indent=1))
+    cli.write_json_atomic(meta_file, meta)
     save_npz(npz_file, rows, meta["tempo"], meta["duration"])
     return rows, float(meta["tempo"]), float(meta["duration"]), path, [str(meta_file), str(npz_file)]
+
+
+def check_video_length(path: Path, max_s: float) -> None:
+    """Refuse a video longer than ``max_s`` seconds from its header, before decoding it."""
+    from video2npz.decode import VideoSource
+    with VideoSource(path) as src:
+        fps, count = src.props.fps, src.props.frame_count
+    if fps > 0 and count > 0 and count / fps > max_s:
+        raise cli.UserError(f"{path.name} lasts {count / fps:.0f} s; at most {max_s:g} s is accepted "
+                            "(--max_video_s), so cut it into parts")
 
 
 def init_block(model, opts: Options) -> np.ndarray:
@@ -160,7 +166,7 @@ def options_from_hp(hp: dict, model) -> Options:
                    max_tokens_per_bar=int(get("max_tokens_per_bar", base["max_tokens_per_bar"])),
                    sampling=parse_sampling(get("sampling")) if get("sampling") else None,
                    keep_audio=bool(get("keep_audio", False)), music_gain_db=music_gain_db, loudness=loudness,
-                   **chosen)
+                   max_video_s=float(get("max_video_s", base["max_video_s"])), **chosen)
 
 
 def load_model(ckpt, device: str = "auto", dtype: str = "auto", threads: int = 0, batch: int = 1):
@@ -198,21 +204,60 @@ def _set_sampling(controls, sampling: dict) -> None:
         raise cli.UserError("--sampling: this build's generation takes only the published settings (sampling.SAMPLING)")
 
 
+def planned_outputs(path: Path, opts: Options) -> list[Path]:
+    """Every file :func:`run` may write for one input."""
+    out_dir = Path(opts.out_dir)
+    name = path.stem
+    planned = [out_dir / f"{name}_{k}{ext}" for k in range(opts.num_songs) for ext in (".mid", ".wav", ".mp4", ".json")]
+    if path.suffix != ".npz":
+        planned += [metadata_path(out_dir, name), npz_path(out_dir, name)]
+    return planned
+
+
 def check_outputs_safe(inputs: list[Path], outputs: list[Path]) -> None:
-    ins = {p.resolve() for p in inputs}
-    for o in outputs:
-        if o.resolve() in ins:
-            raise cli.UserError(f"output {o} would overwrite an input file; choose another --out_dir")
+    cli.check_outputs(inputs, outputs, hint="choose another --out_dir")
 
 
-def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
+def check_plan(inputs: list[Path], opts: Options, other_inputs: tuple = ()) -> None:
+    """Before anything runs: the output folder is writable, no output is an input (nor one of
+    ``other_inputs``, e.g. the checkpoint), and no two inputs (clip.mp4 and clip.npz) would
+    write the same files."""
+    cli.check_out_dir(opts.out_dir)
+    outputs = [o for p in inputs for o in planned_outputs(p, opts)]
+    by_stem: dict[str, Path] = {}
+    for p in inputs:
+        if p.stem in by_stem:
+            raise cli.UserError(f"{by_stem[p.stem].name} and {p.name} would write the same files "
+                                f"({p.stem}_0.mid, ...); rename one or run them separately")
+        by_stem[p.stem] = p
+    check_outputs_safe([*inputs, *other_inputs], outputs)
+
+
+def run(inputs: list[Path], model, opts: Options, log=print, keep_going: bool = False) -> list[Result]:
+    """Compose for every input.  A bad input raises UserError, or with ``keep_going`` gets one
+    line on stderr and a Result with ``error`` set, and the run goes on with the others."""
+    check_plan(inputs, opts)
+    cli.clean_stale_parts(opts.out_dir, recursive=False)
+    results, warned = [], set()
+    for path in inputs:
+        try:
+            results.append(run_one(path, model, opts, log, warned))
+        except cli.UserError as e:
+            if not keep_going or len(inputs) == 1:
+                raise
+            msg = " ".join(str(e).split())
+            print(f"{path.name}: error: {msg}", file=sys.stderr)
+            results.append(Result(path.stem, error=msg))
+    return results
+
+
+def run_one(path: Path, model, opts: Options, log=print, warned: set | None = None) -> Result:
+    """Compose for one input (see :func:`run`); ``warned``: missing-program notes already printed."""
     from model import check_vocab
     from numpy2midi_mix import tokens_to_midi
     import metrics
 
     out_dir = Path(opts.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
     known = tuple((getattr(model, "vocab", None) or {}).get("instruments") or ())   # classes it was trained on
     controls = generation.Controls(C=opts.C, min_strength=opts.min_strength,
                                    instruments=opts.instruments or known or None,
@@ -220,52 +265,47 @@ def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
     if opts.sampling is not None:
         _set_sampling(controls, opts.sampling)
     init = init_block(model, opts)
-    warned: set[str] = set()
-    for path in inputs:
-        name = path.stem
-        res = Result(name)
-        planned = [out_dir / f"{name}_{k}{ext}" for k in range(opts.num_songs) for ext in (".mid", ".wav", ".mp4", ".json")]
-        if path.suffix != ".npz":
-            planned += [metadata_path(out_dir, name), npz_path(out_dir, name)]
-        check_outputs_safe(inputs, planned)
-        rows, tempo, duration, video, written = video_rows(path, opts)
-        res.files += written
-        check_vocab(model, {"barbeat": int(rows[:, ROW_BARBEAT].max()) + 1,
-                            "density": int(rows[:, ROW_DENSITY].max()) + 1,
-                            "strength": int(rows[:, ROW_STRENGTH].max()) + 1}, source=str(path))
-        is_bar = rows[:, ROW_BARBEAT] == D.BAR
-        n_bars = int(is_bar.sum())
-        log(f"{name}: {duration:.1f} s, {tempo:.1f} bpm, {n_bars} bars, "
-            f"{int((~is_bar & (rows[:, ROW_STRENGTH] >= opts.min_strength)).sum())} visual beats to force")
-        bar = cli.progress(desc=f"{name}: composing {opts.num_songs} song(s)", unit="token")
-        controls.tempo = tempo        # bmt models compose for the tempo the MIDI is played at
-        songs = generation.generate(model, rows, init, opts.num_songs, controls=controls,
-                                    seed=opts.seed, progress=bar)
-        bar.close()
-        for k, song in enumerate(songs):
-            base = out_dir / f"{name}_{k}"
-            tokens = np.asarray(song.tokens, dtype=np.int64)
-            tokens_to_midi(tokens, f"{base}.mid", tempo, programs=opts.programs)
-            res.files.append(f"{base}.mid")
-            report = {"video": str(path), "tempo": tempo, "duration": duration, "n_bars": n_bars,
-                      "n_tokens": len(tokens), "seed": opts.seed, "C": opts.C,
-                      "control_errors": metrics.control_errors_from_tokens(tokens, rows, opts.min_strength,
-                                                                         tracks=song.tracks),
-                      "forced_beats": [list(map(int, f)) for f in song.forced]}
-            cli.write_text_atomic(f"{base}.json", json.dumps(report, indent=1))
-            res.files.append(f"{base}.json")
-            if not opts.render:
-                continue
-            try:
-                wav = rendering.render_wav(f"{base}.mid", f"{base}.wav")
-                res.files.append(wav)
-                if video is not None:
-                    res.files.append(rendering.mux(video, wav, f"{base}.mp4", keep_audio=opts.keep_audio,
-                                                   music_gain_db=opts.music_gain_db, loudness=opts.loudness))
-            except rendering.MissingProgram as e:
-                if str(e) not in warned:
-                    print(f"note: {e}", file=sys.stderr)
-                    warned.add(str(e))
-                res.notes.append(str(e))
-        results.append(res)
-    return results
+    name = path.stem
+    res = Result(name)
+    rows, tempo, duration, video, written = video_rows(path, opts)
+    res.files += written
+    check_vocab(model, {"barbeat": int(rows[:, ROW_BARBEAT].max()) + 1,
+                        "density": int(rows[:, ROW_DENSITY].max()) + 1,
+                        "strength": int(rows[:, ROW_STRENGTH].max()) + 1}, source=str(path))
+    is_bar = rows[:, ROW_BARBEAT] == D.BAR
+    n_bars = int(is_bar.sum())
+    log(f"{name}: {duration:.1f} s, {tempo:.1f} bpm, {n_bars} bars, "
+        f"{int((~is_bar & (rows[:, ROW_STRENGTH] >= opts.min_strength)).sum())} visual beats to force")
+    bar = cli.progress(desc=f"{name}: composing {opts.num_songs} song(s)", unit="token")
+    controls.tempo = tempo        # bmt models compose for the tempo the MIDI is played at
+    songs = generation.generate(model, rows, init, opts.num_songs, controls=controls,
+                                seed=opts.seed, progress=bar)
+    bar.close()
+    warned = set() if warned is None else warned
+    for k, song in enumerate(songs):
+        base = out_dir / f"{name}_{k}"
+        tokens = np.asarray(song.tokens, dtype=np.int64)
+        tokens_to_midi(tokens, f"{base}.mid", tempo, programs=opts.programs)
+        res.files.append(f"{base}.mid")
+        report = {"video": str(path), "tempo": tempo, "duration": duration, "n_bars": n_bars,
+                  "n_tokens": len(tokens), "seed": opts.seed, "C": opts.C,
+                  "control_errors": metrics.control_errors_from_tokens(tokens, rows, opts.min_strength,
+                                                                     tracks=song.tracks),
+                  "forced_beats": [list(map(int, f)) for f in song.forced]}
+        cli.write_json_atomic(f"{base}.json", report)
+        res.files.append(f"{base}.json")
+        if not opts.render:
+            continue
+        try:
+            wav = rendering.render_wav(f"{base}.mid", f"{base}.wav")
+            res.files.append(wav)
+            if video is not None:
+                res.files.append(rendering.mux(video, wav, f"{base}.mp4", keep_audio=opts.keep_audio,
+                                               music_gain_db=opts.music_gain_db, loudness=opts.loudness))
+        except rendering.MissingProgram as e:
+            if str(e) not in warned:
+                print(f"note: {e}", file=sys.stderr)
+                warned.add(str(e))
+            res.notes.append(str(e))
+    return res
+

@@ -26,7 +26,7 @@ import chords
 import cli
 import compute
 import dictionary_mix as D
-from model import CMT, ModelConfig, field_losses, load_checkpoint, save_checkpoint
+from model import CMT, ModelConfig, check_config, check_vocab, field_losses, load_checkpoint, save_checkpoint
 
 
 # ----------------------------------------------------------------------------- data
@@ -271,11 +271,18 @@ def launch(hp: dict) -> None:
 def train(hp: dict) -> Path:
     """Train as ``hp`` says; returns the path of ``last.pt``.  The whole loop is here: set-up,
     then per epoch the training batches, the validation loss and the checkpoints."""
+    check_hp(hp)
     run = setup(hp)
     for epoch in range(run.start_epoch, hp["epochs"]):
         train_loss, tok_s, t0 = train_epoch(run, epoch)
         val_loss, val_parts = evaluate(run.model, run.data, run.val_idx, hp, run.device, run.rank, run.world,
                                        amp=run.amp)
+        # the same on every rank (the weights and the validation loss are), so all stop together;
+        # nothing is saved: last.pt keeps the last good epoch
+        if not all(torch.isfinite(p).all() for p in run.model.parameters()) or \
+                (len(run.val_idx) and not math.isfinite(val_loss)):
+            raise cli.UserError(f"training diverged in epoch {epoch}: the weights or the validation loss are "
+                                f"not finite; {_kept(run.last)}")
         if run.main:
             saved = save_epoch(run, epoch, train_loss, val_loss)
             run.log.epoch(epoch, run.step, train_loss, val_loss, val_parts, tok_s, time.time() - t0)
@@ -329,9 +336,10 @@ def setup(hp: dict) -> Run:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     torch.manual_seed(hp["seed"] + rank)
 
-    data = load_data(Path(hp["data_root"]) / hp["train_data"]
-                     if not os.path.isabs(hp["train_data"]) and not Path(hp["train_data"]).exists()
-                     else hp["train_data"])
+    data_path = (Path(hp["data_root"]) / hp["train_data"]
+                 if not os.path.isabs(hp["train_data"]) and not Path(hp["train_data"]).exists()
+                 else Path(hp["train_data"]))
+    data = load_data(data_path)
     data["split"] = resplit(data, float(hp.get("val_fraction") or 0))
     train_idx = np.flatnonzero(data["split"] == 0)
     val_idx = np.flatnonzero(data["split"] == 1)
@@ -341,10 +349,17 @@ def setup(hp: dict) -> Run:
     if hp.get("val_max_songs") and len(val_idx) > hp["val_max_songs"]:   # a fixed, evenly spread subset
         val_idx = val_idx[np.linspace(0, len(val_idx) - 1, hp["val_max_songs"]).astype(int)]
 
-    last = Path(hp["exp_dir"]) / hp["name"] / "last.pt"
+    exp_dir, log_dir = Path(hp["exp_dir"]) / hp["name"], Path(hp["log_dir"])
+    last = exp_dir / "last.pt"
+    cli.check_outputs([data_path], [last] + [log_dir / f"{hp['name']}{s}" for s in (".log", ".csv", "_loss.png")],
+                      hint="choose another --name, --exp_dir or --log_dir")
+    if rank == 0:   # part files of a killed run (kill -9) are removed; a live run's are kept
+        cli.clean_stale_parts(exp_dir)
+        cli.clean_stale_parts(log_dir, recursive=False)
     resuming = bool(hp["resume"]) and last.exists()
     if resuming:
         model = load_checkpoint(last, device=device)
+        check_resume(model, data, last)
     elif hp.get("init_ckpt"):   # fine-tune (CMT's train.py -p): its weights and sizes, a fresh optimizer
         model = fine_tune_model(Path(hp["init_ckpt"]), data, device)
     else:
@@ -370,7 +385,8 @@ def setup(hp: dict) -> Run:
               last=last, amp=bool(hp.get("amp")))
     if resuming:
         run.start_epoch, run.step = int(info.get("epoch") or 0) + 1, int(info.get("step") or 0)
-        run.best = float((info.get("extra") or {}).get("best_val", math.inf))
+        best = (info.get("extra") or {}).get("best_val", math.inf)
+        run.best = float(best) if isinstance(best, (int, float)) and math.isfinite(best) else math.inf
         run.log.line(f"resuming {last} after epoch {run.start_epoch - 1} (step {run.step}, "
                      f"best validation loss {run.best:.4f})")
     elif hp.get("init_ckpt"):
@@ -390,12 +406,14 @@ def new_model(hp: dict, data: dict) -> CMT:
         emb_sizes = D.preset(preset).emb_sizes(int(v) for v in str(hp["emb_sizes"]).split(","))
     except ValueError as e:
         raise cli.UserError(f"--emb_sizes: {e}") from None
-    return CMT(ModelConfig(
+    config = ModelConfig(
         preset=preset, n_class=data_n_class(data), init_n_class=init_n_class(data),
         emb_sizes=emb_sizes,
         time_emb_size=hp["time_emb_size"], init_emb_size=hp["init_emb_size"],
         d_model=hp["d_model"], n_layer=hp["n_layer"], n_head=hp["n_head"], d_ff=hp["d_ff"],
-        dropout=hp["dropout"], attention=hp["attention"]))
+        dropout=hp["dropout"], attention=hp["attention"])
+    check_config(config, "the model flags")
+    return CMT(config)
 
 
 def fine_tune_model(path: Path, data: dict, device) -> CMT:
@@ -433,7 +451,12 @@ def train_epoch(run: Run, epoch: int) -> tuple[float, float, float]:
         loss = sum(losses.values()) / len(losses)
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), hp["grad_clip"])
+        norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), hp["grad_clip"])
+        # the norm is the same on every rank (gradients are averaged), so all stop together;
+        # nothing is saved: last.pt keeps the last good epoch
+        if not (torch.isfinite(norm) and math.isfinite(loss.item())):
+            raise cli.UserError(f"training diverged at epoch {epoch}, step {run.step + 1}: the loss is "
+                                f"{loss.item():g} (not finite); {_kept(run.last)}")
         run.opt.step()
         run.step += 1
         tokens += int(mask.sum().item())
@@ -491,6 +514,50 @@ def _mean_over_ranks(value: float, world: int, device) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t.item() / world)
+
+
+def _kept(last: Path) -> str:
+    if last.exists():
+        return (f"nothing was saved from this epoch, so {last} holds the last good one: "
+                "lower --lr or --grad_clip and --resume 1")
+    return "no checkpoint was written: lower --lr or --grad_clip and start again"
+
+
+def check_hp(hp: dict) -> None:
+    """One-line errors for training flags no run can use (before any data is read)."""
+    def number(key, lo, hi=math.inf, lo_open=False):
+        if hp.get(key) is None:
+            return
+        v = hp[key]
+        ok = isinstance(v, (int, float)) and math.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi
+        if not ok:
+            raise cli.UserError(f"--{key} must be {'above' if lo_open else 'at least'} {lo:g}"
+                                f"{'' if hi == math.inf else f' and at most {hi:g}'}, got {v!r}")
+    number("lr", 0, lo_open=True)
+    number("grad_clip", 0, lo_open=True)
+    number("dropout", 0, 0.99)
+    for key in ("batch_size", "max_tokens"):
+        number(key, 1)
+    for key in ("epochs", "steps_per_epoch", "val_max_songs", "max_len", "seed"):
+        number(key, 0)
+    number("transpose", 0, 127)
+
+
+def check_resume(model, data: dict, path: Path) -> None:
+    """Refuse to resume a checkpoint on data of another representation or vocabulary."""
+    preset, P = data_preset(data), model.config.layout
+    if preset != P.name or data["x"].shape[-1] != P.n_cols:
+        raise cli.UserError(f"--resume: {path} is a {P.name} model ({P.n_cols} columns) but the training data is "
+                            f"{preset} ({data['x'].shape[-1]} columns); use matching data, or another --name "
+                            "to start a new run")
+    if data["init"].shape[-1] != len(P.init_fields):
+        raise cli.UserError(f"--resume: {path} expects {len(P.init_fields)} init fields, the data has "
+                            f"{data['init'].shape[-1]}")
+    need = [max(int(data["x"][..., c].max()), int(data["y"][..., c].max())) + 1 for c in range(P.n_cols)]
+    check_vocab(model, dict(zip(P.columns, need)), source=f"--resume {path} on this data")
+    init_need = [int(data["init"][..., c].max()) + 1 for c in range(len(P.init_fields))]
+    init_names = ["init_instr" if f == "instrument" else f for f in P.init_fields]
+    check_vocab(model, dict(zip(init_names, init_need)), source=f"--resume {path} on this data")
 
 
 def loss_tag(loss: float) -> int:

@@ -1,7 +1,6 @@
 """analyse_video: a video file -> the metadata.json dict (SPEC 6), with the cache."""
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path

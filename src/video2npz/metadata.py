@@ -58,6 +58,14 @@ STRENGTH_THRESHOLDS = (
 
 _EPS = 1e-9
 
+#: The most bars a video may last (2 h 16 min at 120 bpm): work is bounded before it starts,
+#: and a metadata beat in bar 10^7 cannot turn a small JSON into a huge npz.
+MAX_BARS = 4096
+#: The longest video (s) metadata may describe.
+MAX_DURATION_S = 4 * 3600.0
+#: The most rows a video npz may hold: a Bar row and at most 16 beat rows per bar.
+MAX_ROWS = MAX_BARS * (TICKS_PER_BAR + 1)
+
 
 def classify(value: float, thresholds) -> int:
     """The first i with value < thresholds[i], else len(thresholds)."""
@@ -159,29 +167,166 @@ def metadata_to_rows(meta: dict) -> np.ndarray:
         i = bars_done * TICKS_PER_BAR
         rows.append([BAR_TOKEN, density_of(bars_done) + 1, 0, i, n_beat, _p_beat(i, n_beat)])
         bars_done += 1
-    return np.asarray(rows, dtype=np.int64).reshape(-1, 6)
+    return check_rows(np.asarray(rows, dtype=np.int64).reshape(-1, 6), "metadata")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_int(v) -> bool:
+    return _is_number(v) and float(v).is_integer()
+
+
+def check_tempo(tempo, what: str = "tempo") -> float:
+    """A tempo in bpm from a file or a flag: a finite number in the range MIDI and the model allow."""
+    import dictionary_mix as D
+    try:
+        t = float(tempo)
+    except (TypeError, ValueError):
+        raise UserError(f"{what} must be a number of beats per minute, got {tempo!r}") from None
+    if isinstance(tempo, bool) or not (math.isfinite(t) and D.USER_TEMPO_MIN <= t <= D.USER_TEMPO_MAX):
+        raise UserError(f"{what} must be between {D.USER_TEMPO_MIN:g} and {D.USER_TEMPO_MAX:g} bpm, got {tempo!r}")
+    return t
+
+
+def check_duration(duration, what: str = "duration", limit: float = MAX_DURATION_S) -> float:
+    """A video duration in seconds: finite, positive and at most ``limit``."""
+    try:
+        d = float(duration)
+    except (TypeError, ValueError):
+        raise UserError(f"{what} must be a number of seconds, got {duration!r}") from None
+    if isinstance(duration, bool) or not (math.isfinite(d) and d > 0):
+        raise UserError(f"{what} must be a positive number of seconds, got {duration!r}")
+    if d > limit:
+        raise UserError(f"{what} is {d:.0f} s; at most {limit:g} s is accepted (cut the video into parts)")
+    return d
+
+
+def check_bars(n: int, source: str) -> None:
+    if n > MAX_BARS:
+        raise UserError(f"{source}: the video lasts {n} bars; at most {MAX_BARS} are accepted "
+                        "(cut the video into parts, or give a slower --my_tempo)")
 
 
 def check_metadata(meta) -> None:
-    """Raise UserError unless ``meta`` has the metadata.json fields with sane values."""
+    """Raise UserError unless ``meta`` has the metadata.json fields with sane values: duration and
+    tempo in range, ``vbeats`` a list of {bar, tick, weight} in time order with integer bar and
+    tick and a finite weight, ``flow_magnitude_per_bar`` a list of finite numbers, and at most
+    :data:`MAX_BARS` bars."""
     if not isinstance(meta, dict):
         raise UserError("metadata must be a JSON object with duration, tempo, vbeats, flow_magnitude_per_bar")
     missing = [k for k in ("duration", "tempo", "vbeats", "flow_magnitude_per_bar") if k not in meta]
     if missing:
         raise UserError(f"metadata lacks {', '.join(missing)} (was it written by video2metadata.py?)")
-    try:
-        duration, tempo = float(meta["duration"]), float(meta["tempo"])
-    except (TypeError, ValueError):
-        raise UserError("metadata duration and tempo must be numbers") from None
-    if not (duration > 0 and math.isfinite(duration)):
-        raise UserError(f"metadata duration must be positive, got {meta['duration']!r}")
-    if not (tempo > 0 and math.isfinite(tempo)):
-        raise UserError(f"metadata tempo must be positive, got {meta['tempo']!r}")
-    for vb in meta["vbeats"]:
+    duration = check_duration(meta["duration"], "metadata duration")
+    tempo = check_tempo(meta["tempo"], "metadata tempo")
+    check_bars(n_bars(duration, tempo), "metadata")
+    vbeats, flow = meta["vbeats"], meta["flow_magnitude_per_bar"]
+    if not isinstance(vbeats, list):
+        raise UserError(f"metadata vbeats must be a list of beats, got {type(vbeats).__name__}")
+    if not isinstance(flow, list) or not all(_is_number(v) and v >= 0 for v in flow):
+        raise UserError("metadata flow_magnitude_per_bar must be a list of non-negative numbers")
+    if len(flow) > MAX_BARS:
+        raise UserError(f"metadata has motion for {len(flow)} bars; at most {MAX_BARS} are accepted")
+    last = (-1, -1)
+    for k, vb in enumerate(vbeats):
         if not isinstance(vb, dict) or not {"bar", "tick", "weight"} <= vb.keys():
-            raise UserError("each metadata vbeat needs bar, tick and weight")
-        if not (0 <= int(vb["tick"]) < TICKS_PER_BAR and int(vb["bar"]) >= 0):
-            raise UserError(f"metadata vbeat out of range: {vb}")
+            raise UserError(f"metadata vbeat {k}: each vbeat needs bar, tick and weight")
+        bar, tick, weight = vb["bar"], vb["tick"], vb["weight"]
+        if not (_is_int(bar) and _is_int(tick)):
+            raise UserError(f"metadata vbeat {k}: bar and tick must be whole numbers, got {bar!r} and {tick!r}")
+        if not _is_number(weight):
+            raise UserError(f"metadata vbeat {k}: weight must be a finite number, got {weight!r}")
+        if not (0 <= tick < TICKS_PER_BAR and 0 <= bar < MAX_BARS):
+            raise UserError(f"metadata vbeat {k} out of range (bar 0..{MAX_BARS - 1}, tick 0..{TICKS_PER_BAR - 1}): "
+                            f"bar {bar!r}, tick {tick!r}")
+        if bar > n_bars(duration, tempo):
+            raise UserError(f"metadata vbeat {k} is in bar {bar}, after the end of the video "
+                            f"({duration:g} s at {tempo:g} bpm last {n_bars(duration, tempo)} bars)")
+        if (bar, tick) < last:
+            raise UserError(f"metadata vbeat {k} (bar {bar}, tick {tick}) comes before the one above it; "
+                            "vbeats must be in time order")
+        last = (bar, tick)
+
+
+def check_rows(rows, source: str = "video rows") -> np.ndarray:
+    """The one validation of inference rows ``[bar-beat, density, strength, i_beat, n_beat, p_beat]``,
+    wherever they come from; returns them as int64.  Raises UserError (naming ``source``) unless
+    they are a 2-D array of 6 whole, finite, non-negative numbers per row, starting with a Bar row,
+    with bar-beat 1..17, density 0..17, strength 0..10, one n_beat > 0, i_beat never decreasing,
+    and at most :data:`MAX_BARS` bars."""
+    a = np.asarray(rows)
+    if a.dtype.kind not in "iuf":
+        raise UserError(f"{source}: the rows must be numbers, not {a.dtype} "
+                        f"(rows of {', '.join(ROW_COLUMNS)}; make them with src/video2npz/video2npz.sh)")
+    if a.ndim != 2 or a.shape[1] != len(ROW_COLUMNS):
+        raise UserError(f"{source}: expected rows of {len(ROW_COLUMNS)} columns [{', '.join(ROW_COLUMNS)}], "
+                        f"got an array of shape {a.shape}")
+    if len(a) == 0:
+        raise UserError(f"{source}: holds no rows")
+    if len(a) > MAX_ROWS:
+        raise UserError(f"{source}: {len(a)} rows; at most {MAX_ROWS} ({MAX_BARS} bars) are accepted")
+    if a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            raise UserError(f"{source}: the rows hold NaN or infinite values")
+        if (a != np.round(a)).any() or np.abs(a).max() > 2 ** 31:
+            raise UserError(f"{source}: the rows must be whole numbers")
+    a = a.astype(np.int64)
+    limits = {ROW_BARBEAT: (1, BAR_TOKEN), ROW_DENSITY: (0, len(DENSITY_THRESHOLDS) + 1),
+              ROW_STRENGTH: (0, len(STRENGTH_THRESHOLDS)), ROW_I_BEAT: (0, (MAX_BARS + 1) * TICKS_PER_BAR),
+              ROW_N_BEAT: (1, (MAX_BARS + 1) * TICKS_PER_BAR), ROW_P_BEAT: (0, 2 ** 31)}
+    for col, (lo, hi) in limits.items():
+        bad = np.flatnonzero((a[:, col] < lo) | (a[:, col] > hi))
+        if len(bad):
+            raise UserError(f"{source}: row {bad[0]} has {ROW_COLUMNS[col]} {a[bad[0], col]}; "
+                            f"it must be {lo}..{hi}")
+    if a[0, ROW_BARBEAT] != BAR_TOKEN:
+        raise UserError(f"{source}: the rows must start with a Bar row (bar-beat {BAR_TOKEN}), "
+                        f"not bar-beat {a[0, ROW_BARBEAT]}")
+    back = np.flatnonzero(np.diff(a[:, ROW_I_BEAT]) < 0)
+    if len(back):
+        raise UserError(f"{source}: i_beat goes back in time at row {back[0] + 1}; rows must be in time order")
+    if (a[:, ROW_N_BEAT] != a[0, ROW_N_BEAT]).any():
+        raise UserError(f"{source}: n_beat (the video's length in ticks) differs between rows")
+    check_bars(int((a[:, ROW_BARBEAT] == BAR_TOKEN).sum()), source)
+    return a
+
+
+def load_video_npz(path, limit_s: float = MAX_DURATION_S) -> tuple[np.ndarray, float | None, float | None]:
+    """Read an inference npz: ``(rows, tempo or None, duration or None)``, all checked
+    (:func:`check_rows`, :func:`check_tempo`, :func:`check_duration`).  One-line UserError otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file (a video npz from src/video2npz/video2npz.sh)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "input" not in z.files:
+                raise UserError(f"{path} has no 'input' array (it holds {', '.join(z.files) or 'nothing'}); "
+                                "make a video npz with src/video2npz/video2npz.sh")
+            rows, tempo, duration = z["input"], z.get("tempo"), z.get("duration")
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
+        why = " ".join(str(e).split())[:120] or type(e).__name__
+        raise UserError(f"{path} is not a readable video npz ({why}); make one with src/video2npz/video2npz.sh") \
+            from None
+    rows = check_rows(rows, str(path))
+
+    def scalar(v, name):
+        if v is None:
+            return None
+        v = np.asarray(v)
+        if v.size != 1 or v.dtype.kind not in "iuf":
+            raise UserError(f"{path}: '{name}' must be one number, got {v.dtype} of shape {v.shape}")
+        return v.reshape(()).item()
+    tempo = scalar(tempo, "tempo")
+    duration = scalar(duration, "duration")
+    if tempo is not None:
+        tempo = check_tempo(tempo, f"{path}: tempo")
+    if duration is not None:
+        duration = check_duration(duration, f"{path}: duration", limit_s)
+    return rows, tempo, duration
 
 
 def load_metadata(path, video_name: str | None = None) -> dict:

@@ -41,12 +41,11 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def convert_one(video_name, meta_path: Path, out_dir: Path, stem: str) -> str:
-    meta = metadata.load_metadata(meta_path, video_name)
-    rows = metadata.metadata_to_rows(meta)
+def convert_one(video: Path | None, meta_path: Path, out_dir: Path, stem: str) -> str:
     out = metadata.npz_path(out_dir, stem)
-    if out.resolve() == meta_path.resolve():
-        raise cli.UserError(f"{out}: would overwrite the input; choose another --out_dir")
+    cli.check_outputs([meta_path] + ([video] if video else []), [out], hint="choose another --out_dir")
+    meta = metadata.load_metadata(meta_path, video.name if video else None)
+    rows = metadata.metadata_to_rows(meta)
     metadata.save_npz(out, rows, meta["tempo"], meta["duration"])
     n_bars = int((rows[:, metadata.ROW_BARBEAT] == metadata.BAR_TOKEN).sum()) if len(rows) else 0
     return (f"{out}: {len(rows)} rows ({n_bars} bars, {len(rows) - n_bars} visual beats), "
@@ -58,13 +57,14 @@ def main(argv=None):
     video = paths.repo_path(args.video) if args.video else None
     meta_path, out_dir = paths.repo_path(args.meta_data), paths.repo_path(args.out_dir)
     folder = video is not None and video.is_dir()
+    cli.check_out_dir(out_dir)
     if args.is_path == 1 and not folder:
         raise cli.UserError(f"--is_path 1: --video {args.video} must be a folder of videos")
     if args.is_path == 0 and folder:
         raise cli.UserError(f"--is_path 0: --video {args.video} is a folder; pass --is_path 1 or a video file")
     if not folder:
         stem = video.stem if video else meta_path.stem.removesuffix("_metadata")
-        print(convert_one(video.name if video else None, meta_path, out_dir, stem))
+        print(convert_one(video, meta_path, out_dir, stem))
         return 0
     if not meta_path.is_dir():
         raise cli.UserError(f"--meta_data {args.meta_data}: with a folder of videos give the folder of their JSON files")
@@ -77,7 +77,7 @@ def main(argv=None):
             meta_file = metadata.metadata_path(meta_path, v.stem)
             if not meta_file.exists() and (meta_path / f"{v.stem}.json").exists():
                 meta_file = meta_path / f"{v.stem}.json"
-            print(convert_one(v.name, meta_file, out_dir, v.stem))
+            print(convert_one(v, meta_file, out_dir, v.stem))
         except cli.UserError as e:
             failed.append(f"{v.name} ({e})")
     if failed:

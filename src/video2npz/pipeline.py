@@ -1,7 +1,6 @@
 """video -> metadata.json -> inference npz, as library calls (the scripts wrap these)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cli
@@ -20,7 +19,7 @@ def list_videos(folder) -> list[Path]:
 
 
 def write_json(path, meta: dict) -> None:
-    cli.write_text_atomic(path, json.dumps(meta, indent=2) + "\n")
+    cli.write_json_atomic(path, meta, indent=2)     # strict JSON: a NaN would be written as null
 
 
 def video_to_npz(video_path, out_dir, *, metadata_path=None, **kw) -> Path:

@@ -56,6 +56,10 @@ def _user_tempo(args):
     return None
 
 
+def _outputs(out_json: Path, args) -> list[Path]:
+    return [out_json] + ([out_json.with_suffix(".png")] if args.visualize else [])
+
+
 def _analyse_one(video: Path, out_json: Path, args, tempo) -> str:
     a = analysis.analyse(video, exact=args.exact, tempo=tempo, cache_dir=args.cache_dir,
                          use_cache=not args.no_cache, workers=args.workers)
@@ -86,6 +90,9 @@ def main(argv=None):
         out_dir = Path(args.meta_data) if args.meta_data else REPO / "inference"
         if out_dir.suffix.lower() == ".json" or out_dir.is_file():
             raise cli.UserError(f"--meta_data {out_dir}: give a folder when --video is a folder")
+        cli.check_outputs(videos, [o for v in videos for o in _outputs(out_dir / f"{v.stem}.json", args)],
+                          hint="choose another --meta_data folder")
+        cli.check_out_dir(out_dir, "--meta_data")
         failed = []
         for v in videos:
             try:
@@ -98,6 +105,8 @@ def main(argv=None):
     out = Path(args.meta_data) if args.meta_data else metadata.metadata_path(REPO / "inference", src.stem)
     if out.is_dir():
         out = metadata.metadata_path(out, src.stem)
+    cli.check_outputs([src], _outputs(out, args), hint="choose another --meta_data")
+    cli.check_out_dir(out.parent, "--meta_data folder")
     print(_analyse_one(src, out, args, tempo))
     return 0
 

@@ -108,6 +108,16 @@ def parse_score(value, name: str) -> float:
     return v
 
 
+def rating_body(data) -> dict:
+    """The JSON body of a rating request: an object whose scores and controls are objects too."""
+    if not isinstance(data, dict):
+        raise cli.UserError("a rating must be a JSON object with role, item, level and scores")
+    for key in ("scores", "controls"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise cli.UserError(f"{key} must be a JSON object (name: value)")
+    return data
+
+
 class RatingStore(SqliteStore):
     SCHEMA = SCHEMA
     META_TABLE = "ratings_meta"

@@ -100,7 +100,7 @@ def comparisons_csv():
 @bp.post("/api/ratings")
 def rate():
     st = state()
-    data = request.get_json(silent=True) or {}
+    data = ratings.rating_body(request.get_json(silent=True) or {})
     role, item = data.get("role"), str(data.get("item", ""))
     controls = None
     if role == "listener":
@@ -127,6 +127,8 @@ def rate():
 @bp.post("/api/comparisons")
 def compare():
     data = request.get_json(silent=True) or {}
+    if not isinstance(data, dict):
+        raise cli.UserError("a comparison must be a JSON object with item, level and answers")
     found = {evalset.token(secret(), p.key): p for p in evalset.pairs(clips(), rater())}
     pair = found.get(str(data.get("item", "")))
     if pair is None:

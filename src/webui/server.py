@@ -52,6 +52,8 @@ class State:
         for sub in ("uploads", "jobs", "previews"):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
         self.eval_dir.mkdir(parents=True, exist_ok=True)
+        for d in {self.data_dir, self.eval_dir}:   # part files of a killed server (kill -9); a live one's stay
+            cli.clean_stale_parts(d)
         self.jobs = JobStore(self.data_dir / "jobs.sqlite3")
         self.ratings = ratings.RatingStore(self.data_dir / "ratings.sqlite3")
         self.previews = evalset.Previews(self.data_dir / "previews")
