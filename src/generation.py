@@ -134,10 +134,13 @@ def _row(barbeat=0, type_=0, density=0, pitch=0, duration=0, instr=0, strength=0
 
 # ----------------------------------------------------------------------------- the rules
 
-def type_mask(s: Song, n_type: int) -> np.ndarray:
-    """Notes owed to a Beat, and the end of song: which token types ``s`` may take next."""
+def type_mask(s: Song, n_type: int, controls: Controls) -> np.ndarray:
+    """Notes owed to a Beat, and the end of song: which token types ``s`` may take next (EOS
+    only after the video's last row, with music in the last bar and, with the count-down, no
+    onset owed)."""
     allow = np.ones(n_type, bool)
-    allow[D.TYPE_EOS] = s.next_row is None and not s.pending and s.notes_in_bar > 0
+    allow[D.TYPE_EOS] = (s.next_row is None and not s.pending and s.notes_in_bar > 0
+                         and (s.owed <= 0 or not controls.count_down or s.barbeat >= D.TICKS_PER_BAR))
     if s.notes_left > 0:                     # a Beat of strength s is followed by s notes
         allow[:] = False
         allow[D.TYPE_NOTE] = True
@@ -172,9 +175,12 @@ def barbeat_mask(s: Song, n_bb: int, controls: Controls) -> np.ndarray:
             if ahead:
                 last = min(last, ahead[0] - 1)
             allow[p + 1:last + 1] = True
-        if ahead:
-            allow[ahead[0]:D.BAR] = True     # these force the next visual beat
-        if ahead or s.pending or s.owed <= 0 or not allow[p + 1:D.BAR].any():
+        free_room = allow[p + 1:D.BAR].any()
+        if ahead and (D.TICKS_PER_BAR - ahead[0] >= s.owed - 1 or not free_room):
+            allow[ahead[0]:D.BAR + 1] = True     # these force the next visual beat (a Bar too),
+        elif not ahead and (s.owed <= 0 or not free_room):   # once the onsets owed before it are placed
+            allow[D.BAR] = True
+        if s.pending:
             allow[D.BAR] = True
     if s.in_bar >= controls.max_tokens_per_bar:
         allow[:D.BAR] = False
@@ -318,7 +324,7 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
     for _ in range(budget):
         if all(s.done for s in songs):
             break
-        allow_type = np.stack([type_mask(s, n_class[D.COL_TYPE]) for s in songs])
+        allow_type = np.stack([type_mask(s, n_class[D.COL_TYPE], controls) for s in songs])
         types = sample(model.predict_type(h), "type", rngs, allow_type)
         heads = model.predict_fields(h, torch.as_tensor(types, dtype=torch.long, device=device))
         allow_bb = np.stack([barbeat_mask(s, n_class[D.COL_BARBEAT], controls) for s in songs])

@@ -60,6 +60,7 @@ HP = dict(
     my_tempo=0.0,                # the user tempo in bpm (with --is_tempo 1)
     exact=0,                     # 1: the original's 360p optical flow (slower); 0: fast 180p
     density_threshold=2,         # visual beats with a strength class below this are not forced
+    thresholds="calibrated",     # video -> class mapping: calibrated (the checkpoint's, fitted to its data by stat_mix.py) | original (CMT's, fitted for LPD)
     instruments="",              # e.g. "Piano,Bass": the instruments the music may use ("": all it knows)
     key="",                      # e.g. "D minor" ("": the commonest key of the training data)
     genre="",                    # e.g. "Folk" ("": the commonest genre of the training data)
@@ -124,6 +125,7 @@ def inference(hp: dict) -> None:
     opts = pipeline.Options(out_dir=hp["out_dir"], num_songs=hp["num_songs"], C=hp["C"], seed=hp["seed"],
                             tempo=hp["my_tempo"] if hp["is_tempo"] else None, exact=bool(hp["exact"]),
                             min_strength=hp["density_threshold"], render=bool(hp["render"]),
+                            thresholds=hp["thresholds"],
                             **user_controls(hp, model))
     results = pipeline.run(inputs, model, opts)
     print("\nwritten:")

@@ -40,6 +40,7 @@ class Options:
     emotion: int | None = None          # bmt models: 1..4 = Q1..Q4
     programs: dict | None = None
     render: bool = True
+    thresholds: str = "calibrated"      # video -> class mapping: the model's calibration, or "original"
 
 
 @dataclass
@@ -62,8 +63,34 @@ def collect_inputs(path: str | os.PathLike) -> list[Path]:
     return [p]
 
 
-def video_rows(path: Path, opts: Options) -> tuple[np.ndarray, float, float, Path | None, list[str]]:
-    """(rows, tempo, duration, video file or None, files written) for one input."""
+def metadata_beside(npz: Path, rows: np.ndarray) -> dict | None:
+    """The metadata JSON written with a video npz (``<stem>_metadata.json``, ``<stem>.json`` or
+    the original's ``metadata.json``), if there is one and it gives the npz's rows (same bars
+    and beats under the original's thresholds); else None."""
+    from video2npz.metadata import load_metadata, metadata_to_rows
+    for cand in (npz.with_name(f"{npz.stem}_metadata.json"), npz.with_suffix(".json"), npz.with_name("metadata.json")):
+        if not cand.is_file():
+            continue
+        try:
+            meta = load_metadata(cand, npz.stem)
+            orig = metadata_to_rows(meta)
+        except (cli.UserError, ValueError, TypeError, KeyError):
+            continue
+        if orig.shape == rows[:, :6].shape and np.array_equal(orig[:, [0, 3]], rows[:, [0, 3]]):
+            return meta
+    return None
+
+
+def video_rows(path: Path, opts: Options, mapping=None) -> tuple[np.ndarray, float, float, Path | None, list[str]]:
+    """(rows, tempo, duration, video file or None, files written) for one input.
+
+    ``mapping`` (``calibration.Mapping``, default the original's): the video -> class mapping of
+    the rows.  A video npz holds classes, not the motion and weights they came from: when the
+    metadata JSON written with it lies beside it, the rows are recomputed from it under
+    ``mapping``; otherwise the npz's classes are used as they are (with a note when the mapping
+    is not the original's)."""
+    import calibration
+    mapping = mapping or calibration.original(opts.min_strength)
     out_dir = Path(opts.out_dir)
     if path.suffix == ".npz":
         try:
@@ -83,10 +110,17 @@ def video_rows(path: Path, opts: Options) -> tuple[np.ndarray, float, float, Pat
             print(f"note: {path.name} records no tempo; writing the MIDI at 120 bpm (set one with --my_tempo)", file=sys.stderr)
         if duration is None:
             duration = float(rows[0, 4]) * 60.0 / (4 * tempo)
+        if mapping.name != "original":
+            meta = metadata_beside(path, rows) if not opts.tempo else None
+            if meta is not None:
+                rows = mapping.rows(meta)
+            else:
+                print(f"note: {path.name}: no metadata JSON beside it, so its classes are used as they are "
+                      f"(made with the original's thresholds, not the model's calibration)", file=sys.stderr)
         return rows, tempo, duration, None, []
-    from video2npz import analyse_video, metadata_to_rows
+    from video2npz import analyse_video
     meta = analyse_video(str(path), exact=opts.exact, tempo=opts.tempo)
-    rows = metadata_to_rows(meta)
+    rows = mapping.rows(meta)
     stem = path.stem
     meta_path, npz_path = out_dir / f"{stem}_metadata.json", out_dir / f"{stem}.npz"
     cli.write_text_atomic(meta_path, json.dumps(meta, indent=1))
@@ -141,9 +175,14 @@ def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
     out_dir = Path(opts.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
+    import calibration
     known = tuple((getattr(model, "vocab", None) or {}).get("instruments") or ())   # classes it was trained on
-    controls = generation.Controls(C=opts.C, min_strength=opts.min_strength,
-                                   instruments=opts.instruments or known or None)
+    mapping = calibration.mapping_for(model, opts.thresholds, opts.min_strength)
+    for note in mapping.notes:
+        print(f"note: {note}", file=sys.stderr)
+    controls = generation.Controls(C=opts.C, min_strength=mapping.min_strength,
+                                   instruments=opts.instruments or known or None,
+                                   forced_tracks=mapping.forced_tracks, strength_max=mapping.strength_max)
     init = init_block(model, opts)
     warned: set[str] = set()
     for path in inputs:
@@ -153,13 +192,14 @@ def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
         if path.suffix != ".npz":
             planned += [out_dir / f"{name}_metadata.json", out_dir / f"{name}.npz"]
         check_outputs_safe(inputs, planned)
-        rows, tempo, duration, video, written = video_rows(path, opts)
+        rows, tempo, duration, video, written = video_rows(path, opts, mapping)
         res.files += written
         check_vocab(model, {"barbeat": int(rows[:, 0].max()) + 1, "density": int(rows[:, 1].max()) + 1,
                             "strength": int(rows[:, 2].max()) + 1}, source=str(path))
         n_bars = int((rows[:, 0] == D.BAR).sum())
         log(f"{name}: {duration:.1f} s, {tempo:.1f} bpm, {n_bars} bars, "
-            f"{int(((rows[:, 0] != D.BAR) & (rows[:, 2] >= opts.min_strength)).sum())} visual beats to force")
+            f"{int(((rows[:, 0] != D.BAR) & (rows[:, 2] >= mapping.min_strength)).sum())} visual beats to force "
+            f"({mapping.name} thresholds)")
         bar = cli.progress(desc=f"{name}: composing {opts.num_songs} song(s)", unit="token")
         controls.tempo = tempo        # bmt models compose for the tempo the MIDI is played at
         songs = generation.generate(model, rows, init, opts.num_songs, controls=controls,
@@ -171,8 +211,8 @@ def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
             tokens_to_midi(tokens, f"{base}.mid", tempo, programs=opts.programs)
             res.files.append(f"{base}.mid")
             report = {"video": str(path), "tempo": tempo, "duration": duration, "n_bars": n_bars,
-                      "n_tokens": len(tokens), "seed": opts.seed, "C": opts.C,
-                      "control_errors": metrics.control_errors_from_tokens(tokens, rows, opts.min_strength,
+                      "n_tokens": len(tokens), "seed": opts.seed, "C": opts.C, "thresholds": mapping.name,
+                      "control_errors": metrics.control_errors_from_tokens(tokens, rows, mapping.min_strength,
                                                                          tracks=song.tracks),
                       "forced_beats": [list(map(int, f)) for f in song.forced]}
             cli.write_text_atomic(f"{base}.json", json.dumps(report, indent=1))

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import calibration
 import chords
 import cli
 import dictionary_mix as D
@@ -273,7 +274,8 @@ def train(hp: dict) -> Path:
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     vocab = {"preset": config.preset, "n_class": list(config.n_class), "init_n_class": list(config.init_n_class),
-             "fields": list(config.layout.columns), **label_vocab(data, train_idx)}
+             "fields": list(config.layout.columns), **label_vocab(data, train_idx),
+             "data_stats": calibration.data_stats(data, train_idx)}   # for stat_mix.py (SPEC 5b)
     n_params = sum(p.numel() for p in model.parameters())
     log = Logger(log_dir, hp["name"], main, fields=config.layout.heads)
     if resumed:
