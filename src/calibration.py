@@ -136,6 +136,8 @@ def drop_weight(min_strength: int) -> float:
     ``min_strength`` (its strength classes below ``min_strength``)."""
     if min_strength <= 0:
         return float("-inf")
+    if min_strength > len(M.STRENGTH_THRESHOLDS):     # above every class: no beat is forced
+        return float("inf")
     return float(M.STRENGTH_THRESHOLDS[min(min_strength, len(M.STRENGTH_THRESHOLDS)) - 1])
 
 

@@ -10,7 +10,11 @@ one video are generated together as one batch.  Each song walks the video's rows
 * **Bar and density** (:func:`barbeat_mask`, :func:`take_bar`): when the model samples a Bar, its
   density is replaced by the video's with probability ``C``; the song gets exactly the video's
   number of bars.  The Bar's density is a promise (distinct onset positions in the bar + 1) and
-  the Beat tokens' density counts it down (SPEC section 2), so the sampler keeps it: while onsets
+  the Beat tokens' density counts it down (SPEC section 2).  The model predicts every field from
+  the token type alone, so a Bar's sampled density is often a Beat's count-down value and the
+  model does not keep it; the original ignored the promise, which is why the realised density
+  fell short of the video's.  In bars whose density is the video's (the first, and those that
+  took it with probability C) the sampler keeps it (bars the model chose stay free): while onsets
   are owed the bar cannot close (Bar is masked) and no position is taken that leaves too little
   room for the rest; once the count-down reaches its end no new position is opened; each Beat's
   density is the count-down's value (:func:`beat_density`).  Positions of visual beats still to
@@ -74,11 +78,14 @@ class Song:
     bar: int = 0
     barbeat: int = 0                    # 1-based position of the current simu-note, 0 at a bar start
     instr: int = 0                      # instrument of the current simu-note
+    at_pos: set = field(default_factory=set)      # instruments that have a Beat at position at_pos_of
+    at_pos_of: int = 0
     pending: list = field(default_factory=list)   # tracks still to force for the current visual beat
     in_bar: int = 0
     notes_in_bar: int = 0
     notes_left: int = 0                 # notes still owed to the current Beat (its strength)
     owed: int = 0                       # onset positions the Bar's density still promises
+    keep_count: bool = True             # the bar's density is the video's: the count-down is kept
     chord: set = field(default_factory=set)   # pitches already in the current simu-note
     done: bool = False
     tokens: list = field(default_factory=list)
@@ -140,7 +147,7 @@ def type_mask(s: Song, n_type: int, controls: Controls) -> np.ndarray:
     onset owed)."""
     allow = np.ones(n_type, bool)
     allow[D.TYPE_EOS] = (s.next_row is None and not s.pending and s.notes_in_bar > 0
-                         and (s.owed <= 0 or not controls.count_down or s.barbeat >= D.TICKS_PER_BAR))
+                         and (s.owed <= 0 or not _counting(s, controls) or s.barbeat >= D.TICKS_PER_BAR))
     if s.notes_left > 0:                     # a Beat of strength s is followed by s notes
         allow[:] = False
         allow[D.TYPE_NOTE] = True
@@ -151,7 +158,7 @@ def type_mask(s: Song, n_type: int, controls: Controls) -> np.ndarray:
     return allow
 
 
-def barbeat_mask(s: Song, n_bb: int, controls: Controls) -> np.ndarray:
+def barbeat_mask(s: Song, n_bb: int, controls: Controls, instruments=()) -> np.ndarray:
     """Bar and density, and the end of song: which bar-beat values a metrical token may take.
 
     Time never moves backwards in a bar.  With the count-down (SPEC section 2: a bar of density d
@@ -159,15 +166,17 @@ def barbeat_mask(s: Song, n_bb: int, controls: Controls) -> np.ndarray:
     opened only while the count is not used up, and only where room remains for the onsets still
     owed after it; the visual beats still to come in the bar keep their positions out of the
     count (sampling a position at or after the next one forces it).  Bar stays masked while onsets
-    are owed.  A stalled bar is closed by force; the last bar does not close empty.
+    are owed.  Another simu-note at the current position needs an instrument (of
+    ``instruments``) that has none there yet.  A stalled bar is closed by force; the last bar
+    does not close empty.
     """
     allow = np.zeros(n_bb, bool)
     p = s.barbeat
-    if not controls.count_down:
-        allow[max(p, 1):D.BAR + 1] = True
+    if p >= 1 and (not len(instruments) or set(instruments) - s.at_pos):
+        allow[p] = True                      # another simu-note at the same position
+    if not _counting(s, controls):
+        allow[p + 1:D.BAR + 1] = True
     else:
-        if p >= 1:
-            allow[p] = True                  # another simu-note at the same position
         ahead = s.beats_ahead()
         free = s.owed - len(ahead)           # onsets the model may place itself
         if free > 0:
@@ -194,12 +203,28 @@ def barbeat_mask(s: Song, n_bb: int, controls: Controls) -> np.ndarray:
     return allow
 
 
+def instrument_mask(s: Song, bb: int, allowed: np.ndarray) -> np.ndarray:
+    """A Beat at the current position takes an instrument that has none there yet."""
+    if bb != s.barbeat or not s.at_pos:
+        return allowed
+    out = allowed.copy()
+    out[list(s.at_pos)] = False
+    return out if out.any() else allowed
+
+
 def note_masks(s: Song, n_pitch: int) -> np.ndarray:
     """Notes owed to a Beat: the notes of a simu-note have distinct pitches (pitch 0 is "none")."""
     allow = np.ones(n_pitch, bool)
     allow[0] = False
     allow[list(s.chord)] = False
     return allow
+
+
+def _counting(s: Song, controls: Controls) -> bool:
+    """Whether the count-down rule holds in the current bar: with ``count_down`` on, in bars
+    whose density is the video's (the first bar, and a Bar that took it with probability C; a
+    bar whose density the model sampled itself stays free, as uncontrolled music)."""
+    return controls.count_down and s.keep_count
 
 
 def beat_density(s: Song, position: int) -> int:
@@ -220,7 +245,7 @@ def force_beat(s: Song, dens: int, controls: Controls, bmt=None):
     strength = clamp_strength(int(nxt[2]), track, controls.strength_max)
     if not s.pending:
         s.j += 1
-    if controls.count_down:
+    if _counting(s, controls):
         dens = beat_density(s, b)
     s.barbeat, s.instr = b, track
     s.forced.append((s.bar, b, strength, track))
@@ -235,7 +260,8 @@ def take_bar(s: Song, dens: int, C: float, bmt=None):
     s.j += 1
     s.bar += 1
     s.barbeat, s.instr = 0, 0
-    if s.rng.random() < C:
+    s.keep_count = bool(s.rng.random() < C)
+    if s.keep_count:
         dens = int(nxt[1])
     s.owed = dens - 1
     return _row(D.BAR, D.TYPE_M, dens, i_beat=16 * s.bar, n_beat=s.n_beat, bmt=bmt)
@@ -252,7 +278,7 @@ def metrical(s: Song, bb: int, dens: int, instr: int, strength: int, controls: C
         return force_beat(s, dens, controls, beat_extra)
     if bb == D.BAR:
         return take_bar(s, dens, controls.C, (bmt[0], bmt[1], 0) if bmt else None)
-    if controls.count_down:
+    if _counting(s, controls):
         dens = beat_density(s, bb)
     s.barbeat, s.instr = bb, instr
     return _row(bb, D.TYPE_M, dens, 0, 0, instr, strength, 16 * s.bar + bb - 1, s.n_beat, bmt=beat_extra)
@@ -262,6 +288,12 @@ def _record(s: Song, row) -> None:
     """Update a song's state with the row just written."""
     s.tokens.append(row)
     is_bar = row[D.COL_BARBEAT] == D.BAR
+    if is_bar:
+        s.at_pos, s.at_pos_of = set(), 0
+    elif row[D.COL_TYPE] == D.TYPE_M:
+        if row[D.COL_BARBEAT] != s.at_pos_of:
+            s.at_pos, s.at_pos_of = set(), int(row[D.COL_BARBEAT])
+        s.at_pos.add(int(row[D.COL_INSTRUMENT]))
     s.in_bar = 0 if is_bar else s.in_bar + 1
     is_note = row[D.COL_TYPE] == D.TYPE_NOTE
     s.notes_in_bar = 0 if is_bar else s.notes_in_bar + is_note
@@ -327,13 +359,14 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
         allow_type = np.stack([type_mask(s, n_class[D.COL_TYPE], controls) for s in songs])
         types = sample(model.predict_type(h), "type", rngs, allow_type)
         heads = model.predict_fields(h, torch.as_tensor(types, dtype=torch.long, device=device))
-        allow_bb = np.stack([barbeat_mask(s, n_class[D.COL_BARBEAT], controls) for s in songs])
+        allow_bb = np.stack([barbeat_mask(s, n_class[D.COL_BARBEAT], controls, allowed_instr) for s in songs])
         bb = sample(heads["barbeat"], "barbeat", rngs, allow_bb)
         dens = sample(heads["density"], "density", rngs, allow_dens)
         allow_pitch = np.stack([note_masks(s, n_class[D.COL_PITCH]) for s in songs])
         pitch = sample(heads["pitch"], "pitch", rngs, allow_pitch)
         dur = sample(heads["duration"], "duration", rngs, allow_dur)
-        instr = sample(heads["instr"], "instr", rngs, allow_instr)
+        instr = sample(heads["instr"], "instr", rngs,
+                       np.stack([instrument_mask(s, int(bb[b]), allow_instr[b]) for b, s in enumerate(songs)]))
         strength = sample(heads["strength"], "strength", rngs, allow_str)
         if bmt:
             tempo = sample(heads["tempo"], "tempo", rngs, allow_tempo) if tempo_cls is None \

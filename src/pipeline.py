@@ -167,6 +167,15 @@ def check_outputs_safe(inputs: list[Path], outputs: list[Path]) -> None:
             raise cli.UserError(f"output {o} would overwrite an input file; choose another --out_dir")
 
 
+def make_controls(model, opts: Options, mapping) -> generation.Controls:
+    """The generation controls of ``opts`` under a video -> class ``mapping`` (its forced tracks,
+    strength clamp and the strength class from which visual beats are forced)."""
+    known = tuple((getattr(model, "vocab", None) or {}).get("instruments") or ())   # classes it was trained on
+    return generation.Controls(C=opts.C, min_strength=mapping.min_strength,
+                               instruments=opts.instruments or known or None,
+                               forced_tracks=mapping.forced_tracks, strength_max=mapping.strength_max)
+
+
 def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
     from model import check_vocab
     from numpy2midi_mix import tokens_to_midi
@@ -176,13 +185,10 @@ def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     import calibration
-    known = tuple((getattr(model, "vocab", None) or {}).get("instruments") or ())   # classes it was trained on
     mapping = calibration.mapping_for(model, opts.thresholds, opts.min_strength)
     for note in mapping.notes:
         print(f"note: {note}", file=sys.stderr)
-    controls = generation.Controls(C=opts.C, min_strength=mapping.min_strength,
-                                   instruments=opts.instruments or known or None,
-                                   forced_tracks=mapping.forced_tracks, strength_max=mapping.strength_max)
+    controls = make_controls(model, opts, mapping)
     init = init_block(model, opts)
     warned: set[str] = set()
     for path in inputs:
