@@ -28,7 +28,7 @@ SMALL = dict(n_layer=2, d_model=48, n_head=2, d_ff=96, emb_sizes="8,4,8,24,8,4,8
              init_emb_size=8, dropout=0.0, attention="torch")
 C_MAJOR = [0, 2, 4, 5, 7, 9, 11]
 BARS = 8
-N_SONGS, EPOCHS, LR = 48, 40, 5e-3
+N_SONGS, EPOCHS, LR = 48, 40, 1e-2
 
 
 def melody(rng, bars: int = BARS) -> np.ndarray:
