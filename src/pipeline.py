@@ -88,7 +88,7 @@ def video_rows(path: Path, opts: Options, mapping=None) -> tuple[np.ndarray, flo
     the rows.  A video npz holds classes, not the motion and weights they came from: when the
     metadata JSON written with it lies beside it, the rows are recomputed from it under
     ``mapping``; otherwise the npz's classes are used as they are (with a note when the mapping
-    is not the original's)."""
+    is not the original's).  (The npz this pipeline writes holds the rows it used.)"""
     import calibration
     mapping = mapping or calibration.original(opts.min_strength)
     out_dir = Path(opts.out_dir)
@@ -110,13 +110,12 @@ def video_rows(path: Path, opts: Options, mapping=None) -> tuple[np.ndarray, flo
             print(f"note: {path.name} records no tempo; writing the MIDI at 120 bpm (set one with --my_tempo)", file=sys.stderr)
         if duration is None:
             duration = float(rows[0, 4]) * 60.0 / (4 * tempo)
-        if mapping.name != "original":
-            meta = metadata_beside(path, rows) if not opts.tempo else None
-            if meta is not None:
-                rows = mapping.rows(meta)
-            else:
-                print(f"note: {path.name}: no metadata JSON beside it, so its classes are used as they are "
-                      f"(made with the original's thresholds, not the model's calibration)", file=sys.stderr)
+        meta = metadata_beside(path, rows) if not opts.tempo else None
+        if meta is not None:
+            rows = mapping.rows(meta)
+        elif mapping.name != "original":
+            print(f"note: {path.name}: no metadata JSON beside it, so its classes are used as they are "
+                  f"(made with the original's thresholds, not the model's calibration)", file=sys.stderr)
         return rows, tempo, duration, None, []
     from video2npz import analyse_video
     meta = analyse_video(str(path), exact=opts.exact, tempo=opts.tempo)

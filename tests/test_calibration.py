@@ -205,3 +205,26 @@ def test_released_and_original_keep_the_original_thresholds(tiny):
     m = calibration.mapping_for(tiny, "calibrated")
     assert m.name == "original" and m.strength_thresholds == M.STRENGTH_THRESHOLDS and m.min_strength == 2
     tiny.vocab, tiny.checkpoint_info = None, {}
+
+
+def test_npz_input_uses_the_metadata_beside_it(tmp_path, capsys):
+    import json
+
+    import pipeline
+    meta = {"duration": 4.0, "tempo": 120.0, "flow_magnitude_per_bar": [0.5, 3.0],
+            "vbeats": [{"bar": 0, "tick": 4, "weight": 0.5}, {"bar": 1, "tick": 8, "weight": 0.95}]}
+    orig = M.metadata_to_rows(meta)
+    M.save_npz(tmp_path / "clip.npz", orig, 120.0, 4.0)
+    mapping = calibration.Mapping("calibrated", (1.0,) + (math.inf,) * 15, (0.2, 0.9) + (math.inf,) * 8,
+                                  min_strength=1)
+    opts = pipeline.Options(out_dir=str(tmp_path / "out"))
+    # no metadata beside it: the npz's (original) classes, with a note
+    rows = pipeline.video_rows(tmp_path / "clip.npz", opts, mapping)[0]
+    assert rows.tolist() == orig.tolist() and "classes are used as they are" in capsys.readouterr().err
+    # the metadata written with it: recomputed under the mapping
+    (tmp_path / "clip_metadata.json").write_text(json.dumps(meta))
+    rows = pipeline.video_rows(tmp_path / "clip.npz", opts, mapping)[0]
+    assert rows[:, 1].tolist() == [1, 0, 2, 0] and rows[:, 2].tolist() == [0, 1, 0, 2]
+    # metadata of another video (other bars) is not taken
+    (tmp_path / "clip_metadata.json").write_text(json.dumps(dict(meta, flow_magnitude_per_bar=[0.5, 3.0, 1.0])))
+    assert pipeline.video_rows(tmp_path / "clip.npz", opts, mapping)[0].tolist() == orig.tolist()
