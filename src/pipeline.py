@@ -186,7 +186,7 @@ def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
     import calibration
     mapping = calibration.mapping_for(model, opts.thresholds, opts.min_strength)
     for note in mapping.notes:
-        print(f"note: {note}", file=sys.stderr)
+        log(f"note: {note}")
     controls = make_controls(model, opts, mapping)
     init = init_block(model, opts)
     warned: set[str] = set()
