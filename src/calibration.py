@@ -13,7 +13,8 @@ its data, or the video asks it for textures it never saw.  Here:
 * :func:`fit` maps a reference set of videos onto those histograms by quantiles: density
   threshold i is the quantile of the reference flow-per-bar values at the data's share of bars
   with at most i onsets; strength thresholds do the same for the kept visual beats' weights
-  against the forced tracks' pooled strength histogram.  ``stat_mix.py`` stores the result in the
+  against the forced tracks' pooled strength histogram.  The data's top 1 % (``TAIL``) is
+  never asked for.  ``stat_mix.py`` stores the result in the
   checkpoint (``calibration``).
 * :func:`mapping_for` gives inference its :class:`Mapping`: the checkpoint's, or the original's
   (the released CMT checkpoint, or ``--thresholds original``).
@@ -38,6 +39,7 @@ N_DENSITY = len(M.DENSITY_THRESHOLDS) + 1      # density classes 0..16 (distinct
 N_STRENGTH = len(M.STRENGTH_THRESHOLDS) + 1    # strength classes 0..10
 RHYTHM_SHARE = 0.25          # a track carries the rhythm if it has this share of the Beat tokens
 STRENGTH_COVER = 0.99        # the forced strength stays within this share of a track's Beats
+TAIL = 0.01                  # classes beyond the data's top 1 % are never asked for
 REFERENCE_FILE = Path(__file__).resolve().with_name("calibration_reference.json")
 
 
@@ -104,12 +106,14 @@ def strength_max(stats: dict, cover: float = STRENGTH_COVER) -> dict[int, int]:
 
 # ----------------------------------------------------------------------------- the fit
 
-def quantile_thresholds(values, hist, n_thresholds: int) -> list[float]:
+def quantile_thresholds(values, hist, n_thresholds: int, tail: float = 0.0) -> list[float]:
     """Thresholds that give ``values`` the class distribution ``hist`` (class = first i with
     value < thr[i]): thr[i] = the quantile of ``values`` at the share of ``hist`` in classes
-    <= i (linear interpolation); -inf where that share is 0 and +inf where it is 1, so a class
-    the data never has is never produced at the ends.  Classes past ``len(hist)`` count as
-    empty; mass past ``n_thresholds`` is lumped into the last class."""
+    <= i (linear interpolation); -inf where that share is 0 and +inf where it is at least
+    1 - ``tail``, so a class the data never has (or, with ``tail``, the data's rarest top
+    classes) is never produced at the ends: the top of a small reference set is one clip's
+    plateau, and it would otherwise spread the data's rarest classes over it.  Classes past
+    ``len(hist)`` count as empty; mass past ``n_thresholds`` is lumped into the last class."""
     v = np.sort(np.asarray(values, dtype=np.float64))
     if v.size == 0:
         raise ValueError("no reference values to fit thresholds to")
@@ -124,7 +128,7 @@ def quantile_thresholds(values, hist, n_thresholds: int) -> list[float]:
     for q in cdf[:n_thresholds]:
         if q <= 1e-12:
             out.append(float("-inf"))
-        elif q >= 1 - 1e-12:
+        elif q >= 1 - tail - 1e-12:
             out.append(float("inf"))
         else:
             out.append(float(np.quantile(v, q)))
@@ -161,14 +165,14 @@ def fit(stats: dict, flows, weights, min_strength: int = 2, reference: dict | No
     (10; thr[0] = the drop weight, classes 1.. following the forced tracks' pooled strengths over
     the kept beats), forced tracks, strength clamp per track."""
     tracks = stats.get("rhythm_tracks") or rhythm_tracks(stats)
-    dens = quantile_thresholds(flows, stats["bar_density"], len(M.DENSITY_THRESHOLDS))
+    dens = quantile_thresholds(flows, stats["bar_density"], len(M.DENSITY_THRESHOLDS), TAIL)
     w = np.asarray(weights, dtype=np.float64)
     floor = drop_weight(min_strength)
     kept = w[w >= floor]
     if kept.size == 0:
         kept = w
     pooled = pooled_strength(stats, tracks)          # index = strength = class
-    strength = [floor] + quantile_thresholds(kept, pooled, len(M.STRENGTH_THRESHOLDS))[1:]
+    strength = [floor] + quantile_thresholds(kept, pooled, len(M.STRENGTH_THRESHOLDS), TAIL)[1:]
     strength = list(np.maximum.accumulate(np.asarray(strength, dtype=np.float64)))
     return {"density_thresholds": [float(t) for t in dens],
             "strength_thresholds": [float(t) for t in strength],

@@ -3,8 +3,8 @@
 No real footage can be shipped or fetched offline, so the set is the bundled demo
 (``videos/demo.mp4``: a bouncing ball, once then twice a second, and a sweeping bar) and
 synthetic clips of known motion (16 s each), made here with OpenCV: a still picture, pans at
-0.2, 0.5, 2, 4 and 8 pixels per frame, an accelerating pan, a pan with hard cuts every second, and a square that jumps twice a
-second.  Together they span motion from none to fast (0 to ~16 pixels of 360p per frame) and
+0.2, 0.5, 2, 4, 8 and 14 pixels per frame, a pan whose speed swings, an accelerating pan, a pan with hard cuts every second, and a square that jumps twice a
+second.  Together they span motion from none to fast (0 to ~14 pixels of 360p per frame) and
 beats from none to sharp.  Clips are written once into a folder and reused.
 """
 from __future__ import annotations
@@ -76,6 +76,9 @@ def clips(seconds: float = 16.0) -> dict:
         "medium_pan": ("a pan at 2 px/frame", lambda: pan(np.full(n, 2.0), 3)),
         "brisk_pan": ("a pan at 4 px/frame", lambda: pan(np.full(n, 4.0), 9)),
         "fast_pan": ("a pan at 8 px/frame", lambda: pan(np.full(n, 8.0), 4)),
+        "very_fast_pan": ("a pan at 14 px/frame", lambda: pan(np.full(n, 14.0), 10)),
+        "varying_pan": ("a pan whose speed swings between 0.5 and 11 px/frame every 4 s",
+                        lambda: pan(5.75 - 5.25 * np.cos(np.arange(n) * 2 * np.pi / (4 * FPS)), 11)),
         "accelerating_pan": ("a pan from 0.2 to 8 px/frame", lambda: pan(np.linspace(0.2, 8.0, n), 5)),
         "cuts": ("a 1 px/frame pan with a hard cut every second", lambda: pan(np.full(n, 1.0), 6, cut_every=1.0)),
         "jumping_square": ("a square jumping twice a second", lambda: jumping_square(seconds, 0.5, 7)),

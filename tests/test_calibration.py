@@ -27,6 +27,9 @@ def test_quantile_thresholds_by_hand():
     assert classes == [1] * 5 + [2] * 5
     # a quarter at the 25 % point: linear quantile of 0..9 at 0.25 is 2.25
     assert calibration.quantile_thresholds(values, [1, 3], 1) == [2.25]
+    # the top 1 % of the data (class 2 here) is never asked for with tail 0.01
+    assert calibration.quantile_thresholds(values, [50, 49, 1], 2) == [4.5, pytest.approx(8.91)]
+    assert calibration.quantile_thresholds(values, [50, 49, 1], 2, tail=0.01) == [4.5, math.inf]
 
 
 def test_fit_follows_the_data_by_hand():
