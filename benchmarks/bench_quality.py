@@ -1,6 +1,6 @@
 """Is the music still music under the video's control?  (README "Control and music quality", issue 19)
 
-    python benchmarks/bench_quality.py [--ckpt exp/bundled/model.pt] [--songs 8] [--seed 1]
+    python benchmarks/bench_quality.py [--ckpt exp/bundled/model.pt] [--songs 16] [--seed 1]
                                        [--data dataset/music21.npz] [--out benchmarks/results]
 
 A fixed set of videos -- the demo and synthetic clips of slow, fast and accelerating motion
@@ -210,7 +210,7 @@ def plot(summary: dict, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", default=str(pipeline.DEFAULT_CKPT))
-    ap.add_argument("--songs", type=int, default=8, help="songs per video and setting")
+    ap.add_argument("--songs", type=int, default=16, help="songs per video and setting")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--data", default=str(ROOT / "dataset" / "music21.npz"), help="training data to compare with")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))

@@ -147,7 +147,7 @@ def type_mask(s: Song, n_type: int, controls: Controls) -> np.ndarray:
     onset owed)."""
     allow = np.ones(n_type, bool)
     allow[D.TYPE_EOS] = (s.next_row is None and not s.pending and s.notes_in_bar > 0
-                         and (s.owed <= 0 or not _counting(s, controls) or s.barbeat >= D.TICKS_PER_BAR))
+                         and (s.owed <= 0 or not _counting(s, controls) or s.barbeat >= last_position(s)))
     if s.notes_left > 0:                     # a Beat of strength s is followed by s notes
         allow[:] = False
         allow[D.TYPE_NOTE] = True
@@ -156,6 +156,12 @@ def type_mask(s: Song, n_type: int, controls: Controls) -> np.ndarray:
     if not allow.any():                      # (EOS closed and no note owed: a metrical token)
         allow[D.TYPE_M] = True
     return allow
+
+
+def last_position(s: Song) -> int:
+    """End of song: the last bar-beat of the current bar inside the video (SPEC 5 stops when
+    p_beat passes 101, i.e. at the video's end; onsets after it would be cut from the mp4)."""
+    return max(0, min(D.TICKS_PER_BAR, s.n_beat - D.TICKS_PER_BAR * s.bar))
 
 
 def barbeat_mask(s: Song, n_bb: int, controls: Controls, instruments=()) -> np.ndarray:
@@ -168,19 +174,21 @@ def barbeat_mask(s: Song, n_bb: int, controls: Controls, instruments=()) -> np.n
     count (sampling a position at or after the next one forces it).  Bar stays masked while onsets
     are owed.  Another simu-note at the current position needs an instrument (of
     ``instruments``) that has none there yet.  A stalled bar is closed by force; the last bar
-    does not close empty.
+    does not close empty.  No new position opens after the video's end (:func:`last_position`).
     """
     allow = np.zeros(n_bb, bool)
     p = s.barbeat
+    end = last_position(s)
     if p >= 1 and (not len(instruments) or set(instruments) - s.at_pos):
         allow[p] = True                      # another simu-note at the same position
     if not _counting(s, controls):
-        allow[p + 1:D.BAR + 1] = True
+        allow[p + 1:end + 1] = True
+        allow[D.BAR] = True
     else:
         ahead = s.beats_ahead()
         free = s.owed - len(ahead)           # onsets the model may place itself
         if free > 0:
-            last = D.TICKS_PER_BAR - (s.owed - 1)        # room for the onsets owed after this one
+            last = min(end, D.TICKS_PER_BAR - (s.owed - 1))   # room for the onsets owed after this one
             if ahead:
                 last = min(last, ahead[0] - 1)
             allow[p + 1:last + 1] = True
@@ -197,7 +205,7 @@ def barbeat_mask(s: Song, n_bb: int, controls: Controls, instruments=()) -> np.n
     elif s.next_row is None and s.notes_in_bar == 0:
         allow[D.BAR] = False                 # the last bar has music, up to the video's end
         if not allow.any():
-            allow[max(p, 1):D.BAR] = True
+            allow[max(p, 1):max(end, p, 1) + 1] = True
     if not allow.any():
         allow[max(p, 1):D.BAR + 1] = True
     return allow

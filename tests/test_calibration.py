@@ -231,3 +231,13 @@ def test_npz_input_uses_the_metadata_beside_it(tmp_path, capsys):
     # metadata of another video (other bars) is not taken
     (tmp_path / "clip_metadata.json").write_text(json.dumps(dict(meta, flow_magnitude_per_bar=[0.5, 3.0, 1.0])))
     assert pipeline.video_rows(tmp_path / "clip.npz", opts, mapping)[0].tolist() == orig.tolist()
+
+
+def test_no_new_position_after_the_video_ends():
+    # bar 1 of a 22-tick video: bar-beats 1..6 lie inside it (ticks 16..21)
+    s = _song(BARS_ONLY, bar=1, barbeat=2, owed=3, j=2, n_beat=22, notes_in_bar=1)
+    assert generation.last_position(s) == 6
+    assert np.flatnonzero(barbeat_mask(s, 18, Controls())).tolist() == [2, 3, 4, 5, 6]
+    s = _song(BARS_ONLY, bar=1, barbeat=6, owed=3, j=2, n_beat=22, notes_in_bar=1)
+    assert np.flatnonzero(barbeat_mask(s, 18, Controls())).tolist() == [6, 17]      # the song may end
+    assert generation.type_mask(s, 3, Controls())[D.TYPE_EOS]
