@@ -217,7 +217,17 @@ def from_calibration(cal: dict, min_strength: int = 2) -> Mapping:
 
 def load_reference(path=REFERENCE_FILE) -> dict:
     """The shipped reference statistics: {"flows": [...], "weights": [...], "videos": [...]}."""
-    return json.loads(Path(path).read_text())
+    from cli import UserError
+    try:
+        ref = json.loads(Path(path).read_text())
+        if not (isinstance(ref, dict) and ref.get("flows") and isinstance(ref.get("weights"), list)):
+            raise ValueError("it needs non-empty 'flows' and a 'weights' list")
+        ref["flows"] = [float(v) for v in ref["flows"]]
+        ref["weights"] = [float(v) for v in ref["weights"]]
+    except (OSError, ValueError, TypeError) as e:
+        raise UserError(f"{path}: not a calibration reference file ({str(e)[:120]}); "
+                        "rebuild it with python src/stat_mix.py --rebuild_reference") from None
+    return ref
 
 
 def mapping_for(model, mode: str = "calibrated", min_strength: int = 2) -> Mapping:

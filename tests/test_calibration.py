@@ -241,3 +241,21 @@ def test_no_new_position_after_the_video_ends():
     s = _song(BARS_ONLY, bar=1, barbeat=6, owed=3, j=2, n_beat=22, notes_in_bar=1)
     assert np.flatnonzero(barbeat_mask(s, 18, Controls())).tolist() == [6, 17]      # the song may end
     assert generation.type_mask(s, 3, Controls())[D.TYPE_EOS]
+
+
+def test_stat_mix_refuses_bad_input_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    bad = tmp_path / "ref.json"
+    bad.write_text("{not json")
+    ckpt = tmp_path / "x.pt"
+    torch.save({"format": "nothing"}, ckpt)
+    for args in (["--ckpt", str(ckpt)], ["--ckpt", str(ckpt), "--out", str(ckpt)],
+                 ["--ckpt", str(ckpt), "--out", str(tmp_path / "y.pt"), "--reference", str(bad)],
+                 ["--ckpt", str(ckpt), "--out", str(tmp_path / "y.pt")]):
+        res = subprocess.run([sys.executable, str(root / "src" / "stat_mix.py"), *args],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not (tmp_path / "y.pt").exists()
