@@ -217,6 +217,7 @@ def run(inputs: list[Path], model, opts: Options, log=print) -> list[Result]:
             res.files.append(f"{base}.mid")
             report = {"video": str(path), "tempo": tempo, "duration": duration, "n_bars": n_bars,
                       "n_tokens": len(tokens), "seed": opts.seed, "C": opts.C, "thresholds": mapping.name,
+                      "min_strength": mapping.min_strength,
                       "control_errors": metrics.control_errors_from_tokens(tokens, rows, mapping.min_strength,
                                                                          tracks=song.tracks),
                       "forced_beats": [list(map(int, f)) for f in song.forced]}
