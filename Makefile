@@ -46,11 +46,13 @@ webapp: setup
 corpus: setup
 	$(PY) src/prepare_corpus.py --source music21 --out_name dataset/music21.npz
 
-# Retrain the bundled model (see README, "The bundled model").
+# Retrain the bundled model (see README, "The bundled model"); the last step fits its controls to
+# its training data (calibration, README "Calibration").
 train-bundled: corpus
 	$(PY) src/main_cp.py --mode train --preset small --train_data music21.npz --name bundled --transpose 6
 	$(PY) src/export_checkpoint.py --ckpt "$$(ls exp/bundled/loss_*_params.pt | sort -t_ -k2 -n | head -1)" \
 		--out exp/bundled/model.pt --half --data dataset/music21.npz
+	$(PY) src/stat_mix.py --ckpt exp/bundled/model.pt --in_place
 
 # Metrics of what `make demo` wrote, against the training corpus (report in inference/evaluation/).
 evaluate: setup
@@ -67,6 +69,7 @@ bench: setup fast-transformers
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_evaluate.py
 	$(PY) benchmarks/bench_controls.py
+	$(PY) benchmarks/bench_quality.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

@@ -99,20 +99,22 @@ def mean_se(values) -> tuple[float, float]:
 
 # ----------------------------------------------------------------------------- generation
 
-def generate(model, rows: np.ndarray, opts: pipeline.Options, n: int, seed: int) -> tuple[list, float]:
-    """Songs for one setting, exactly as pipeline.run builds its controls and init block."""
-    known = tuple((model.vocab or {}).get("instruments") or ())
-    controls = generation.Controls(C=opts.C, min_strength=opts.min_strength,
-                                   instruments=opts.instruments or known or None)
+def generate(model, meta: dict, opts: pipeline.Options, n: int, seed: int):
+    """Songs for one setting, exactly as pipeline.run builds its video rows (the checkpoint's
+    calibration), controls and init block; returns (songs, seconds, rows, min_strength of the rows)."""
+    import calibration
+    mapping = calibration.mapping_for(model, opts.thresholds, opts.min_strength)
+    rows = mapping.rows(meta)
+    controls = pipeline.make_controls(model, opts, mapping)
     t = time.perf_counter()
     songs = generation.generate(model, rows, pipeline.init_block(model, opts), n, controls=controls, seed=seed)
-    return songs, time.perf_counter() - t
+    return songs, time.perf_counter() - t, rows, mapping.min_strength
 
 
-def describe(songs, rows: np.ndarray, opts: pipeline.Options, keys: list[int]) -> dict:
+def describe(songs, rows: np.ndarray, opts: pipeline.Options, keys: list[int], min_strength: int) -> dict:
     """Per-song figures of one setting, and their means."""
     n_bars = int((rows[:, 0] == D.BAR).sum())
-    all_beats = metrics.video_controls(rows, 1)["kept_ticks"]
+    all_beats = metrics.video_controls(rows, 0)["kept_ticks"]   # every visual beat
     per = {k: [] for k in ("n_notes", "notes_per_bar", "pitch_mean", "pitch_range", "pitch_p5_p95",
                            "duration_mean", "notes_per_onset", "pche", "estimated_key", "forced_tokens",
                            "forced_beats", "hit_rate_all_beats", "density_error", "density_mae",
@@ -141,7 +143,7 @@ def describe(songs, rows: np.ndarray, opts: pipeline.Options, keys: list[int]) -
         per["forced_tokens"].append(len(s.forced))
         per["forced_beats"].append(len({(f[0], f[1]) for f in s.forced}))
         per["hit_rate_all_beats"].append(metrics.hit_rate(all_beats, metrics.as_notes(notes)))
-        errs = metrics.control_errors_from_tokens(tokens, rows, opts.min_strength, tracks=s.tracks)
+        errs = metrics.control_errors_from_tokens(tokens, rows, min_strength, tracks=s.tracks)
         for k, v in errs.items():
             per[k].append(v if v is not None else float("nan"))
         for k in keys:
@@ -161,9 +163,9 @@ def describe(songs, rows: np.ndarray, opts: pipeline.Options, keys: list[int]) -
     return out
 
 
-def run_setting(name: str, model, rows, opts, args, keys, results: dict) -> dict:
-    songs, secs = generate(model, rows, opts, args.songs, args.seed)
-    d = describe(songs, rows, opts, keys)
+def run_setting(name: str, model, meta, opts, args, keys, results: dict) -> dict:
+    songs, secs, rows, min_strength = generate(model, meta, opts, args.songs, args.seed)
+    d = describe(songs, rows, opts, keys, min_strength)
     d["generation_seconds"] = secs
     d["settings"] = {"C": opts.C, "min_strength": opts.min_strength,
                      "instruments": list(opts.instruments) if opts.instruments else None,
@@ -432,7 +434,7 @@ def main() -> None:
 
         log("warm-up generation (first call pays one-off kernel set-up)")
         t = time.perf_counter()
-        generate(model, rows, pipeline.Options(), 1, args.seed)
+        generate(model, meta, pipeline.Options(), 1, args.seed)
         warmup = time.perf_counter() - t
         log(f"warm-up took {warmup:.1f} s")
 
@@ -450,15 +452,14 @@ def main() -> None:
             settings[f"C={c:g}"] = pipeline.Options(C=c)
         log(f"{len(settings)} settings x {args.songs} songs, seed {args.seed}")
         for name, opts in settings.items():
-            run_setting(name, model, rows, opts, args, kids, results)
+            run_setting(name, model, meta, opts, args, kids, results)
         results["baseline"]["settings"]["key_default"] = int(default_key)
 
         log("user tempo: re-analysing with --my_tempo (flow features from the cache) and generating")
         n_t = min(args.songs, 4)
         for tempo in [None] + TEMPOS:
             m = analyse_video(args.video, tempo=tempo, cache_dir=str(cache), progress=False)
-            r = metadata_to_rows(m)
-            songs, _ = generate(model, r, pipeline.Options(tempo=tempo), n_t, args.seed)
+            songs, _, r, _ = generate(model, m, pipeline.Options(tempo=tempo), n_t, args.seed)
             mid = tokens_to_midi(np.asarray(songs[0].tokens), Path(tmp) / "t.mid", float(m["tempo"]))
             ends = [metrics.song_end_seconds(metrics.as_notes(representation.tokens_to_notes(
                 np.asarray(s.tokens))), float(m["tempo"])) for s in songs]

@@ -678,7 +678,9 @@ def evaluate(generated: str, reference: str | None = None, videos: str | None = 
     songs = load_generated(generated)
     gen_rows, gen_videos = [], []
     for song in cli.progress(songs, desc="generated", unit="song"):
-        video = find_video(song, videos_dir, settings.min_strength)
+        # inference's sidecar says from which strength class its rows' beats were forced
+        # (1 with a calibrated mapping: class 0 marks the dropped beats)
+        video = find_video(song, videos_dir, int(song.sidecar.get("min_strength", settings.min_strength)))
         gen_videos.append(video)
         gen_rows.append(song_metrics(song, video, settings))
     report = {"generated": {"path": str(generated), "songs": gen_rows, "aggregate": aggregate(gen_rows)},

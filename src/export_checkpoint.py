@@ -18,7 +18,8 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="where to write the exported checkpoint")
     ap.add_argument("--half", action="store_true", help="store floating-point weights in fp16 (half the size)")
     ap.add_argument("--data", help="training npz: (re)record the labels it was trained with (instruments, "
-                    "genres, keys) in the checkpoint's vocabulary")
+                    "genres, keys) and its distributions for calibration (bar density, Beat strength per "
+                    "instrument, rhythm tracks: see src/stat_mix.py) in the checkpoint's vocabulary")
     args = ap.parse_args()
     from model import load_checkpoint, save_checkpoint
 
@@ -32,9 +33,12 @@ def main() -> None:
     if args.data:
         import numpy as np
 
+        import calibration
         from training import label_vocab, load_data
         data = load_data(args.data)
-        model.vocab = {**(model.vocab or {}), **label_vocab(data, np.flatnonzero(data["split"] == 0))}
+        train_idx = np.flatnonzero(data["split"] == 0)
+        model.vocab = {**(model.vocab or {}), **label_vocab(data, train_idx),
+                       "data_stats": calibration.data_stats(data, train_idx)}
     save_checkpoint(out, model, vocab=model.vocab, epoch=info.get("epoch"), step=info.get("step"),
                     val_loss=info.get("val_loss"), extra={**(info.get("extra") or {}), "exported_from": src.name},
                     half=args.half)

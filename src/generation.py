@@ -2,21 +2,39 @@
 
 The model runs in its recurrent form (constant work per token) and the ``num_songs`` songs of
 one video are generated together as one batch.  Each song walks the video's rows
-``[bar-beat, density, strength, i_beat, n_beat, p_beat]``:
+``[bar-beat, density, strength, i_beat, n_beat, p_beat]`` under these rules, one function each:
 
-* Bar rows: when the model samples a Bar, its density is replaced by the video's with
-  probability ``C``; the song gets exactly the video's number of bars.
-* Visual-beat rows at position ``b`` (those with strength >= ``min_strength``; the weakest,
-  strength 1, are dropped as in the original): when the model samples a beat at or after ``b``
-  (or a Bar), a Beat token at ``b`` with the video's strength is forced, once for each forced
-  track in turn (Drums, Piano, Guitar, restricted to the classes the model knows).
+* **Type masks** (:func:`type_mask`): a Beat of strength s is followed by exactly s notes and by
+  no more (as in the data: strength is the number of notes of the simu-note); EOS only once the
+  video is over (see *end of song*).
+* **Bar and density** (:func:`barbeat_mask`, :func:`take_bar`): when the model samples a Bar, its
+  density is replaced by the video's with probability ``C``; the song gets exactly the video's
+  number of bars.  The Bar's density is a promise (distinct onset positions in the bar + 1) and
+  the Beat tokens' density counts it down (SPEC section 2).  The model predicts every field from
+  the token type alone, so a Bar's sampled density is often a Beat's count-down value and the
+  model does not keep it; the original ignored the promise, which is why the realised density
+  fell short of the video's.  In bars whose density is the video's (the first, and those that
+  took it with probability C) the sampler keeps it (bars the model chose stay free): while onsets
+  are owed the bar cannot close (Bar is masked) and no position is taken that leaves too little
+  room for the rest; once the count-down reaches its end no new position is opened; each Beat's
+  density is the count-down's value (:func:`beat_density`).  Positions of visual beats still to
+  come in the bar are reserved out of the count.
+* **Forced beats** (:func:`force_beat`): at a visual-beat row at position ``b`` (those with
+  strength >= ``min_strength``), when the model samples a beat at or after ``b`` (or a Bar), a
+  Beat token at ``b`` is forced once for each forced track in turn, with the video's strength
+  clamped to what that track plays in the model's data (``Controls.strength_max``).
+* **Notes owed to a Beat** (:func:`note_masks`): the notes of a simu-note have distinct pitches
+  and the Beat's instrument.
+* **End of song** (:func:`type_mask`, :func:`barbeat_mask`): the song never ends before its
+  video does, never moves backwards inside a bar, keeps the last bar from closing empty (so the
+  music lasts to the video's end), and a bar that stalls is closed by force.
 
-Beyond the published rules, the sampler keeps every song well formed: it never ends before its
-video does (EOS is masked while video rows remain), never moves backwards inside a bar, follows
-every Beat token with exactly as many notes as its strength says (as in the data: strength is
-the number of notes of the simu-note), of distinct pitches and with the Beat's instrument,
-keeps the last bar from closing empty (so the music lasts to the video's end), and closes a bar
-by force if the model stalls in one.
+The forced tracks, their strength clamp and the video -> class thresholds come from the model's
+calibration (``calibration.py``, SPEC section 5b); :class:`Controls`' defaults are the
+original's (Drums, Piano, Guitar, no clamp).
+
+Every song has its own random stream, derived from ``(seed, song index)``, so song k is the
+same whatever ``num_songs`` is.
 
 With a bmt model (SPEC section 8) the rows carry three more fields: Bar tokens get the tempo
 class of the music's real tempo (``Controls.tempo``: the video's, or the user's), so the model
@@ -34,17 +52,20 @@ import dictionary_mix as D
 from representation import p_beat, p_time
 from sampling import sample
 
-FORCED_TRACKS = (1, 2, 3)   # Drums, Piano, Guitar (instrument class ids)
+FORCED_TRACKS = D.FORCED_TRACKS   # Drums, Piano, Guitar (instrument class ids): the original's
 
 
 @dataclass
 class Controls:
-    C: float = 0.7                      # probability of taking the video's bar density
-    min_strength: int = 2               # visual beats with a weaker strength class are not forced
+    C: float = D.DEFAULT_C              # probability of taking the video's bar density
+    min_strength: int = D.DEFAULT_MIN_STRENGTH   # visual beats with a weaker strength class are not forced
     forced_tracks: tuple[int, ...] = FORCED_TRACKS
     instruments: tuple[int, ...] | None = None   # classes the music may use (None: all the model knows)
     max_tokens_per_bar: int = 160       # a bar that runs longer is closed by force
     tempo: float | None = None          # bmt: the tempo (bpm) written on Bar tokens (None: sampled)
+    strength_max: dict | None = None    # track -> the largest strength forced on it (None: no clamp)
+    count_down: bool = True             # keep the Bar's density promise (False: the original's sampler)
+    sampling: dict | None = None        # field -> (temperature, top_p); None: sampling.SAMPLING (published)
 
 
 @dataclass
@@ -53,14 +74,19 @@ class Song:
     rows: np.ndarray                    # kept video rows
     n_beat: int
     tracks: tuple[int, ...]
+    rng: np.random.Generator | None = None   # this song's random stream
     j: int = 1                          # next video row to honour (row 0 starts the song)
     bar: int = 0
     barbeat: int = 0                    # 1-based position of the current simu-note, 0 at a bar start
     instr: int = 0                      # instrument of the current simu-note
+    at_pos: set = field(default_factory=set)      # instruments that have a Beat at position at_pos_of
+    at_pos_of: int = 0
     pending: list = field(default_factory=list)   # tracks still to force for the current visual beat
     in_bar: int = 0
     notes_in_bar: int = 0
     notes_left: int = 0                 # notes still owed to the current Beat (its strength)
+    owed: int = 0                       # onset positions the Bar's density still promises
+    keep_count: bool = True             # the bar's density is the video's: the count-down is kept
     chord: set = field(default_factory=set)   # pitches already in the current simu-note
     done: bool = False
     tokens: list = field(default_factory=list)
@@ -70,12 +96,37 @@ class Song:
     def next_row(self):
         return self.rows[self.j] if self.j < len(self.rows) else None
 
+    def beats_ahead(self) -> list[int]:
+        """Positions of the visual beats still to force in the current bar (not yet started)."""
+        out = []
+        k = self.j + (1 if self.pending else 0)
+        while k < len(self.rows) and self.rows[k][0] != D.BAR:
+            if self.rows[k][0] != self.barbeat:
+                out.append(int(self.rows[k][0]))
+            k += 1
+        return out
+
 
 def keep_rows(rows: np.ndarray, min_strength: int) -> np.ndarray:
     """Video rows the rules use: all Bar rows, and visual beats at least ``min_strength``."""
     rows = np.asarray(rows, dtype=np.int64)
     keep = (rows[:, 0] == D.BAR) | (rows[:, 2] >= min_strength)
     return rows[keep]
+
+
+def song_rng(seed: int, k: int) -> np.random.Generator:
+    """Song k's random stream: depends on (seed, k) only, not on how many songs are made."""
+    return np.random.default_rng([int(seed), int(k)])
+
+
+def clamp_strength(strength: int, track: int, strength_max: dict | None) -> int:
+    """The strength forced on ``track``: the video's, at least 1 and at most what the track plays."""
+    s = max(1, int(strength))
+    if strength_max:
+        top = strength_max.get(track, strength_max.get(str(track)))
+        if top is not None:
+            s = min(s, max(1, int(top)))
+    return s
 
 
 EOS = [0] * 9
@@ -89,6 +140,182 @@ def _row(barbeat=0, type_=0, density=0, pitch=0, duration=0, instr=0, strength=0
     return [barbeat, type_, density, pitch, duration, instr, strength, int(p_time(i_beat, n_beat)), i_beat, *bmt]
 
 
+# ----------------------------------------------------------------------------- the rules
+
+def type_mask(s: Song, n_type: int, controls: Controls) -> np.ndarray:
+    """Notes owed to a Beat, and the end of song: which token types ``s`` may take next (EOS
+    only after the video's last row, with music in the last bar and, with the count-down, no
+    onset owed)."""
+    allow = np.ones(n_type, bool)
+    allow[D.TYPE_EOS] = (s.next_row is None and not s.pending and s.notes_in_bar > 0
+                         and (s.owed <= 0 or not _counting(s, controls) or s.barbeat >= last_position(s)))
+    if s.notes_left > 0:                     # a Beat of strength s is followed by s notes
+        allow[:] = False
+        allow[D.TYPE_NOTE] = True
+    else:                                    # and by no more: the next token is metrical
+        allow[D.TYPE_NOTE] = False
+    if not allow.any():                      # (EOS closed and no note owed: a metrical token)
+        allow[D.TYPE_M] = True
+    return allow
+
+
+def last_position(s: Song) -> int:
+    """End of song: the last bar-beat of the current bar inside the video (SPEC 5 stops when
+    p_beat passes 101, i.e. at the video's end; onsets after it would be cut from the mp4)."""
+    return max(0, min(D.TICKS_PER_BAR, s.n_beat - D.TICKS_PER_BAR * s.bar))
+
+
+def barbeat_mask(s: Song, n_bb: int, controls: Controls, instruments=()) -> np.ndarray:
+    """Bar and density, and the end of song: which bar-beat values a metrical token may take.
+
+    Time never moves backwards in a bar.  With the count-down (SPEC section 2: a bar of density d
+    has d - 1 onset positions; the Beat tokens' density counts down those left), a new position is
+    opened only while the count is not used up, and only where room remains for the onsets still
+    owed after it; the visual beats still to come in the bar keep their positions out of the
+    count (sampling a position at or after the next one forces it).  Bar stays masked while onsets
+    are owed.  Another simu-note at the current position needs an instrument (of
+    ``instruments``) that has none there yet.  A stalled bar is closed by force; the last bar
+    does not close empty.  No new position opens after the video's end (:func:`last_position`).
+    """
+    allow = np.zeros(n_bb, bool)
+    p = s.barbeat
+    end = last_position(s)
+    if p >= 1 and (not len(instruments) or set(instruments) - s.at_pos):
+        allow[p] = True                      # another simu-note at the same position
+    if not _counting(s, controls):
+        allow[p + 1:end + 1] = True
+        allow[D.BAR] = True
+    else:
+        ahead = s.beats_ahead()
+        free = s.owed - len(ahead)           # onsets the model may place itself
+        if free > 0:
+            last = min(end, D.TICKS_PER_BAR - (s.owed - 1))   # room for the onsets owed after this one
+            if ahead:
+                last = min(last, ahead[0] - 1)
+            allow[p + 1:last + 1] = True
+        free_room = allow[p + 1:D.BAR].any()
+        if ahead and (D.TICKS_PER_BAR - ahead[0] >= s.owed - 1 or not free_room):
+            allow[ahead[0]:D.BAR + 1] = True     # these force the next visual beat (a Bar too),
+        elif not ahead and (s.owed <= 0 or not free_room):   # once the onsets owed before it are placed
+            allow[D.BAR] = True
+        if s.pending:
+            allow[D.BAR] = True
+    if s.in_bar >= controls.max_tokens_per_bar:
+        allow[:D.BAR] = False
+        allow[D.BAR] = True
+    elif s.next_row is None and s.notes_in_bar == 0:
+        allow[D.BAR] = False                 # the last bar has music, up to the video's end
+        if not allow.any():
+            allow[max(p, 1):max(end, p, 1) + 1] = True
+    if not allow.any():
+        allow[max(p, 1):D.BAR + 1] = True
+    return allow
+
+
+def instrument_mask(s: Song, bb: int, allowed: np.ndarray) -> np.ndarray:
+    """A Beat at the current position takes an instrument that has none there yet."""
+    if bb != s.barbeat or not s.at_pos:
+        return allowed
+    out = allowed.copy()
+    out[list(s.at_pos)] = False
+    return out if out.any() else allowed
+
+
+def note_masks(s: Song, n_pitch: int) -> np.ndarray:
+    """Notes owed to a Beat: the notes of a simu-note have distinct pitches (pitch 0 is "none")."""
+    allow = np.ones(n_pitch, bool)
+    allow[0] = False
+    allow[list(s.chord)] = False
+    return allow
+
+
+def _counting(s: Song, controls: Controls) -> bool:
+    """Whether the count-down rule holds in the current bar: with ``count_down`` on, in bars
+    whose density is the video's (the first bar, and a Bar that took it with probability C; a
+    bar whose density the model sampled itself stays free, as uncontrolled music)."""
+    return controls.count_down and s.keep_count
+
+
+def beat_density(s: Song, position: int) -> int:
+    """Count the Bar's promise down for a Beat at ``position``; returns the Beat's density value
+    (onset positions still to come in the bar + 1)."""
+    if position != s.barbeat or s.barbeat == 0:
+        s.owed -= 1
+    return max(s.owed, 0) + 1
+
+
+def force_beat(s: Song, dens: int, controls: Controls, bmt=None):
+    """Forced beats: the Beat token at the next visual beat, for the next forced track."""
+    nxt = s.next_row
+    if not s.pending:
+        s.pending = list(s.tracks)
+    b = int(nxt[0])
+    track = s.pending.pop(0)
+    strength = clamp_strength(int(nxt[2]), track, controls.strength_max)
+    if not s.pending:
+        s.j += 1
+    if _counting(s, controls):
+        dens = beat_density(s, b)
+    s.barbeat, s.instr = b, track
+    s.forced.append((s.bar, b, strength, track))
+    return _row(b, D.TYPE_M, dens, 0, 0, track, strength, 16 * s.bar + b - 1, s.n_beat, bmt=bmt)
+
+
+def take_bar(s: Song, dens: int, C: float, bmt=None):
+    """Bar and density: the video's next bar, with the video's density with probability ``C``."""
+    nxt = s.next_row
+    if nxt is None:
+        return None
+    s.j += 1
+    s.bar += 1
+    s.barbeat, s.instr = 0, 0
+    s.keep_count = bool(s.rng.random() < C)
+    if s.keep_count:
+        dens = int(nxt[1])
+    s.owed = dens - 1
+    return _row(D.BAR, D.TYPE_M, dens, i_beat=16 * s.bar, n_beat=s.n_beat, bmt=bmt)
+
+
+def metrical(s: Song, bb: int, dens: int, instr: int, strength: int, controls: Controls, bmt=None):
+    """Apply the video's rules to a sampled metrical token; returns the row to write (None: the
+    video is over and the model closed the last bar).
+
+    ``bmt`` = (tempo, chord) sampled for this token (bmt models): Bars keep both, Beats the chord."""
+    nxt = s.next_row
+    beat_extra = (0, bmt[1], 0) if bmt else None
+    if s.pending or (nxt is not None and nxt[0] != D.BAR and (bb == D.BAR or bb >= nxt[0])):
+        return force_beat(s, dens, controls, beat_extra)
+    if bb == D.BAR:
+        return take_bar(s, dens, controls.C, (bmt[0], bmt[1], 0) if bmt else None)
+    if _counting(s, controls):
+        dens = beat_density(s, bb)
+    s.barbeat, s.instr = bb, instr
+    return _row(bb, D.TYPE_M, dens, 0, 0, instr, strength, 16 * s.bar + bb - 1, s.n_beat, bmt=beat_extra)
+
+
+def _record(s: Song, row) -> None:
+    """Update a song's state with the row just written."""
+    s.tokens.append(row)
+    is_bar = row[D.COL_BARBEAT] == D.BAR
+    if is_bar:
+        s.at_pos, s.at_pos_of = set(), 0
+    elif row[D.COL_TYPE] == D.TYPE_M:
+        if row[D.COL_BARBEAT] != s.at_pos_of:
+            s.at_pos, s.at_pos_of = set(), int(row[D.COL_BARBEAT])
+        s.at_pos.add(int(row[D.COL_INSTRUMENT]))
+    s.in_bar = 0 if is_bar else s.in_bar + 1
+    is_note = row[D.COL_TYPE] == D.TYPE_NOTE
+    s.notes_in_bar = 0 if is_bar else s.notes_in_bar + is_note
+    if is_note:
+        s.notes_left -= 1
+        s.chord.add(row[D.COL_PITCH])
+    else:
+        s.notes_left = row[D.COL_STRENGTH]
+        s.chord = set()
+
+
+# ----------------------------------------------------------------------------- the loop
+
 @torch.inference_mode()
 def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1, *,
              controls: Controls | None = None, seed: int = 0, progress=None) -> list[Song]:
@@ -97,7 +324,6 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
     ``video_rows``: the inference npz rows; ``init``: the (7, 3) init tokens ((7, 4) for bmt).
     """
     controls = controls or Controls()
-    rng = np.random.default_rng(seed)
     n_class = model.config.n_class
     bmt = model.config.preset == "bmt"
     eos = [0] * len(n_class) if bmt else EOS
@@ -109,7 +335,8 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
     known = [c for c in range(1, n_class[D.COL_INSTRUMENT])]
     allowed_instr = [c for c in (controls.instruments or known) if c in known] or known
     tracks = tuple(t for t in controls.forced_tracks if t in allowed_instr) or (allowed_instr[0],)
-    songs = [Song(rows=rows, n_beat=n_beat, tracks=tracks) for _ in range(num_songs)]
+    songs = [Song(rows=rows, n_beat=n_beat, tracks=tracks, rng=song_rng(seed, k)) for k in range(num_songs)]
+    rngs = [s.rng for s in songs]
 
     device = next(model.parameters()).device
     init_t = torch.as_tensor(np.repeat(init[None], num_songs, 0), dtype=torch.long, device=device)
@@ -119,6 +346,7 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
                  bmt=(tempo_cls or D.tempo_bin(120), 1, 0) if bmt else None)
     for s in songs:
         s.tokens.append(first)
+        s.owed = int(rows[0, 1]) - 1
     tok = torch.tensor([first] * num_songs, dtype=torch.long, device=device)
     h, state = model.step(tok, state)
 
@@ -134,50 +362,34 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
     allow_instr[:, allowed_instr] = True
     n_bars = int((rows[:, 0] == D.BAR).sum())
     budget = n_bars * controls.max_tokens_per_bar + 16
+    def draw(logits, name, allowed):   # one field for every song, with the run's sampling settings
+        return sample(logits, name, rngs, allowed, controls.sampling)
+
     for _ in range(budget):
         if all(s.done for s in songs):
             break
-        # ---- type, with the structural masks
-        allow_type = np.ones((num_songs, n_class[D.COL_TYPE]), bool)
-        for b, s in enumerate(songs):
-            allow_type[b, D.TYPE_EOS] = s.next_row is None and not s.pending and s.notes_in_bar > 0
-            if s.notes_left > 0:                     # a Beat of strength s is followed by s notes
-                allow_type[b, :] = False
-                allow_type[b, D.TYPE_NOTE] = True
-            else:                                    # and by no more: the next token is metrical
-                allow_type[b, D.TYPE_NOTE] = False
-        types = sample(model.predict_type(h), "type", rng, allow_type)
+        allow_type = np.stack([type_mask(s, n_class[D.COL_TYPE], controls) for s in songs])
+        types = draw(model.predict_type(h), "type", allow_type)
         heads = model.predict_fields(h, torch.as_tensor(types, dtype=torch.long, device=device))
-        # ---- the other fields, masked to what the type and the position permit
-        allow_bb = np.zeros((num_songs, n_class[D.COL_BARBEAT]), bool)
-        for b, s in enumerate(songs):
-            allow_bb[b, max(s.barbeat, 1):D.BAR + 1] = True
-            if s.in_bar >= controls.max_tokens_per_bar:
-                allow_bb[b, :D.BAR] = False
-            elif s.next_row is None and s.notes_in_bar == 0:
-                allow_bb[b, D.BAR] = False           # the last bar has music, up to the video's end
-        bb = sample(heads["barbeat"], "barbeat", rng, allow_bb)
-        dens = sample(heads["density"], "density", rng, allow_dens)
-        allow_pitch = non_zero(D.COL_PITCH)
-        for b, s in enumerate(songs):
-            allow_pitch[b, list(s.chord)] = False    # the notes of a simu-note have distinct pitches
-        pitch = sample(heads["pitch"], "pitch", rng, allow_pitch)
-        dur = sample(heads["duration"], "duration", rng, allow_dur)
-        instr = sample(heads["instr"], "instr", rng, allow_instr)
-        strength = sample(heads["strength"], "strength", rng, allow_str)
+        allow_bb = np.stack([barbeat_mask(s, n_class[D.COL_BARBEAT], controls, allowed_instr) for s in songs])
+        bb = draw(heads["barbeat"], "barbeat", allow_bb)
+        dens = draw(heads["density"], "density", allow_dens)
+        allow_pitch = np.stack([note_masks(s, n_class[D.COL_PITCH]) for s in songs])
+        pitch = draw(heads["pitch"], "pitch", allow_pitch)
+        dur = draw(heads["duration"], "duration", allow_dur)
+        instr = draw(heads["instr"], "instr",
+                     np.stack([instrument_mask(s, int(bb[b]), allow_instr[b]) for b, s in enumerate(songs)]))
+        strength = draw(heads["strength"], "strength", allow_str)
         if bmt:
-            tempo = sample(heads["tempo"], "tempo", rng, allow_tempo) if tempo_cls is None \
+            tempo = draw(heads["tempo"], "tempo", allow_tempo) if tempo_cls is None \
                 else np.full(num_songs, tempo_cls)
-            chord = sample(heads["chord"], "chord", rng, allow_chord)
-            vel = sample(heads["velocity"], "velocity", rng, allow_vel)
+            chord = draw(heads["chord"], "chord", allow_chord)
+            vel = draw(heads["velocity"], "velocity", allow_vel)
 
         next_tokens = []
         for b, s in enumerate(songs):
-            if s.done:
-                next_tokens.append(eos)
-                continue
             t = int(types[b])
-            if t == D.TYPE_EOS:
+            if s.done or t == D.TYPE_EOS:
                 s.done = True
                 next_tokens.append(eos)
                 continue
@@ -186,23 +398,12 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
                            16 * s.bar + s.barbeat - 1, n_beat, bmt=(0, 0, int(vel[b])) if bmt else None)
             else:
                 extra = (int(tempo[b]), int(chord[b])) if bmt else None
-                row = _metrical(s, int(bb[b]), int(dens[b]), int(instr[b]), int(strength[b]), rng, controls.C,
-                                extra)
+                row = metrical(s, int(bb[b]), int(dens[b]), int(instr[b]), int(strength[b]), controls, extra)
                 if row is None:          # the video is over and the model closed the last bar
                     s.done = True
                     next_tokens.append(eos)
                     continue
-            s.tokens.append(row)
-            is_bar = row[D.COL_BARBEAT] == D.BAR
-            s.in_bar = 0 if is_bar else s.in_bar + 1
-            is_note = row[D.COL_TYPE] == D.TYPE_NOTE
-            s.notes_in_bar = 0 if is_bar else s.notes_in_bar + is_note
-            if is_note:
-                s.notes_left -= 1
-                s.chord.add(row[D.COL_PITCH])
-            else:
-                s.notes_left = row[D.COL_STRENGTH]
-                s.chord = set()
+            _record(s, row)
             next_tokens.append(row)
         if progress is not None:
             progress.update(1)
@@ -212,34 +413,3 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
         s.tokens.append(eos)
         s.done = True
     return songs
-
-
-def _metrical(s: Song, bb: int, dens: int, instr: int, strength: int, rng, C: float, bmt=None):
-    """Apply the video's rules to a sampled metrical token; returns the row to write.
-
-    ``bmt`` = (tempo, chord) sampled for this token (bmt models): Bars keep both, Beats the chord."""
-    nxt = s.next_row
-    beat_extra = (0, bmt[1], 0) if bmt else None
-    if s.pending or (nxt is not None and nxt[0] != D.BAR and (bb == D.BAR or bb >= nxt[0])):
-        # force the visual beat, once per forced track
-        if not s.pending:
-            s.pending = list(s.tracks)
-        b, vs = int(nxt[0]), int(nxt[2])
-        track = s.pending.pop(0)
-        if not s.pending:
-            s.j += 1
-        s.barbeat, s.instr = b, track
-        s.forced.append((s.bar, b, vs, track))
-        return _row(b, D.TYPE_M, dens, 0, 0, track, vs, 16 * s.bar + b - 1, s.n_beat, bmt=beat_extra)
-    if bb == D.BAR:
-        if nxt is None:
-            return None
-        s.j += 1
-        s.bar += 1
-        s.barbeat, s.instr = 0, 0
-        if rng.random() < C:
-            dens = int(nxt[1])
-        return _row(D.BAR, D.TYPE_M, dens, i_beat=16 * s.bar, n_beat=s.n_beat,
-                    bmt=(bmt[0], bmt[1], 0) if bmt else None)
-    s.barbeat, s.instr = bb, instr
-    return _row(bb, D.TYPE_M, dens, 0, 0, instr, strength, 16 * s.bar + bb - 1, s.n_beat, bmt=beat_extra)

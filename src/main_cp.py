@@ -68,6 +68,7 @@ HP = dict(
     my_tempo=0.0,                # the user tempo in bpm (with --is_tempo 1)
     exact=0,                     # 1: the original's 360p optical flow (slower); 0: fast 180p
     density_threshold=D.DEFAULT_MIN_STRENGTH,  # visual beats with a strength class below this are not forced (published: 2)
+    thresholds="calibrated",     # video -> class mapping: calibrated (the checkpoint's, fitted to its data by stat_mix.py) | original (CMT's, fitted for LPD)
     instruments="",              # e.g. "Piano,Bass": the instruments the music may use ("": all it knows)
     key="",                      # e.g. "D minor" ("": the commonest key of the training data)
     genre="",                    # e.g. "Folk" ("": the commonest genre of the training data)

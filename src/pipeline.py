@@ -22,7 +22,7 @@ import cli
 import dictionary_mix as D
 import generation
 import rendering
-from video2npz.metadata import (ROW_BARBEAT, ROW_DENSITY, ROW_N_BEAT, ROW_STRENGTH, metadata_path, npz_path,
+from video2npz.metadata import (ROW_BARBEAT, ROW_DENSITY, ROW_I_BEAT, ROW_N_BEAT, ROW_STRENGTH, metadata_path, npz_path,
                                 save_npz)
 
 VIDEO_EXTS = D.VIDEO_SUFFIXES
@@ -50,6 +50,7 @@ class Options:
     max_tokens_per_bar: int = 160       # a bar that runs longer is closed by force
     sampling: dict | None = None        # field -> (temperature, top_p or None); None: sampling.SAMPLING
     max_video_s: float = 3600.0         # longer videos are refused before any work
+    thresholds: str = "calibrated"      # video -> class mapping: the model's calibration, or "original"
 
 
 @dataclass
@@ -73,9 +74,35 @@ def collect_inputs(path: str | os.PathLike) -> list[Path]:
     return [p]
 
 
-def video_rows(path: Path, opts: Options) -> tuple[np.ndarray, float, float, Path | None, list[str]]:
-    """(rows, tempo, duration, video file or None, files written) for one input."""
+def metadata_beside(npz: Path, rows: np.ndarray) -> dict | None:
+    """The metadata JSON written with a video npz (``<stem>_metadata.json``, ``<stem>.json`` or
+    the original's ``metadata.json``), if there is one and it gives the npz's rows (same bars
+    and beats under the original's thresholds); else None."""
+    from video2npz.metadata import load_metadata, metadata_to_rows
+    for cand in (npz.with_name(f"{npz.stem}_metadata.json"), npz.with_suffix(".json"), npz.with_name("metadata.json")):
+        if not cand.is_file():
+            continue
+        try:
+            meta = load_metadata(cand, npz.stem)
+            orig = metadata_to_rows(meta)
+        except (cli.UserError, ValueError, TypeError, KeyError):
+            continue
+        if orig.shape == rows[:, :6].shape and np.array_equal(orig[:, [ROW_BARBEAT, ROW_I_BEAT]], rows[:, [ROW_BARBEAT, ROW_I_BEAT]]):
+            return meta
+    return None
+
+
+def video_rows(path: Path, opts: Options, mapping=None) -> tuple[np.ndarray, float, float, Path | None, list[str]]:
+    """(rows, tempo, duration, video file or None, files written) for one input.
+
+    ``mapping`` (``calibration.Mapping``, default the original's): the video -> class mapping of
+    the rows.  A video npz holds classes, not the motion and weights they came from: when the
+    metadata JSON written with it lies beside it, the rows are recomputed from it under
+    ``mapping``; otherwise the npz's classes are used as they are (with a note when the mapping
+    is not the original's).  (The npz this pipeline writes holds the rows it used.)"""
+    import calibration
     from video2npz import metadata
+    mapping = mapping or calibration.original(opts.min_strength)
     out_dir = Path(opts.out_dir)
     if path.suffix == ".npz":
         rows, tempo, duration = metadata.load_video_npz(path, limit_s=opts.max_video_s)
@@ -86,12 +113,18 @@ def video_rows(path: Path, opts: Options) -> tuple[np.ndarray, float, float, Pat
             print(f"note: {path.name} records no tempo; writing the MIDI at 120 bpm (set one with --my_tempo)", file=sys.stderr)
         if duration is None:
             duration = float(rows[0, ROW_N_BEAT]) * 60.0 / (D.TICKS_PER_BEAT * tempo)
+        meta = metadata_beside(path, rows) if not opts.tempo else None
+        if meta is not None:
+            rows = mapping.rows(meta)
+        elif mapping.name != "original":
+            print(f"note: {path.name}: no metadata JSON beside it, so its classes are used as they are "
+                  f"(made with the original's thresholds, not the model's calibration)", file=sys.stderr)
         return rows, tempo, duration, None, []
-    from video2npz import analyse_video, metadata_to_rows
+    from video2npz import analyse_video
     check_video_length(path, opts.max_video_s)
     meta = analyse_video(str(path), exact=opts.exact, tempo=opts.tempo)
     metadata.check_duration(meta["duration"], f"{path.name} duration", opts.max_video_s)
-    rows = metadata_to_rows(meta)
+    rows = mapping.rows(meta)
     stem = path.stem
     meta_file, npz_file = metadata_path(out_dir, stem), npz_path(out_dir, stem)
     cli.write_json_atomic(meta_file, meta)
@@ -160,13 +193,16 @@ def options_from_hp(hp: dict, model) -> Options:
     music_gain_db = float(get("music_gain_db", base["music_gain_db"]))
     if not -60.0 <= music_gain_db <= 20.0:
         raise cli.UserError(f"--music_gain_db: give a level from -60 to 20 dB, got {music_gain_db:g}")
+    thresholds = str(get("thresholds", base["thresholds"]))
+    if thresholds not in ("calibrated", "original"):
+        raise cli.UserError(f"--thresholds: choose calibrated (the model's own) or original (CMT's), got {thresholds!r}")
     chosen = controls.parse_flags(hp, model)
     return Options(out_dir=str(get("out_dir", base["out_dir"])), num_songs=int(get("num_songs", 1)), C=C,
                    seed=int(get("seed", 0)), exact=bool(get("exact", False)), render=bool(get("render", True)),
                    max_tokens_per_bar=int(get("max_tokens_per_bar", base["max_tokens_per_bar"])),
                    sampling=parse_sampling(get("sampling")) if get("sampling") else None,
                    keep_audio=bool(get("keep_audio", False)), music_gain_db=music_gain_db, loudness=loudness,
-                   max_video_s=float(get("max_video_s", base["max_video_s"])), **chosen)
+                   max_video_s=float(get("max_video_s", base["max_video_s"])), thresholds=thresholds, **chosen)
 
 
 def load_model(ckpt, device: str = "auto", dtype: str = "auto", threads: int = 0, batch: int = 1):
@@ -238,10 +274,15 @@ def run(inputs: list[Path], model, opts: Options, log=print, keep_going: bool = 
     line on stderr and a Result with ``error`` set, and the run goes on with the others."""
     check_plan(inputs, opts)
     cli.clean_stale_parts(opts.out_dir, recursive=False)
+    import calibration
+    mapping = calibration.mapping_for(model, opts.thresholds, opts.min_strength)
+    for note in mapping.notes:
+        log(f"note: {note}")
+    controls, init = make_controls(model, opts, mapping), init_block(model, opts)
     results, warned = [], set()
     for path in inputs:
         try:
-            results.append(run_one(path, model, opts, log, warned))
+            results.append(run_one(path, model, opts, log, warned, mapping=mapping, controls=controls, init=init))
         except cli.UserError as e:
             if not keep_going or len(inputs) == 1:
                 raise
@@ -251,23 +292,35 @@ def run(inputs: list[Path], model, opts: Options, log=print, keep_going: bool = 
     return results
 
 
-def run_one(path: Path, model, opts: Options, log=print, warned: set | None = None) -> Result:
-    """Compose for one input (see :func:`run`); ``warned``: missing-program notes already printed."""
+def make_controls(model, opts: Options, mapping) -> generation.Controls:
+    """The generation controls of ``opts`` under a video -> class ``mapping`` (its forced tracks,
+    strength clamp and the strength class from which visual beats are forced)."""
+    known = tuple((getattr(model, "vocab", None) or {}).get("instruments") or ())   # classes it was trained on
+    controls = generation.Controls(C=opts.C, min_strength=mapping.min_strength,
+                                   instruments=opts.instruments or known or None,
+                                   forced_tracks=mapping.forced_tracks, strength_max=mapping.strength_max,
+                                   max_tokens_per_bar=opts.max_tokens_per_bar)
+    if opts.sampling is not None:
+        _set_sampling(controls, opts.sampling)
+    return controls
+
+
+def run_one(path: Path, model, opts: Options, log=print, warned: set | None = None, *,
+            mapping=None, controls=None, init=None) -> Result:
+    """Compose for one input (see :func:`run`); ``warned``: missing-program notes already printed;
+    ``mapping``, ``controls``, ``init``: made once per run by :func:`run` (else here)."""
+    import calibration
+    mapping = mapping or calibration.mapping_for(model, opts.thresholds, opts.min_strength)
+    controls = controls or make_controls(model, opts, mapping)
+    init = init if init is not None else init_block(model, opts)
     from model import check_vocab
     from numpy2midi_mix import tokens_to_midi
     import metrics
 
     out_dir = Path(opts.out_dir)
-    known = tuple((getattr(model, "vocab", None) or {}).get("instruments") or ())   # classes it was trained on
-    controls = generation.Controls(C=opts.C, min_strength=opts.min_strength,
-                                   instruments=opts.instruments or known or None,
-                                   max_tokens_per_bar=opts.max_tokens_per_bar)
-    if opts.sampling is not None:
-        _set_sampling(controls, opts.sampling)
-    init = init_block(model, opts)
     name = path.stem
     res = Result(name)
-    rows, tempo, duration, video, written = video_rows(path, opts)
+    rows, tempo, duration, video, written = video_rows(path, opts, mapping)
     res.files += written
     check_vocab(model, {"barbeat": int(rows[:, ROW_BARBEAT].max()) + 1,
                         "density": int(rows[:, ROW_DENSITY].max()) + 1,
@@ -275,7 +328,8 @@ def run_one(path: Path, model, opts: Options, log=print, warned: set | None = No
     is_bar = rows[:, ROW_BARBEAT] == D.BAR
     n_bars = int(is_bar.sum())
     log(f"{name}: {duration:.1f} s, {tempo:.1f} bpm, {n_bars} bars, "
-        f"{int((~is_bar & (rows[:, ROW_STRENGTH] >= opts.min_strength)).sum())} visual beats to force")
+        f"{int((~is_bar & (rows[:, ROW_STRENGTH] >= mapping.min_strength)).sum())} visual beats to force "
+        f"({mapping.name} thresholds)")
     bar = cli.progress(desc=f"{name}: composing {opts.num_songs} song(s)", unit="token")
     controls.tempo = tempo        # bmt models compose for the tempo the MIDI is played at
     songs = generation.generate(model, rows, init, opts.num_songs, controls=controls,
@@ -288,8 +342,9 @@ def run_one(path: Path, model, opts: Options, log=print, warned: set | None = No
         tokens_to_midi(tokens, f"{base}.mid", tempo, programs=opts.programs)
         res.files.append(f"{base}.mid")
         report = {"video": str(path), "tempo": tempo, "duration": duration, "n_bars": n_bars,
-                  "n_tokens": len(tokens), "seed": opts.seed, "C": opts.C,
-                  "control_errors": metrics.control_errors_from_tokens(tokens, rows, opts.min_strength,
+                  "n_tokens": len(tokens), "seed": opts.seed, "C": opts.C, "thresholds": mapping.name,
+                  "min_strength": mapping.min_strength,
+                  "control_errors": metrics.control_errors_from_tokens(tokens, rows, mapping.min_strength,
                                                                      tracks=song.tracks),
                   "forced_beats": [list(map(int, f)) for f in song.forced]}
         cli.write_json_atomic(f"{base}.json", report)

@@ -1,7 +1,8 @@
 """Sampling one compound-word field: softmax with temperature, then nucleus (top-p).
 
 The per-field settings are the published ones (SPEC section 3).  Sampling is batched and
-driven by a NumPy ``Generator`` so that the same seed gives the same song.
+driven by NumPy ``Generator``s so that the same seed gives the same song: one shared by the
+batch, or one per row (each song its own stream, so a song does not depend on the others).
 """
 from __future__ import annotations
 
@@ -41,14 +42,20 @@ def nucleus_mask(probs: np.ndarray, p: float) -> np.ndarray:
     return mask
 
 
-def sample(logits: torch.Tensor, field: str, rng: np.random.Generator,
-           allowed: np.ndarray | None = None) -> np.ndarray:
+def sample(logits: torch.Tensor, field: str, rng,
+           allowed: np.ndarray | None = None, settings: dict | None = None) -> np.ndarray:
     """Sample one class per row of ``logits`` (batch, classes) with the field's settings.
+
+    ``rng``: a ``np.random.Generator`` (one draw per row, in order) or a sequence of them, one
+    per row (each row draws once from its own).
 
     ``allowed`` (batch, classes) bool, optional: classes that the control rules permit; the
     others get zero probability before the nucleus is taken.
+
+    ``settings``: field -> (temperature, top_p) overriding :data:`SAMPLING` (the hyperparameter
+    block's ``sampling`` entry, via ``generation.Controls.sampling``).
     """
-    temperature, top_p = SAMPLING[field]
+    temperature, top_p = (settings or SAMPLING)[field]
     x = logits.detach().float().cpu().numpy().astype(np.float64) / temperature
     if allowed is not None:
         x = np.where(allowed, x, -np.inf)
@@ -59,6 +66,10 @@ def sample(logits: torch.Tensor, field: str, rng: np.random.Generator,
         probs = np.where(nucleus_mask(probs, top_p), probs, 0.0)
         probs /= probs.sum(axis=-1, keepdims=True)
     cum = np.cumsum(probs, axis=-1)
-    u = rng.random(probs.shape[0]) * cum[:, -1]
+    if isinstance(rng, np.random.Generator):
+        u = rng.random(probs.shape[0])
+    else:
+        u = np.array([g.random() for g in rng], dtype=np.float64)
+    u = u * cum[:, -1]
     # the first class whose cumulative mass passes u: always one with non-zero probability
     return (cum <= u[:, None]).sum(axis=-1)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import calibration
 import chords
 import cli
 import compute
@@ -378,7 +379,8 @@ def setup(hp: dict) -> Run:
 
     config = model.config
     vocab = {"preset": config.preset, "n_class": list(config.n_class), "init_n_class": list(config.init_n_class),
-             "fields": list(config.layout.columns), **label_vocab(data, train_idx)}
+             "fields": list(config.layout.columns), **label_vocab(data, train_idx),
+             "data_stats": calibration.data_stats(data, train_idx)}   # for stat_mix.py (SPEC 5b)
     run = Run(hp=hp, rank=rank, world=world, device=device, data=data, train_idx=train_idx, val_idx=val_idx,
               model=model, net=net, opt=opt, vocab=vocab, log=Logger(Path(hp["log_dir"]), hp["name"], rank == 0,
                                                                      fields=config.layout.heads),

@@ -142,8 +142,12 @@ def _p_beat(i: int, n_beat: int) -> int:
     return int(p_beat(i, n_beat, rounding="round"))
 
 
-def metadata_to_rows(meta: dict) -> np.ndarray:
-    """The inference rows (R, 6) int: [bar-beat, density, strength, i_beat, n_beat, p_beat]."""
+def metadata_to_rows(meta: dict, density_thresholds=DENSITY_THRESHOLDS,
+                     strength_thresholds=STRENGTH_THRESHOLDS) -> np.ndarray:
+    """The inference rows (R, 6) int: [bar-beat, density, strength, i_beat, n_beat, p_beat].
+
+    The classes come from the original's thresholds unless others are given (a model's
+    calibrated ones, ``calibration.Mapping``)."""
     check_metadata(meta)
     fmpb = [float(v) for v in meta["flow_magnitude_per_bar"]]
     n_beat = max(1, int(math.ceil(float(meta["duration"]) / 60 * float(meta["tempo"]) * TICKS_PER_BEAT)))
@@ -151,7 +155,7 @@ def metadata_to_rows(meta: dict) -> np.ndarray:
     def density_of(bar: int) -> int:
         if not fmpb:
             return 0
-        return density_class(fmpb[min(bar, len(fmpb) - 1)])
+        return classify(fmpb[min(bar, len(fmpb) - 1)], density_thresholds)
 
     rows: list[list[int]] = []
     bars_done = 0
@@ -162,7 +166,7 @@ def metadata_to_rows(meta: dict) -> np.ndarray:
             rows.append([BAR_TOKEN, density_of(bars_done) + 1, 0, i, n_beat, _p_beat(i, n_beat)])
             bars_done += 1
         i = bar * TICKS_PER_BAR + tick
-        rows.append([tick + 1, 0, strength_class(float(vb["weight"])), i, n_beat, _p_beat(i, n_beat)])
+        rows.append([tick + 1, 0, classify(float(vb["weight"]), strength_thresholds), i, n_beat, _p_beat(i, n_beat)])
     while bars_done < len(fmpb):
         i = bars_done * TICKS_PER_BAR
         rows.append([BAR_TOKEN, density_of(bars_done) + 1, 0, i, n_beat, _p_beat(i, n_beat)])

@@ -1,0 +1,264 @@
+"""Calibration: the video -> class mapping fitted to a model's own training data (SPEC 5b).
+
+The original's thresholds (``video2npz.metadata``) turn a video's motion per bar into a bar
+density class and a visual beat's weight into a strength class.  Its ``stat_mix.py`` fitted them
+"based on a set of videos" so that the classes videos produce follow the statistics of its
+training music, LPD-5 pop with drums.  A model trained on other music needs thresholds fitted to
+its data, or the video asks it for textures it never saw.  Here:
+
+* :func:`data_stats` records what the training data plays: the histogram of bar densities
+  (distinct onset positions per bar), the histogram of Beat strengths per instrument, and which
+  instruments carry the rhythm (:func:`rhythm_tracks`).  Training and ``export_checkpoint.py
+  --data`` store it in the checkpoint's vocabulary (``data_stats``).
+* :func:`fit` maps a reference set of videos onto those histograms by quantiles: density
+  threshold i is the quantile of the reference flow-per-bar values at the data's share of bars
+  with at most i onsets; strength thresholds do the same for the kept visual beats' weights
+  against the forced tracks' pooled strength histogram.  The data's top 1 % (``TAIL``) is
+  never asked for.  ``stat_mix.py`` stores the result in the
+  checkpoint (``calibration``).
+* :func:`mapping_for` gives inference its :class:`Mapping`: the checkpoint's, or the original's
+  (the released CMT checkpoint, or ``--thresholds original``).
+
+Strength classes: class 0 marks a visual beat too weak to force (below the weight the original
+drops at the chosen ``--density_threshold``); classes 1.. follow the data, so the calibrated rows
+are used with ``min_strength`` 1.  The strength forced on a track is further clamped to the
+largest strength covering 99 % of that track's Beat tokens (:func:`strength_max`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import dictionary_mix as D
+from video2npz import metadata as M
+
+N_DENSITY = len(M.DENSITY_THRESHOLDS) + 1      # density classes 0..16 (distinct onsets in a bar)
+N_STRENGTH = len(M.STRENGTH_THRESHOLDS) + 1    # strength classes 0..10
+RHYTHM_SHARE = 0.25          # a track carries the rhythm if it has this share of the Beat tokens
+STRENGTH_COVER = 0.99        # the forced strength stays within this share of a track's Beats
+TAIL = 0.01                  # classes beyond the data's top 1 % are never asked for
+REFERENCE_FILE = Path(__file__).resolve().with_name("calibration_reference.json")
+
+
+# ----------------------------------------------------------------------------- the data's side
+
+def data_stats(data: dict, idx=None) -> dict:
+    """Distributions of a training npz (``training.load_data``'s dict) over songs ``idx``.
+
+    Returns ``bar_density``: counts of bars by density class (distinct onset positions, 0..16);
+    ``beat_strength``: {instrument id (str): counts of its Beat tokens by strength (index =
+    strength)}; ``beat_count``: {instrument: Beat tokens}; ``rhythm_tracks``: see
+    :func:`rhythm_tracks`.  Read from the token rows themselves (SPEC section 2).
+    """
+    idx = np.arange(len(data["x"])) if idx is None else np.asarray(idx)
+    bar_density = np.zeros(N_DENSITY, np.int64)
+    by_instr: dict[int, np.ndarray] = {}
+    for lo in range(0, len(idx), 256):            # in chunks: the corpus's x can be large
+        x = np.asarray(data["x"][np.sort(idx[lo:lo + 256])])
+        x = x.reshape(-1, x.shape[-1])
+        x = x[x[:, D.COL_TYPE] == D.TYPE_M]
+        bars = x[x[:, D.COL_BARBEAT] == D.BAR]
+        beats = x[(x[:, D.COL_BARBEAT] >= 1) & (x[:, D.COL_BARBEAT] < D.BAR)]
+        dens = np.clip(bars[:, D.COL_DENSITY].astype(np.int64) - 1, 0, N_DENSITY - 1)
+        bar_density += np.bincount(dens, minlength=N_DENSITY)
+        for k in np.unique(beats[:, D.COL_INSTRUMENT]).tolist():
+            if k <= 0:
+                continue
+            h = np.bincount(beats[beats[:, D.COL_INSTRUMENT] == k, D.COL_STRENGTH].astype(np.int64))
+            old = by_instr.get(int(k), np.zeros(0, np.int64))
+            n = max(len(old), len(h))
+            by_instr[int(k)] = np.pad(old, (0, n - len(old))) + np.pad(h, (0, n - len(h)))
+    strength = {str(k): by_instr[k].tolist() for k in sorted(by_instr)}
+    count = {str(k): int(by_instr[k].sum()) for k in sorted(by_instr)}
+    stats = {"bar_density": bar_density.tolist(), "beat_strength": strength, "beat_count": count}
+    stats["rhythm_tracks"] = rhythm_tracks(stats)
+    return stats
+
+
+def rhythm_tracks(stats: dict) -> list[int]:
+    """Instruments that carry the rhythm: those with at least ``RHYTHM_SHARE`` of the Beat tokens
+    (Drums first when it has any share of them: its Beats are the rhythm, then the others by
+    their number of Beats).  Never empty when the data has Beats: the busiest track otherwise."""
+    count = {int(k): int(v) for k, v in stats.get("beat_count", {}).items() if int(v) > 0}
+    total = sum(count.values())
+    if not total:
+        return []
+    order = sorted(count, key=lambda k: (k != D.DRUMS, -count[k], k))
+    keep = [k for k in order if count[k] / total >= RHYTHM_SHARE or (k == D.DRUMS and count[k] / total >= 0.05)]
+    return keep or order[:1]
+
+
+def strength_max(stats: dict, cover: float = STRENGTH_COVER) -> dict[int, int]:
+    """Per instrument, the smallest strength s with at least ``cover`` of its Beats at or below s."""
+    out = {}
+    for k, hist in stats.get("beat_strength", {}).items():
+        h = np.asarray(hist, dtype=np.float64)
+        h[0] = 0.0
+        if h.sum() <= 0:
+            continue
+        cdf = np.cumsum(h) / h.sum()
+        out[int(k)] = int(np.argmax(cdf >= cover - 1e-12))
+    return out
+
+
+# ----------------------------------------------------------------------------- the fit
+
+def quantile_thresholds(values, hist, n_thresholds: int, tail: float = 0.0) -> list[float]:
+    """Thresholds that give ``values`` the class distribution ``hist`` (class = first i with
+    value < thr[i]): thr[i] = the quantile of ``values`` at the share of ``hist`` in classes
+    <= i (linear interpolation); -inf where that share is 0 and +inf where it is at least
+    1 - ``tail``, so a class the data never has (or, with ``tail``, the data's rarest top
+    classes) is never produced at the ends: the top of a small reference set is one clip's
+    plateau, and it would otherwise spread the data's rarest classes over it.  Classes past
+    ``len(hist)`` count as empty; mass past ``n_thresholds`` is lumped into the last class."""
+    v = np.sort(np.asarray(values, dtype=np.float64))
+    if v.size == 0:
+        raise ValueError("no reference values to fit thresholds to")
+    h = np.zeros(n_thresholds + 1)
+    hist = np.asarray(hist, dtype=np.float64)
+    h[:min(len(hist), n_thresholds + 1)] = hist[:n_thresholds + 1]
+    h[-1] += hist[n_thresholds + 1:].sum()
+    if h.sum() <= 0:
+        raise ValueError("the data histogram is empty")
+    cdf = np.cumsum(h) / h.sum()
+    out = []
+    for q in cdf[:n_thresholds]:
+        if q <= 1e-12:
+            out.append(float("-inf"))
+        elif q >= 1 - tail - 1e-12:
+            out.append(float("inf"))
+        else:
+            out.append(float(np.quantile(v, q)))
+    return out
+
+
+def drop_weight(min_strength: int) -> float:
+    """The visual-beat weight below which the original drops a beat at ``--density_threshold``
+    ``min_strength`` (its strength classes below ``min_strength``)."""
+    if min_strength <= 0:
+        return float("-inf")
+    if min_strength > len(M.STRENGTH_THRESHOLDS):     # above every class: no beat is forced
+        return float("inf")
+    return float(M.STRENGTH_THRESHOLDS[min(min_strength, len(M.STRENGTH_THRESHOLDS)) - 1])
+
+
+def pooled_strength(stats: dict, tracks) -> np.ndarray:
+    """The strength histogram of ``tracks``' Beats together (Beats with strength >= 1)."""
+    hs = [np.asarray(stats["beat_strength"][str(k)], dtype=np.float64) for k in tracks
+          if str(k) in stats.get("beat_strength", {})]
+    if not hs:
+        return np.array([0.0, 1.0])
+    n = max(len(h) for h in hs)
+    out = np.zeros(n)
+    for h in hs:
+        out[:len(h)] += h
+    out[0] = 0.0
+    return out
+
+
+def fit(stats: dict, flows, weights, min_strength: int = 2, reference: dict | None = None) -> dict:
+    """The calibration of a model whose data has ``stats``, over reference flow-per-bar values
+    ``flows`` and visual-beat weights ``weights``: density thresholds (16), strength thresholds
+    (10; thr[0] = the drop weight, classes 1.. following the forced tracks' pooled strengths over
+    the kept beats), forced tracks, strength clamp per track."""
+    tracks = stats.get("rhythm_tracks") or rhythm_tracks(stats)
+    dens = quantile_thresholds(flows, stats["bar_density"], len(M.DENSITY_THRESHOLDS), TAIL)
+    w = np.asarray(weights, dtype=np.float64)
+    floor = drop_weight(min_strength)
+    kept = w[w >= floor]
+    if kept.size == 0:
+        kept = w
+    pooled = pooled_strength(stats, tracks)          # index = strength = class
+    strength = [floor] + quantile_thresholds(kept, pooled, len(M.STRENGTH_THRESHOLDS), TAIL)[1:]
+    strength = list(np.maximum.accumulate(np.asarray(strength, dtype=np.float64)))
+    return {"density_thresholds": [float(t) for t in dens],
+            "strength_thresholds": [float(t) for t in strength],
+            "forced_tracks": [int(t) for t in tracks],
+            "strength_max": {str(k): v for k, v in strength_max(stats).items()},
+            "min_strength": int(min_strength),
+            "reference": reference or {"bars": int(len(np.asarray(flows))), "beats": int(w.size)}}
+
+
+# ----------------------------------------------------------------------------- inference's side
+
+@dataclass
+class Mapping:
+    """What inference applies: the video -> class thresholds, the forced tracks, the clamp."""
+    name: str                                        # "original" or "calibrated"
+    density_thresholds: tuple = M.DENSITY_THRESHOLDS
+    strength_thresholds: tuple = M.STRENGTH_THRESHOLDS
+    forced_tracks: tuple = (D.DRUMS, D.PIANO, D.GUITAR)
+    strength_max: dict | None = None
+    min_strength: int = 2                            # the rows' classes this low are not forced
+    notes: list = field(default_factory=list)
+
+    def rows(self, meta: dict) -> np.ndarray:
+        """The model-facing inference rows of a metadata dict under this mapping."""
+        return M.metadata_to_rows(meta, self.density_thresholds, self.strength_thresholds)
+
+
+def original(min_strength: int = 2, note: str | None = None) -> Mapping:
+    return Mapping("original", min_strength=min_strength, notes=[note] if note else [])
+
+
+def from_calibration(cal: dict, min_strength: int = 2) -> Mapping:
+    """A stored calibration as a Mapping for ``--density_threshold min_strength``: the strength
+    classes keep their fitted thresholds, the drop weight follows ``min_strength`` (exact for the
+    ``min_strength`` it was fitted for; :func:`mapping_for` refits for another)."""
+    strength = list(cal["strength_thresholds"])
+    strength[0] = drop_weight(min_strength)
+    return Mapping("calibrated", tuple(cal["density_thresholds"]), tuple(strength),
+                   tuple(int(t) for t in cal["forced_tracks"]),
+                   {int(k): int(v) for k, v in (cal.get("strength_max") or {}).items()}, min_strength=1)
+
+
+def load_reference(path=REFERENCE_FILE) -> dict:
+    """The shipped reference statistics: {"flows": [...], "weights": [...], "videos": [...]}."""
+    from cli import UserError
+    try:
+        ref = json.loads(Path(path).read_text())
+        if not (isinstance(ref, dict) and ref.get("flows") and isinstance(ref.get("weights"), list)):
+            raise ValueError("it needs non-empty 'flows' and a 'weights' list")
+        ref["flows"] = [float(v) for v in ref["flows"]]
+        ref["weights"] = [float(v) for v in ref["weights"]]
+    except (OSError, ValueError, TypeError) as e:
+        raise UserError(f"{path}: not a calibration reference file ({str(e)[:120]}); "
+                        "rebuild it with python src/stat_mix.py --rebuild_reference") from None
+    return ref
+
+
+def mapping_for(model, mode: str = "calibrated", min_strength: int = 2) -> Mapping:
+    """The mapping inference uses with ``model``.
+
+    ``original``: the original's thresholds and forced tracks.  ``calibrated``: the
+    checkpoint's stored calibration (``stat_mix.py``); a checkpoint with data statistics but no
+    stored calibration is fitted here from the shipped reference statistics; the released CMT
+    checkpoint, and one without data statistics, keep the original's (its data is LPD, which
+    they were fitted for, or unknown).
+    """
+    if mode not in ("calibrated", "original"):
+        from cli import UserError
+        raise UserError("--thresholds: choose calibrated or original")
+    info = getattr(model, "checkpoint_info", None) or {}
+    vocab = getattr(model, "vocab", None) or {}
+    if mode == "original":
+        return original(min_strength)
+    if info.get("format") == "released":
+        return original(min_strength)
+    cal = vocab.get("calibration")
+    if cal and (int(cal.get("min_strength", 2)) == min_strength or not vocab.get("data_stats")):
+        return from_calibration(cal, min_strength)
+    if vocab.get("data_stats"):
+        # no stored fit (or one for another --density_threshold): fit now, from the shipped
+        # reference statistics (no video analysis, a few milliseconds)
+        ref = load_reference()
+        m = from_calibration(fit(vocab["data_stats"], ref["flows"], ref["weights"], min_strength), min_strength)
+        if not cal:
+            m.notes.append("the checkpoint has no stored calibration: fitted from its data statistics and the "
+                           "shipped reference set (store it with src/stat_mix.py)")
+        return m
+    return original(min_strength, "the checkpoint records no training-data statistics: using the original's "
+                                  "thresholds (record them with export_checkpoint.py --data, then run src/stat_mix.py)")
