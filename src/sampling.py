@@ -56,6 +56,17 @@ def sample(logits: torch.Tensor, field: str, rng,
     block's ``sampling`` entry, via ``generation.Controls.sampling``).
     """
     temperature, top_p = (settings or SAMPLING)[field]
+    if isinstance(rng, np.random.Generator):
+        u = rng.random(logits.shape[0])
+    else:
+        u = np.array([g.random() for g in rng], dtype=np.float64)
+    if logits.device.type != "cpu":
+        # on a GPU the logits stay there: the same maths in torch (fast_sampling), only ids come back
+        import fast_sampling
+        mask = None if allowed is None else torch.as_tensor(allowed, dtype=torch.bool, device=logits.device)
+        ids = fast_sampling.sample(logits.detach(), mask, temperature, top_p,
+                                   torch.as_tensor(u, dtype=torch.float64, device=logits.device))
+        return ids.cpu().numpy()
     x = logits.detach().float().cpu().numpy().astype(np.float64) / temperature
     if allowed is not None:
         x = np.where(allowed, x, -np.inf)
@@ -66,10 +77,6 @@ def sample(logits: torch.Tensor, field: str, rng,
         probs = np.where(nucleus_mask(probs, top_p), probs, 0.0)
         probs /= probs.sum(axis=-1, keepdims=True)
     cum = np.cumsum(probs, axis=-1)
-    if isinstance(rng, np.random.Generator):
-        u = rng.random(probs.shape[0])
-    else:
-        u = np.array([g.random() for g in rng], dtype=np.float64)
     u = u * cum[:, -1]
     # the first class whose cumulative mass passes u: always one with non-zero probability
     return (cum <= u[:, None]).sum(axis=-1)
