@@ -34,15 +34,16 @@ PRECISIONS = DTYPES + ("int8",)
 
 
 # ----------------------------------------------------------------------------- device
-def inference_device(name: str = "auto") -> torch.device:
-    """``auto``: the first visible GPU where torch sees one, else the CPU."""
+def inference_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """``--device``: ``auto`` is the GPU of this local rank (the first for inference) where torch
+    sees one, else the CPU; ``cpu`` and ``cuda`` force one.  Training and inference both ask here."""
     if name not in ("auto", "cpu", "cuda"):
         raise cli.UserError(f"--device {name}: choose auto, cpu or cuda")
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise cli.UserError("--device cuda asked for, but torch sees no GPU; use --device cpu or auto")
-    return torch.device("cuda", 0)
+    return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 
 # ----------------------------------------------------------------------------- threads

@@ -198,14 +198,8 @@ def dist_env() -> tuple[int, int, int]:
 
 
 def pick_device(requested: str, local_rank: int) -> torch.device:
-    """``auto``: the GPU of this local rank where torch sees one, else the CPU."""
-    if requested not in ("auto", "cpu", "cuda"):
-        raise cli.UserError(f"--device {requested}: choose auto, cpu or cuda")
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise cli.UserError("--device cuda asked for, but torch sees no GPU; use --device cpu")
-    return torch.device("cuda", local_rank % torch.cuda.device_count())
+    """This rank's device (compute.inference_device owns the rule)."""
+    return compute.inference_device(requested, local_rank)
 
 
 def visible_devices(gid: str, visible: str | None) -> str | None:
