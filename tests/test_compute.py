@@ -55,7 +55,9 @@ def test_inference_device_without_a_gpu(monkeypatch):
 
 def test_inference_device_auto_takes_a_gpu_where_torch_sees_one(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert compute.inference_device("auto") == torch.device("cuda", 0)
+    assert compute.inference_device("auto", local_rank=3) == torch.device("cuda", 1)   # training's rank 3 of 2 GPUs
     assert compute.inference_device("cpu").type == "cpu"
 
 
