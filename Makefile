@@ -42,15 +42,20 @@ test: setup fast-transformers
 webapp: setup
 	$(PY) src/webapp.py
 
-# Offline training corpus from the scores that music21 ships (see README, "Training data").
+# Offline training corpora (see README, "Training data"): the scores that music21 ships, and
+# those plus the General MIDI songs with drums of two Debian packages (the bundled model's).
 corpus: setup
 	$(PY) src/prepare_corpus.py --source music21 --out_name dataset/music21.npz
+	$(PY) src/prepare_corpus.py --source music21 openmsx blupi --out_name dataset/bundled.npz
 
-# Retrain the bundled model (see README, "The bundled model").
+# Retrain the bundled model (see README, "The bundled model"): the drummed songs repeated
+# BUNDLED_WEIGHTS times per pass, Pop (their genre) the default genre.
+BUNDLED_WEIGHTS ?= openmsx=6,blupi=2
 train-bundled: corpus
-	$(PY) src/main_cp.py --mode train --preset small --train_data music21.npz --name bundled --transpose 6
+	$(PY) src/main_cp.py --mode train --preset small --train_data bundled.npz --name bundled --transpose 6 \
+		--source_weights $(BUNDLED_WEIGHTS) --default_genre Pop
 	$(PY) src/export_checkpoint.py --ckpt "$$(ls exp/bundled/loss_*_params.pt | sort -t_ -k2 -n | head -1)" \
-		--out exp/bundled/model.pt --half --data dataset/music21.npz
+		--out exp/bundled/model.pt --half --data dataset/bundled.npz --default_genre Pop
 
 # Metrics of what `make demo` wrote, against the training corpus (report in inference/evaluation/).
 evaluate: setup

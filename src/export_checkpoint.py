@@ -19,6 +19,8 @@ def main() -> None:
     ap.add_argument("--half", action="store_true", help="store floating-point weights in fp16 (half the size)")
     ap.add_argument("--data", help="training npz: (re)record the labels it was trained with (instruments, "
                     "genres, keys) in the checkpoint's vocabulary")
+    ap.add_argument("--default_genre", help="the genre inference uses when none is chosen (a genre of the "
+                    "training data; default: the checkpoint's, or with --data the commonest of the data)")
     args = ap.parse_args()
     from model import load_checkpoint, save_checkpoint
 
@@ -34,7 +36,20 @@ def main() -> None:
 
         from training import label_vocab, load_data
         data = load_data(args.data)
-        model.vocab = {**(model.vocab or {}), **label_vocab(data, np.flatnonzero(data["split"] == 0))}
+        model.vocab = {**(model.vocab or {}), **label_vocab(data, np.flatnonzero(data["split"] == 0),
+                                                            default_genre=args.default_genre)}
+    elif args.default_genre:
+        import dictionary_mix as D
+        try:
+            gid = D.genre_id(args.default_genre)
+        except KeyError:
+            raise cli.UserError(f"--default_genre {args.default_genre!r} is not a genre "
+                                f"({', '.join(D.GENRES[1:])})") from None
+        known = (model.vocab or {}).get("genres")
+        if known is not None and gid not in known:
+            raise cli.UserError(f"--default_genre {D.GENRES[gid]}: the checkpoint was trained on "
+                                f"{', '.join(D.GENRES[g] for g in known)}")
+        model.vocab = {**(model.vocab or {}), "default_genre": gid}
     save_checkpoint(out, model, vocab=model.vocab, epoch=info.get("epoch"), step=info.get("step"),
                     val_loss=info.get("val_loss"), extra={**(info.get("extra") or {}), "exported_from": src.name},
                     half=args.half)

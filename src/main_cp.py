@@ -44,6 +44,8 @@ HP = dict(
     steps_per_epoch=0,           # 0: an epoch is a full pass; N: validate and checkpoint every N batches
     val_max_songs=0,             # 0: validate on every validation song; N: on a fixed subset of N
     grad_clip=3.0,               # gradient-norm clip
+    source_weights="",           # e.g. "openmsx=4,blupi=4": repeat each song of these sources N times per pass (small sources weigh more); "": all 1
+    default_genre="",            # the genre the checkpoint uses when inference does not choose one ("": the commonest of the training data)
     transpose=0,                 # augmentation: shift each training song by a random -N..N semitones per batch (key label and chords too); 0: off
     seed=0,                      # same seed, same batches / same songs
     device="auto",               # auto | cpu | cuda

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 import chords
 import cli
+import dataset
 import dictionary_mix as D
 from model import CMT, ModelConfig, load_checkpoint, save_checkpoint
 
@@ -237,6 +238,10 @@ def train(hp: dict) -> Path:
     val_idx = np.flatnonzero(data["split"] == 1)
     if len(train_idx) == 0:
         raise cli.UserError("the training data has no training songs (all are in the validation split)")
+    try:   # small sources (the drummed songs) repeated so they make a fair share of the batches
+        batch_idx = dataset.oversample(train_idx, data["metadata"], dataset.parse_weights(hp.get("source_weights")))
+    except ValueError as e:
+        raise cli.UserError(f"--source_weights: {e}") from None
 
     exp_dir = Path(hp["exp_dir"]) / hp["name"]
     log_dir = Path(hp["log_dir"])
@@ -273,18 +278,22 @@ def train(hp: dict) -> Path:
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     vocab = {"preset": config.preset, "n_class": list(config.n_class), "init_n_class": list(config.init_n_class),
-             "fields": list(config.layout.columns), **label_vocab(data, train_idx)}
+             "fields": list(config.layout.columns),
+             **label_vocab(data, train_idx, default_genre=hp.get("default_genre") or None)}
     n_params = sum(p.numel() for p in model.parameters())
     log = Logger(log_dir, hp["name"], main, fields=config.layout.heads)
     if resumed:
         log.line(resumed)
     log.line(f"model {n_params / 1e6:.2f} M parameters, {len(train_idx)} train / {len(val_idx)} "
              f"validation sequences, {world} process(es) on {device.type}; hp {json.dumps(hp, sort_keys=True)}")
+    if len(batch_idx) != len(train_idx):
+        log.line(f"source weights {hp['source_weights']}: {len(batch_idx)} training sequences per pass "
+                 f"({len(train_idx)} distinct)")
 
     if hp.get("val_max_songs") and len(val_idx) > hp["val_max_songs"]:   # a fixed, evenly spread subset
         val_idx = val_idx[np.linspace(0, len(val_idx) - 1, hp["val_max_songs"]).astype(int)]
     for epoch in range(start_epoch, hp["epochs"]):
-        batches = epoch_batches(lengths, train_idx, hp, epoch)
+        batches = epoch_batches(lengths, batch_idx, hp, epoch)
         if world > 1:   # equal shares, so no rank waits for a gradient that never comes
             per = max(1, len(batches) // world)
             batches = (batches * world)[: per * world][rank::world]
@@ -380,16 +389,28 @@ def init_n_class(data: dict) -> list[int]:
     return [max(a, b) for a, b in zip(base, seen)]
 
 
-def label_vocab(data: dict, idx: np.ndarray) -> dict:
+def label_vocab(data: dict, idx: np.ndarray, default_genre: str | int | None = None) -> dict:
     """What the checkpoint records of its training labels, for inference defaults and checks:
     the instrument classes played, the genres and keys (bmt: emotions) of the init tokens, and
-    the commonest of each (what inference uses when the user does not choose)."""
+    the commonest of each (what inference uses when the user does not choose).  ``default_genre``
+    (a name or id among the training genres) replaces the commonest genre as the default."""
     init = data["init"][idx]
     genres, g_count = np.unique(init[:, 0, 0], return_counts=True)
     keys, k_count = np.unique(init[:, 1, 1], return_counts=True)
+    g_default = int(genres[g_count.argmax()])
+    if default_genre not in (None, ""):
+        names = ", ".join(D.GENRES[int(g)] for g in genres)
+        try:
+            g_default = D.genre_id(default_genre)
+        except KeyError:
+            raise cli.UserError(f"default genre {default_genre!r} is not a genre; the training data has {names}") \
+                from None
+        if g_default not in genres:
+            raise cli.UserError(f"default genre {D.GENRES[g_default]} does not occur in the training songs; "
+                                f"they have {names}")
     out = {"instruments": trained_instruments(data, idx),
            "genres": genres.tolist(), "keys": keys.tolist(),
-           "default_genre": int(genres[g_count.argmax()]), "default_key": int(keys[k_count.argmax()])}
+           "default_genre": g_default, "default_key": int(keys[k_count.argmax()])}
     if init.shape[-1] > 3:
         emotions, e_count = np.unique(init[:, 0, 3], return_counts=True)
         out.update(emotions=emotions.tolist(), default_emotion=int(emotions[e_count.argmax()]))

@@ -128,7 +128,7 @@ def create_app(cfg: AppConfig) -> Flask:
     def index():
         return render_template("index.html", model_name=cfg.model_name, emotions=soundtrack.emotions(cfg.model),
                                meanings=D.EMOTION_MEANING,
-                               instruments=soundtrack.INSTRUMENTS, threshold_range=soundtrack.THRESHOLD_RANGE,
+                               instruments=soundtrack.known_instruments(cfg.model), threshold_range=soundtrack.THRESHOLD_RANGE,
                                default_threshold=soundtrack.DEFAULT_THRESHOLD, tempo_range=soundtrack.TEMPO_RANGE,
                                max_songs=cfg.max_songs, max_upload_mb=cfg.max_upload_mb,
                                max_upload_bytes=app.config["MAX_CONTENT_LENGTH"],

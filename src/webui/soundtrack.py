@@ -26,6 +26,15 @@ DEFAULT_THRESHOLD = 2
 INSTRUMENTS = {i + 1: name for i, name in enumerate(D.INSTRUMENTS)}   # 1 Drums .. 5 Strings
 
 
+def known_instruments(model) -> dict[int, str]:
+    """{class id: name} of the instruments the checkpoint was trained with (its vocab's
+    ``instruments``, as the CLI's --instruments checks); all five when it does not record them
+    (the released CMT checkpoint)."""
+    vocab = getattr(model, "vocab", None) or {}
+    known = vocab.get("instruments") if isinstance(vocab, dict) else None
+    return {i: n for i, n in INSTRUMENTS.items() if not known or i in known}
+
+
 def emotions(model) -> list[str]:
     """The emotion labels ("Q1".."Q4") the checkpoint was trained with (empty: no emotion control;
     only bmt models have one, and only when their data carried emotion labels)."""
@@ -86,6 +95,10 @@ def parse_options(fields: Mapping[str, str], instruments: Sequence[str], model, 
     chosen = sorted({_int(i, "an instrument", 1, len(INSTRUMENTS)) for i in instruments})
     if not chosen:
         raise cli.UserError("choose at least one instrument")
+    known = known_instruments(model)
+    unknown = [INSTRUMENTS[i] for i in chosen if i not in known]
+    if unknown:
+        raise cli.UserError(f"this model was not trained with {', '.join(unknown)}; it knows {', '.join(known.values())}")
     emotion = str(fields.get("emotion") or "").strip() or None
     if emotion is not None:
         known = emotions(model)
