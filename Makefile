@@ -53,7 +53,7 @@ corpus: setup
 BUNDLED_WEIGHTS ?= openmsx=6,blupi=2
 train-bundled: corpus
 	$(PY) src/main_cp.py --mode train --preset small --train_data bundled.npz --name bundled --transpose 6 \
-		--source_weights $(BUNDLED_WEIGHTS) --default_genre Pop
+		--source_weights $(BUNDLED_WEIGHTS) --default_genre Pop --max_tokens 8192 --epochs 14
 	$(PY) src/export_checkpoint.py --ckpt "$$(ls exp/bundled/loss_*_params.pt | sort -t_ -k2 -n | head -1)" \
 		--out exp/bundled/model.pt --half --data dataset/bundled.npz --default_genre Pop
 
