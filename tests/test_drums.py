@@ -7,6 +7,8 @@ trained here, as in tests/test_controls_act.py.
 """
 import json
 import shutil
+import subprocess
+import sys
 import wave
 from pathlib import Path
 
@@ -25,6 +27,7 @@ import training
 from model import load_checkpoint
 from representation import init_tokens, notes_to_tokens, tokens_to_notes
 
+ROOT = Path(__file__).resolve().parents[1]
 KICK, HAT = 36, 42           # General MIDI percussion: bass drum 1, closed hi-hat
 BARS = 4
 
@@ -210,6 +213,26 @@ def test_a_model_that_knows_drums_hits_the_visual_beats_on_drums(drum_model, tmp
         onsets = {n.start // sixteenth for n in kits[0].notes}
         hit = [16 * b + bb - 1 in onsets for b, bb in on_drums]
         assert all(hit), (k, sorted(on_drums), sorted(onsets))
+
+
+def run_script(*args):
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def test_weights_and_default_genre_from_the_command_line(drum_model, tmp_path):
+    d = Path(drum_model.checkpoint_info["path"]).parents[2]
+    bad = run_script(ROOT / "src" / "main_cp.py", "--mode", "train", "--train_data", d / "mix.npz",
+                     "--exp_dir", tmp_path, "--log_dir", tmp_path, "--source_weights", "lpd=2")
+    assert bad.returncode == 2 and "--source_weights" in bad.stderr and "lpd" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    out = tmp_path / "exported.pt"
+    ok = run_script(ROOT / "src" / "export_checkpoint.py", "--ckpt", drum_model.checkpoint_info["path"],
+                    "--out", out, "--half", "--default_genre", "Folk")
+    assert ok.returncode == 0, ok.stderr
+    assert load_checkpoint(out).vocab["default_genre"] == D.GENRE_ID["Folk"]
+    never = run_script(ROOT / "src" / "export_checkpoint.py", "--ckpt", drum_model.checkpoint_info["path"],
+                       "--out", tmp_path / "x.pt", "--data", d / "mix.npz", "--default_genre", "Jazz")
+    assert never.returncode == 2 and "does not occur" in never.stderr and not (tmp_path / "x.pt").exists()
 
 
 # ------------------------------------------------------------------------- rendering
