@@ -52,6 +52,7 @@ HP = dict(
     gid="",                      # GPU ids as in BMT, e.g. "0" or "0,1" (several: one process each)
     data_parallel=0,             # 1: use every visible GPU (BMT's flag)
     resume=0,                    # 1: continue from exp/<name>/last.pt
+    init_ckpt="",                # fine-tune: start from this checkpoint's weights and sizes (a new optimizer, epoch 0)
     # inference (SPEC section 5)
     videos="videos/demo.mp4",    # a video, a video npz, or a folder of them
     ckpt="",                     # default: the bundled model, exp/bundled/model.pt

@@ -268,6 +268,10 @@ def train(hp: dict) -> Path:
             d_model=hp["d_model"], n_layer=hp["n_layer"], n_head=hp["n_head"], d_ff=hp["d_ff"],
             dropout=hp["dropout"], attention=hp["attention"])
         model = CMT(config)
+        if hp.get("init_ckpt"):   # fine-tuning: the weights (and sizes) of an earlier model, a fresh optimizer
+            model = init_from(hp["init_ckpt"], config)
+            config = model.config
+            resumed = f"fine-tuning {hp['init_ckpt']} (its sizes; a new optimizer, epochs counted from 0)"
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=hp["lr"])
     if hp["resume"] and last.exists() and model.checkpoint_info.get("optimizer"):
@@ -337,6 +341,24 @@ def train(hp: dict) -> Path:
         dist.barrier()
         dist.destroy_process_group()
     return last
+
+
+def init_from(path: str | os.PathLike, config: ModelConfig):
+    """A model with the weights of checkpoint ``path`` (fp32), for fine-tuning on data that
+    ``config`` (made from the data) describes: same preset, vocabularies at least as large."""
+    if not Path(path).is_file():
+        raise cli.UserError(f"--init_ckpt {path} not found")
+    model = load_checkpoint(path).float()
+    old = model.config
+    if old.preset != config.preset:
+        raise cli.UserError(f"--init_ckpt {path} is a {old.preset} model; the training data is {config.preset}")
+    small = [i for i, (a, b) in enumerate(zip(old.n_class, config.n_class)) if a < b] + \
+        [f"init {i}" for i, (a, b) in enumerate(zip(old.init_n_class, config.init_n_class)) if a < b]
+    if small:
+        raise cli.UserError(f"--init_ckpt {path}: its vocabularies are smaller than the data needs "
+                            f"(fields {small}); train from scratch instead")
+    model.checkpoint_info = {}
+    return model
 
 
 @torch.no_grad()
