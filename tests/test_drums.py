@@ -215,6 +215,29 @@ def test_a_model_that_knows_drums_hits_the_visual_beats_on_drums(drum_model, tmp
         assert all(hit), (k, sorted(on_drums), sorted(onsets))
 
 
+def val_losses(csv_path: Path) -> list[float]:
+    import csv
+    with open(csv_path) as f:
+        return [float(r["val_loss"]) for r in csv.DictReader(f)]
+
+
+def test_fine_tuning_starts_from_the_given_weights(drum_model, tmp_path):
+    d = Path(drum_model.checkpoint_info["path"]).parents[2]
+    hp = dict(name="ft", data_root=str(d), train_data="mix.npz", exp_dir=str(tmp_path / "exp"),
+              log_dir=str(tmp_path / "logs"), lr=1e-4, batch_size=8, max_tokens=100000, max_len=0, epochs=1,
+              grad_clip=3.0, seed=0, device="cpu", gid="", data_parallel=0, resume=0,
+              init_ckpt=drum_model.checkpoint_info["path"], **{**TINY, "d_model": 32})   # sizes come from the ckpt
+    training.train(hp)
+    assert "fine-tuning" in (tmp_path / "logs" / "ft.log").read_text()
+    tuned = load_checkpoint(tmp_path / "exp" / "ft" / "last.pt")
+    assert tuned.config.d_model == drum_model.config.d_model == 48
+    scratch = val_losses(d / "logs" / "mix.csv")
+    # one epoch at a small learning rate from the trained weights: about where that model ended,
+    # far below the first epoch of the run from scratch
+    ft = val_losses(tmp_path / "logs" / "ft.csv")[0]
+    assert abs(ft - scratch[-1]) < 0.1 and ft < scratch[0] - 0.5, (ft, scratch)
+
+
 def run_script(*args):
     return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=300, cwd=ROOT)
 
