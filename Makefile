@@ -60,7 +60,7 @@ train-bundled: corpus
 	  $(PY) src/export_checkpoint.py --ckpt "$(call BEST,music21)" --out exp/music21/model.pt --data dataset/music21.npz; }
 	$(PY) src/main_cp.py --mode train --preset small --train_data bundled.npz --name bundled --transpose 6 \
 		--init_ckpt exp/music21/model.pt --source_weights $(BUNDLED_WEIGHTS) --default_genre Pop \
-		--max_tokens 8192 --epochs 5
+		--max_tokens 8192 --epochs 8
 	$(PY) src/export_checkpoint.py --ckpt "$(call BEST,bundled)" \
 		--out exp/bundled/model.pt --half --data dataset/bundled.npz --default_genre Pop
 
