@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # System programs the pipeline uses: ffmpeg (muxing), fluidsynth + a General MIDI soundfont
-# (rendering). Installed with apt-get when run as root and missing; otherwise print the command
+# (rendering); and the General MIDI songs with drums that the bundled model's corpus adds to
+# music21's (openttd-openmsx, GPL-2; planetblupi-music-midi, GPL-3+; see README "Training data").
+# Installed with apt-get when run as root and missing; otherwise print the command
 # and carry on (the pipeline then stops at MIDI with a one-line message).
 set -u
-PKGS="ffmpeg fluidsynth fluid-soundfont-gm"
+PKGS="ffmpeg fluidsynth fluid-soundfont-gm openttd-openmsx planetblupi-music-midi"
 missing=""
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing="$missing ffmpeg"
 command -v fluidsynth >/dev/null 2>&1 || missing="$missing fluidsynth"
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || missing="$missing fluid-soundfont-gm"
+[ -d /usr/share/games/openttd/baseset/openmsx ] || missing="$missing openttd-openmsx"
+[ -d /usr/share/planetblupi/music ] || missing="$missing planetblupi-music-midi"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing system packages:$missing"

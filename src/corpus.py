@@ -658,3 +658,43 @@ def build_music21_midi(out_dir: str | os.PathLike, cap: int | None = 1000, worke
                           "".join(f"{uid}\t{D.GENRES[g]}\n" for uid, g in sorted(genre_map.items())))
     report.skipped.sort(key=lambda s: s["id"])
     return files, genre_map, report
+
+
+# ---------------------------------------------------------------------------------
+# General MIDI songs with drums from Debian packages
+# ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MidiSource:
+    """A folder of General MIDI files that a Debian package installs (see README, "Training data")."""
+    name: str          # the --source name, also the song ids' prefix ("openmsx/<file stem>")
+    package: str       # apt-get install -y <package>
+    folder: str        # where the package puts its .mid files
+    genre: str         # genre label of every song (a name in dictionary_mix.GENRES)
+    licence: str
+
+
+DEBIAN_MIDI_SOURCES = {
+    s.name: s for s in (
+        MidiSource("openmsx", "openttd-openmsx", "/usr/share/games/openttd/baseset/openmsx", "Pop", "GPL-2.0"),
+        MidiSource("blupi", "planetblupi-music-midi", "/usr/share/planetblupi/music", "Pop", "GPL-3.0-or-later"),
+    )
+}
+
+
+def debian_midi_files(name: str, folder: str | os.PathLike | None = None):
+    """``(files, genre_map)`` of a Debian MIDI source: ``[(id, path)]`` with ids
+    ``<name>/<relative path without suffix>`` and every id mapped to the source's genre id.
+
+    ``folder`` overrides where the files are (tests).  Raises SkipFile with the install
+    command when the folder is missing or holds no MIDI file.
+    """
+    src = DEBIAN_MIDI_SOURCES[name]
+    root = Path(folder or src.folder)
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".mid", ".midi") and p.is_file()) \
+        if root.is_dir() else []
+    if not paths:
+        raise SkipFile(f"no MIDI files in {root} (install them with: sudo apt-get install -y {src.package})")
+    files = [(f"{name}/{p.relative_to(root).with_suffix('').as_posix()}", p) for p in paths]
+    gid = D.genre_id(src.genre)
+    return files, {sid: gid for sid, _ in files}

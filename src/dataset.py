@@ -298,7 +298,7 @@ def sidecar(out_name: str | os.PathLike, what: str) -> Path:
 
 def build_training_set(files: list[tuple[str, Path]], out_name: str | os.PathLike, *, max_len: int | None = 10000,
                        genre_map: dict[str, int] | None = None, workers: int | None = None,
-                       cache_dir: str | os.PathLike | None = None, source: str = "midi",
+                       cache_dir: str | os.PathLike | None = None, source: str | dict[str, str] = "midi",
                        val_fraction: float = 0.1, extra_stats: dict | None = None, preset: str = "cmt",
                        emotion_map: dict[str, int] | None = None) -> dict:
     """Tokenise ``files`` (``(song_id, path)``) and write the training npz, vocab and stats JSON.
@@ -306,9 +306,13 @@ def build_training_set(files: list[tuple[str, Path]], out_name: str | os.PathLik
     Returns the stats dict (also written to ``<stem>_stats.json``, with ``extra_stats`` merged
     in, e.g. how the MIDI files were made).  ``preset="bmt"`` writes bmt tokens and init rows
     with the emotion (``emotion_map``, else a ``Q1_`` file-name prefix).  Raises cli.UserError
-    when no file gives a usable song.
+    when no file gives a usable song.  ``source`` names where the songs come from: one name, or
+    ``{song id: name}`` for a corpus built from several sources (the metadata and the stats'
+    ``sources`` table then tell them apart, and training can weight them).
     """
     preset = D.preset(preset).name
+    source_of = source if isinstance(source, dict) else {}
+    default_source = "midi" if isinstance(source, dict) else source
     t0 = time.perf_counter()
     out_name = Path(out_name)
     if cache_dir:
@@ -346,7 +350,8 @@ def build_training_set(files: list[tuple[str, Path]], out_name: str | os.PathLik
         for tokens, info in r["windows"]:
             seqs.append(np.asarray(tokens, dtype=np.int32))
             inits.append(init_tokens(info["instruments"], info["key"], gid, emo))
-            metadata.append({"id": r["id"], "source": source, "window": int(info["window"]),
+            metadata.append({"id": r["id"], "source": source_of.get(r["id"], default_source),
+                             "window": int(info["window"]),
                              "n_windows": int(info["n_windows"]), "length": int(info["length"]),
                              "n_bars": int(info["n_bars"]), "n_notes": int(info["n_notes"]),
                              "instruments": [D.instrument_name(k) for k in info["instruments"]],
@@ -362,7 +367,8 @@ def build_training_set(files: list[tuple[str, Path]], out_name: str | os.PathLik
     lengths = np.array([len(s) for s in seqs])
     stats = {
         "out_name": str(out_name),
-        "source": source,
+        "source": "+".join(dict.fromkeys(m["source"] for m in metadata)),
+        "sources": source_table(metadata),
         "preset": preset,
         "files": len(files),
         "songs": len(kept),
@@ -395,6 +401,57 @@ def build_training_set(files: list[tuple[str, Path]], out_name: str | os.PathLik
     return stats
 
 
+def source_table(metadata: list[dict]) -> dict[str, dict]:
+    """Per source: songs, sequences (train / validation), tokens, bars, notes, genres, and the
+    songs with a Drums track."""
+    out: dict[str, dict] = {}
+    for m in metadata:
+        t = out.setdefault(m["source"], {"songs": set(), "drum_songs": set(), "sequences": 0, "train_sequences": 0,
+                                         "tokens": 0, "bars": 0, "notes": 0, "genres": collections.Counter()})
+        t["songs"].add(m["id"])
+        if "Drums" in m["instruments"]:
+            t["drum_songs"].add(m["id"])
+        t["sequences"] += 1
+        t["train_sequences"] += int(m["split"] == "train")
+        t["tokens"] += m["length"]
+        t["bars"] += m["n_bars"]
+        t["notes"] += m["n_notes"]
+        t["genres"][m["genre"]] += 1
+    for t in out.values():
+        t["songs"], t["drum_songs"], t["genres"] = len(t["songs"]), len(t["drum_songs"]), dict(t["genres"])
+    return out
+
+
+def oversample(idx: np.ndarray, metadata: list[dict] | None, weights: dict[str, int]) -> np.ndarray:
+    """Training indices with each song of a weighted source repeated: a source of weight w
+    (an integer >= 1; unnamed sources 1) contributes each of its sequences w times, so a small
+    source (the drummed songs) makes a larger share of the batches.  Order kept, repeats adjacent."""
+    idx = np.asarray(idx)
+    if not weights:
+        return idx
+    if metadata is None:
+        raise ValueError("the training data has no metadata, so it cannot be weighted by source")
+    known = {m.get("source") for m in metadata}
+    unknown = sorted(set(weights) - known)
+    if unknown:
+        raise ValueError(f"source weights name {', '.join(unknown)}, which the training data does not hold "
+                         f"(its sources: {', '.join(sorted(str(k) for k in known))})")
+    reps = np.array([int(weights.get(metadata[i].get("source"), 1)) for i in idx], dtype=np.int64)
+    return np.repeat(idx, reps)
+
+
+def parse_weights(text: str) -> dict[str, int]:
+    """``"openmsx=4,blupi=4"`` -> ``{"openmsx": 4, "blupi": 4}`` (ValueError with what is wrong)."""
+    out = {}
+    for part in filter(None, (p.strip() for p in str(text or "").split(","))):
+        name, eq, w = part.partition("=")
+        if not eq or not name.strip() or not w.strip().isdigit() or int(w) < 1:
+            raise ValueError(f"source weight {part!r} is not NAME=N with a whole number N >= 1 "
+                             "(e.g. openmsx=4,blupi=4)")
+        out[name.strip()] = int(w)
+    return out
+
+
 def summary_lines(stats: dict) -> list[str]:
     """A short human summary of :func:`build_training_set`'s stats."""
     lines = [
@@ -406,6 +463,9 @@ def summary_lines(stats: dict) -> list[str]:
         f"{stats['files']} files in {stats['seconds']} s ({stats['files_per_second']} files/s), "
         f"{stats['cache_hits']} from cache",
     ]
+    for name, t in (stats.get("sources") or {}).items():
+        lines.append(f"  {name}: {t['songs']} songs ({t['drum_songs']} with drums) -> {t['sequences']} sequences, "
+                     f"{t['tokens']} tokens, {t['bars']} bars, {t['notes']} notes; genres {t['genres']}")
     skipped = stats["skipped"]
     if skipped:
         lines.append(f"skipped {sum(skipped.values())} files:")

@@ -20,6 +20,8 @@ def main() -> None:
     ap.add_argument("--data", help="training npz: (re)record the labels it was trained with (instruments, "
                     "genres, keys) and its distributions for calibration (bar density, Beat strength per "
                     "instrument, rhythm tracks: see src/stat_mix.py) in the checkpoint's vocabulary")
+    ap.add_argument("--default_genre", help="the genre inference uses when none is chosen (a genre of the "
+                    "training data; default: the checkpoint's, or with --data the commonest of the data)")
     args = ap.parse_args()
     from model import load_checkpoint, save_checkpoint
 
@@ -37,8 +39,20 @@ def main() -> None:
         from training import label_vocab, load_data
         data = load_data(args.data)
         train_idx = np.flatnonzero(data["split"] == 0)
-        model.vocab = {**(model.vocab or {}), **label_vocab(data, train_idx),
+        model.vocab = {**(model.vocab or {}), **label_vocab(data, train_idx, default_genre=args.default_genre),
                        "data_stats": calibration.data_stats(data, train_idx)}
+    elif args.default_genre:
+        import dictionary_mix as D
+        try:
+            gid = D.genre_id(args.default_genre)
+        except KeyError:
+            raise cli.UserError(f"--default_genre {args.default_genre!r} is not a genre "
+                                f"({', '.join(D.GENRES[1:])})") from None
+        known = (model.vocab or {}).get("genres")
+        if known is not None and gid not in known:
+            raise cli.UserError(f"--default_genre {D.GENRES[gid]}: the checkpoint was trained on "
+                                f"{', '.join(D.GENRES[g] for g in known)}")
+        model.vocab = {**(model.vocab or {}), "default_genre": gid}
     save_checkpoint(out, model, vocab=model.vocab, epoch=info.get("epoch"), step=info.get("step"),
                     val_loss=info.get("val_loss"), extra={**(info.get("extra") or {}), "exported_from": src.name},
                     half=args.half)

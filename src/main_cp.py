@@ -48,6 +48,8 @@ HP = dict(
     val_fraction=0.0,            # 0: the data's own train/validation split; F: re-split its songs, a share F (by a hash of each song id) for validation
     val_max_songs=0,             # 0: validate on every validation song; N: on a fixed subset of N
     grad_clip=3.0,               # gradient-norm clip
+    source_weights="",           # e.g. "openmsx=4,blupi=4": repeat each song of these sources N times per pass (small sources weigh more); "": all 1
+    default_genre="",            # the genre the checkpoint uses when inference does not choose one ("": the commonest of the training data)
     transpose=0,                 # augmentation: shift each training song by a random -N..N semitones per batch (key label and chords too); 0: off
     amp=0,                       # 1: bfloat16 autocast for the forward pass (GPUs with bf16: faster, less memory); weights stay float32
     compile=0,                   # 1: torch.compile the model for training (minutes of compiling first; pays off on long GPU runs)
@@ -56,7 +58,7 @@ HP = dict(
     gid="",                      # GPU ids as in BMT, e.g. "0" or "0,1" (several: one process each); relative to CUDA_VISIBLE_DEVICES when that is set
     data_parallel=0,             # 1: use every visible GPU (BMT's flag)
     resume=0,                    # 1: continue from exp/<name>/last.pt
-    init_ckpt="",                # fine-tune: start from this checkpoint's weights (CMT's train.py -p)
+    init_ckpt="",                # fine-tune: start from this checkpoint's weights and sizes (a new optimizer, epoch 0)
     # inference (SPEC section 5)
     videos="videos/demo.mp4",    # a video, a video npz, or a folder of them
     ckpt="",                     # default: the bundled model, exp/bundled/model.pt

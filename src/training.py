@@ -26,6 +26,7 @@ import calibration
 import chords
 import cli
 import compute
+import dataset
 import dictionary_mix as D
 from model import CMT, ModelConfig, check_config, check_vocab, field_losses, load_checkpoint, save_checkpoint
 
@@ -312,6 +313,7 @@ class Run:
     step: int = 0           # optimizer steps so far (the same on every rank)
     best: float = math.inf  # best validation loss so far
     amp: bool = False       # bfloat16 autocast for the forward pass
+    batch_idx: np.ndarray | None = None   # the training songs of one pass, weighted sources repeated (--source_weights)
 
     @property
     def main(self) -> bool:
@@ -340,6 +342,10 @@ def setup(hp: dict) -> Run:
     val_idx = np.flatnonzero(data["split"] == 1)
     if len(train_idx) == 0:
         raise cli.UserError("the training data has no training songs (all are in the validation split)")
+    try:   # small sources (the drummed songs) repeated so they make a fair share of the batches
+        batch_idx = dataset.oversample(train_idx, data["metadata"], dataset.parse_weights(hp.get("source_weights")))
+    except ValueError as e:
+        raise cli.UserError(f"--source_weights: {e}") from None
 
     if hp.get("val_max_songs") and len(val_idx) > hp["val_max_songs"]:   # a fixed, evenly spread subset
         val_idx = val_idx[np.linspace(0, len(val_idx) - 1, hp["val_max_songs"]).astype(int)]
@@ -373,12 +379,13 @@ def setup(hp: dict) -> Run:
 
     config = model.config
     vocab = {"preset": config.preset, "n_class": list(config.n_class), "init_n_class": list(config.init_n_class),
-             "fields": list(config.layout.columns), **label_vocab(data, train_idx),
+             "fields": list(config.layout.columns),
+             **label_vocab(data, train_idx, default_genre=hp.get("default_genre") or None),
              "data_stats": calibration.data_stats(data, train_idx)}   # for stat_mix.py (SPEC 5b)
     run = Run(hp=hp, rank=rank, world=world, device=device, data=data, train_idx=train_idx, val_idx=val_idx,
               model=model, net=net, opt=opt, vocab=vocab, log=Logger(Path(hp["log_dir"]), hp["name"], rank == 0,
                                                                      fields=config.layout.heads),
-              last=last, amp=bool(hp.get("amp")))
+              last=last, amp=bool(hp.get("amp")), batch_idx=batch_idx)
     if resuming:
         run.start_epoch, run.step = int(info.get("epoch") or 0) + 1, int(info.get("step") or 0)
         best = (info.get("extra") or {}).get("best_val", math.inf)
@@ -386,12 +393,15 @@ def setup(hp: dict) -> Run:
         run.log.line(f"resuming {last} after epoch {run.start_epoch - 1} (step {run.step}, "
                      f"best validation loss {run.best:.4f})")
     elif hp.get("init_ckpt"):
-        run.log.line(f"starting from the weights of {hp['init_ckpt']}")
+        run.log.line(f"fine-tuning {hp['init_ckpt']} (its weights and sizes; a new optimizer, epochs counted from 0)")
     elif hp["resume"]:
         run.log.line(f"no {last} to resume from: starting afresh")
     n_params = sum(p.numel() for p in model.parameters())
     run.log.line(f"model {n_params / 1e6:.2f} M parameters, {len(train_idx)} train / {len(val_idx)} "
                  f"validation sequences, {world} process(es) on {device.type}; hp {json.dumps(hp, sort_keys=True)}")
+    if len(batch_idx) != len(train_idx):
+        run.log.line(f"source weights {hp['source_weights']}: {len(batch_idx)} training sequences per pass "
+                     f"({len(train_idx)} distinct)")
     return run
 
 
@@ -434,7 +444,8 @@ def train_epoch(run: Run, epoch: int) -> tuple[float, float, float]:
     """One epoch of optimizer steps; returns (mean training loss over ranks, tokens/s, start time)."""
     hp, world = run.hp, run.world
     # steps_per_epoch counts optimizer steps: with N ranks an epoch takes N times as many batches
-    batches = rank_batches(epoch_batches(run.data["seq_len"].astype(np.int64), run.train_idx, hp, epoch, world),
+    idx = run.train_idx if run.batch_idx is None else run.batch_idx
+    batches = rank_batches(epoch_batches(run.data["seq_len"].astype(np.int64), idx, hp, epoch, world),
                            run.rank, world)
     run.net.train()
     t0, tokens, total = time.time(), 0, 0.0
@@ -477,7 +488,6 @@ def save_epoch(run: Run, epoch: int, train_loss: float, val_loss: float) -> Path
     return named
 
 
-@torch.no_grad()
 def evaluate(model, data, val_idx, hp, device, rank=0, world=1, amp=False) -> tuple[float, dict]:
     """Validation loss: token-weighted over the validation songs (NaN when there are none)."""
     if len(val_idx) == 0:
@@ -572,12 +582,26 @@ def init_n_class(data: dict) -> list[int]:
     return [max(a, b) for a, b in zip(base, seen)]
 
 
-def label_vocab(data: dict, idx: np.ndarray) -> dict:
+def label_vocab(data: dict, idx: np.ndarray, default_genre: str | int | None = None) -> dict:
     """What the checkpoint records of its training labels, for inference defaults and checks:
     the instrument classes played, the genres and keys (bmt: emotions) of the init tokens, and
-    the commonest of each (what inference uses when the user does not choose)."""
+    the commonest of each (what inference uses when the user does not choose).  ``default_genre``
+    (a name or id among the training genres) replaces the commonest genre as the default."""
     import controls
-    return {"instruments": trained_instruments(data, idx), **controls.vocab_from_init(data["init"][idx])}
+    out = {"instruments": trained_instruments(data, idx), **controls.vocab_from_init(data["init"][idx])}
+    if default_genre not in (None, ""):
+        genres = out.get("genres") or []
+        names = ", ".join(D.GENRES[int(g)] for g in genres)
+        try:
+            gid = D.genre_id(default_genre)
+        except KeyError:
+            raise cli.UserError(f"default genre {default_genre!r} is not a genre; the training data has {names}") \
+                from None
+        if gid not in genres:
+            raise cli.UserError(f"default genre {D.GENRES[gid]} does not occur in the training songs; "
+                                f"they have {names}")
+        out["default_genre"] = gid
+    return out
 
 
 def trained_instruments(data: dict, idx: np.ndarray) -> list[int]:

@@ -321,7 +321,7 @@ def test_cmt_train_py_fine_tunes_and_resumes_with_two_processes(originals, tiny_
              "-p", tiny_ckpt, "--gpus", "0", "1", *common], cwd=SRC)
     assert r.returncode == 0, r.stderr[-3000:]
     log = (logs / "ft.log").read_text()
-    assert f"starting from the weights of {tiny_ckpt}" in log and "2 process(es)" in log
+    assert f"fine-tuning {tiny_ckpt}" in log and "2 process(es)" in log
     n_val = sum(dataset.assign_split(list(originals["songs"]), 0.1).values())
     assert f"{len(originals['songs']) - n_val} train / {n_val} validation" in log
     r = run([sys.executable, "train.py", "-n", "ft", "-t", originals["npz"], "-b", "2", "-e", "2",

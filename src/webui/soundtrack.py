@@ -32,6 +32,15 @@ DEFAULT_THRESHOLD = D.DEFAULT_MIN_STRENGTH
 INSTRUMENTS = {i + 1: name for i, name in enumerate(D.INSTRUMENTS)}   # 1 Drums .. 5 Strings
 
 
+def known_instruments(model) -> dict[int, str]:
+    """{class id: name} of the instruments the checkpoint was trained with (its vocab's
+    ``instruments``, as the CLI's --instruments checks); all five when it does not record them
+    (the released CMT checkpoint)."""
+    vocab = getattr(model, "vocab", None) or {}
+    known = vocab.get("instruments") if isinstance(vocab, dict) else None
+    return {i: n for i, n in INSTRUMENTS.items() if not known or i in known}
+
+
 def emotions(model) -> list[str]:
     """The emotion labels ("Q1".."Q4") the checkpoint was trained with (empty: no emotion control;
     only bmt models have one, and only when their data carried emotion labels)."""
@@ -51,12 +60,6 @@ def emotions(model) -> list[str]:
         if D.EMOTIONS[eid] not in out:
             out.append(D.EMOTIONS[eid])
     return out
-
-
-def known_instruments(model) -> list[int]:
-    """The instrument classes the model was trained with (all five when it does not say)."""
-    known = (getattr(model, "vocab", None) or {}).get("instruments")
-    return [i for i in INSTRUMENTS if not known or i in known]
 
 
 # --- the controls table: the one place the web app reads it (src/controls.py), so the form
@@ -113,10 +116,11 @@ def gm_programs() -> list[tuple[str, list[tuple[int, str]]]]:
 
 def choices(model) -> dict:
     """Everything the soundtrack form offers for this model."""
-    return {"instruments": INSTRUMENTS, "known_instruments": known_instruments(model),
+    known = known_instruments(model)     # the form offers only these, all checked (as the CLI accepts)
+    return {"instruments": known, "known_instruments": list(known),
             "keys": key_choices(model), "genres": genre_choices(model), "emotions": emotions(model),
             "meanings": D.EMOTION_MEANING, "programs": gm_programs(), "default_programs": D.PROGRAMS,
-            "pitched": [i for i, name in INSTRUMENTS.items() if name != "Drums"],
+            "pitched": [i for i, name in known.items() if name != "Drums"],
             "music_gain_db": pipeline.Options.music_gain_db, "loudness": pipeline.Options.loudness}
 
 
@@ -137,6 +141,10 @@ def parse_options(fields: Mapping[str, str], instruments: Sequence[str], model, 
     chosen = sorted({_int(i, "an instrument", 1, len(INSTRUMENTS)) for i in instruments})
     if not chosen:
         raise cli.UserError("choose at least one instrument")
+    known = known_instruments(model)
+    unknown = [INSTRUMENTS[i] for i in chosen if i not in known]
+    if unknown:
+        raise cli.UserError(f"this model was not trained with {', '.join(unknown)}; it knows {', '.join(known.values())}")
     emotion = str(fields.get("emotion") or "").strip() or None
     if emotion is not None:
         known = emotions(model)

@@ -1,0 +1,82 @@
+"""Do the bundled model's songs have drums, and do the drums carry the visual beats?
+
+    python benchmarks/bench_drums.py [--ckpt exp/bundled/model.pt] [--videos videos/demo.mp4] [--songs 16]
+
+With the default settings (no --genre, --instruments, ...), composes ``--songs`` songs per
+video (MIDI only) and measures, from the written MIDI and the forced beats each song's JSON
+lists: the share of songs with a drum track (an is_drum track: MIDI channel 10) and the share
+of the visual beats forced on Drums that have a drum onset at their 16th.  Writes
+benchmarks/results/drums.json and prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src")]
+os.environ.setdefault("CMT_NO_PROGRESS", "1")
+
+import miditoolkit  # noqa: E402
+import torch  # noqa: E402
+
+import dictionary_mix as D  # noqa: E402
+import pipeline  # noqa: E402
+from model import load_checkpoint  # noqa: E402
+
+
+def song_drums(mid: Path, report: Path) -> dict:
+    midi = miditoolkit.MidiFile(str(mid))
+    kit = [n for i in midi.instruments if i.is_drum for n in i.notes]
+    sixteenth = midi.ticks_per_beat // D.TICKS_PER_BEAT
+    onsets = {n.start // sixteenth for n in kit}
+    forced = [f for f in json.loads(report.read_text())["forced_beats"] if f[3] == D.DRUMS]
+    hits = sum(16 * bar + bb - 1 in onsets for bar, bb, _, _ in forced)
+    return {"drum_track": bool(kit), "drum_notes": len(kit), "forced_on_drums": len(forced), "hit": hits,
+            "forced_tracks": sorted({D.INSTRUMENTS[f[3] - 1] for f in json.loads(report.read_text())["forced_beats"]})}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", default=str(ROOT / "exp" / "bundled" / "model.pt"))
+    ap.add_argument("--videos", nargs="+", default=[str(ROOT / "videos" / "demo.mp4")])
+    ap.add_argument("--songs", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "drums.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    model = load_checkpoint(args.ckpt).float().eval()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = pipeline.Options(out_dir=tmp, num_songs=args.songs, seed=args.seed, render=False)
+        pipeline.run([Path(v) for v in args.videos], model, opts, log=lambda *a: None)
+        for v in args.videos:
+            for k in range(args.songs):
+                base = Path(tmp) / f"{Path(v).stem}_{k}"
+                rows.append({"video": Path(v).name, "song": k, **song_drums(base.with_suffix(".mid"),
+                                                                            base.with_suffix(".json"))})
+    n_forced = sum(r["forced_on_drums"] for r in rows)
+    summary = {"ckpt": args.ckpt, "default_genre": D.GENRES[(model.vocab or {}).get("default_genre", 0)],
+               "songs": len(rows), "songs_with_drums": sum(r["drum_track"] for r in rows),
+               "forced_on_drums": n_forced, "hit": sum(r["hit"] for r in rows),
+               "hit_rate": round(sum(r["hit"] for r in rows) / n_forced, 4) if n_forced else None,
+               "seconds": round(time.time() - t0, 1), "load_average": os.getloadavg(), "per_song": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
+    print("| songs | with a drum track | visual beats forced on Drums | with a drum onset at their 16th |")
+    print("|---|---|---|---|")
+    share = summary["songs_with_drums"] / max(len(rows), 1)
+    print(f"| {len(rows)} | {summary['songs_with_drums']} ({100 * share:.0f} %) | {n_forced} | "
+          f"{summary['hit']} ({100 * (summary['hit_rate'] or 0):.1f} %) |")
+    print(f"({summary['seconds']} s, load average {summary['load_average'][0]:.1f}; written {args.out})")
+
+
+if __name__ == "__main__":
+    main()
