@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--videos", nargs="+", default=[str(ROOT / "videos" / "demo.mp4")])
     ap.add_argument("--songs", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--genre", default="", help="a genre instead of the default (e.g. Folk)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "drums.json"))
     args = ap.parse_args()
@@ -55,7 +56,8 @@ def main() -> None:
     model = load_checkpoint(args.ckpt).float().eval()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        opts = pipeline.Options(out_dir=tmp, num_songs=args.songs, seed=args.seed, render=False)
+        genre = D.genre_id(args.genre) if args.genre else None
+        opts = pipeline.Options(out_dir=tmp, num_songs=args.songs, seed=args.seed, render=False, genre=genre)
         pipeline.run([Path(v) for v in args.videos], model, opts, log=lambda *a: None)
         for v in args.videos:
             for k in range(args.songs):
@@ -64,16 +66,18 @@ def main() -> None:
                                                                             base.with_suffix(".json"))})
     n_forced = sum(r["forced_on_drums"] for r in rows)
     summary = {"ckpt": args.ckpt, "default_genre": D.GENRES[(model.vocab or {}).get("default_genre", 0)],
+               "genre": args.genre or None, "drum_notes_per_song": sum(r["drum_notes"] for r in rows) / max(len(rows), 1),
                "songs": len(rows), "songs_with_drums": sum(r["drum_track"] for r in rows),
                "forced_on_drums": n_forced, "hit": sum(r["hit"] for r in rows),
                "hit_rate": round(sum(r["hit"] for r in rows) / n_forced, 4) if n_forced else None,
                "seconds": round(time.time() - t0, 1), "load_average": os.getloadavg(), "per_song": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
-    print("| songs | with a drum track | visual beats forced on Drums | with a drum onset at their 16th |")
-    print("|---|---|---|---|")
+    print("| songs | with a drum track | drum notes per song | visual beats forced on Drums | with a drum onset at their 16th |")
+    print("|---|---|---|---|---|")
     share = summary["songs_with_drums"] / max(len(rows), 1)
-    print(f"| {len(rows)} | {summary['songs_with_drums']} ({100 * share:.0f} %) | {n_forced} | "
+    print(f"| {len(rows)} | {summary['songs_with_drums']} ({100 * share:.0f} %) | {summary['drum_notes_per_song']:.0f} | "
+          f"{n_forced} | "
           f"{summary['hit']} ({100 * (summary['hit_rate'] or 0):.1f} %) |")
     print(f"({summary['seconds']} s, load average {summary['load_average'][0]:.1f}; written {args.out})")
 

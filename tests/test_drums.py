@@ -2,7 +2,7 @@
 trained on drummed songs puts the video's visual beats on Drums and hits them, drums render
 on channel 10 with a GM kit, and training weights the (small) drummed sources.
 
-The song makers write real MIDI files (pretty_midi) and real npz files; the tiny model is
+The song makers write real MIDI files (miditoolkit) and real npz files; the tiny model is
 trained here, as in tests/test_controls_act.py.
 """
 import json
@@ -15,7 +15,6 @@ from pathlib import Path
 import miditoolkit
 import mido
 import numpy as np
-import pretty_midi
 import pytest
 
 import cli
@@ -37,23 +36,27 @@ def gm_song(path: Path) -> Path:
     closed hi-hat on every 8th), a piano and a fingered bass playing 8ths, a flute (program 73)
     playing 8ths in bars 1-3.  Tracks are named by tune, not by class, so the channel and the
     programs decide."""
-    pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
-    eighth = 0.25                                    # seconds at 120 bpm
-    kit = pretty_midi.Instrument(program=0, is_drum=True, name="Kit")
-    piano = pretty_midi.Instrument(program=0, name="Melody")
-    bass = pretty_midi.Instrument(program=33, name="Low line")
-    flute = pretty_midi.Instrument(program=73, name="Whistle")
+    from miditoolkit.midi.containers import Instrument, Note, TempoChange, TimeSignature
+    midi = miditoolkit.MidiFile(ticks_per_beat=480)
+    midi.tempo_changes = [TempoChange(120.0, 0)]
+    midi.time_signature_changes = [TimeSignature(4, 4, 0)]
+    eighth = 240
+    kit = Instrument(program=0, is_drum=True, name="Kit")          # written on channel index 9
+    piano = Instrument(program=0, name="Melody")
+    bass = Instrument(program=33, name="Low line")
+    flute = Instrument(program=73, name="Whistle")
     for k in range(8 * BARS):                        # k-th 8th note
         t = k * eighth
-        kit.notes.append(pretty_midi.Note(100, HAT, t, t + 0.1))
+        kit.notes.append(Note(100, HAT, t, t + 100))
         if k % 2 == 0:
-            kit.notes.append(pretty_midi.Note(100, KICK, t, t + 0.1))
-        piano.notes.append(pretty_midi.Note(80, 60 + [0, 2, 4, 5, 7, 9, 11, 12][k % 8], t, t + eighth))
-        bass.notes.append(pretty_midi.Note(80, 36 + [0, 7][k % 2], t, t + eighth))
+            kit.notes.append(Note(100, KICK, t, t + 100))
+        piano.notes.append(Note(80, 60 + [0, 2, 4, 5, 7, 9, 11, 12][k % 8], t, t + eighth))
+        bass.notes.append(Note(80, 36 + [0, 7][k % 2], t, t + eighth))
         if k < 24:
-            flute.notes.append(pretty_midi.Note(80, 72 + [0, 4, 7][k % 3], t, t + eighth))
-    pm.instruments += [kit, piano, bass, flute]
-    pm.write(str(path))
+            flute.notes.append(Note(80, 72 + [0, 4, 7][k % 3], t, t + eighth))
+    midi.instruments += [kit, piano, bass, flute]
+    midi.max_tick = 8 * BARS * eighth
+    midi.dump(str(path))
     return path
 
 
