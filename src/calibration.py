@@ -194,6 +194,7 @@ class Mapping:
     strength_max: dict | None = None
     min_strength: int = 2                            # the rows' classes this low are not forced
     notes: list = field(default_factory=list)
+    max_forced_tracks: int | None = None             # force at most this many of the tracks (None: all)
 
     def rows(self, meta: dict) -> np.ndarray:
         """The model-facing inference rows of a metadata dict under this mapping."""
@@ -207,12 +208,19 @@ def original(min_strength: int = 2, note: str | None = None) -> Mapping:
 def from_calibration(cal: dict, min_strength: int = 2) -> Mapping:
     """A stored calibration as a Mapping for ``--density_threshold min_strength``: the strength
     classes keep their fitted thresholds, the drop weight follows ``min_strength`` (exact for the
-    ``min_strength`` it was fitted for; :func:`mapping_for` refits for another)."""
+    ``min_strength`` it was fitted for; :func:`mapping_for` refits for another).
+
+    A visual beat is forced on one track: the first of the rhythm tracks the song may use
+    (Drums where the model knows them; the next one when ``--instruments`` leaves Drums out).
+    Forcing every rhythm track at once, as the original did for LPD's drums + chords, doubles
+    the onsets of a model whose data carries the beat on one track (measured on the bundled
+    model: 14.8 notes per bar with Drums and Piano forced, against 9.2 uncontrolled)."""
     strength = list(cal["strength_thresholds"])
     strength[0] = drop_weight(min_strength)
     return Mapping("calibrated", tuple(cal["density_thresholds"]), tuple(strength),
                    tuple(int(t) for t in cal["forced_tracks"]),
-                   {int(k): int(v) for k, v in (cal.get("strength_max") or {}).items()}, min_strength=1)
+                   {int(k): int(v) for k, v in (cal.get("strength_max") or {}).items()}, min_strength=1,
+                   max_forced_tracks=1)
 
 
 def load_reference(path=REFERENCE_FILE) -> dict:

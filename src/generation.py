@@ -66,6 +66,7 @@ class Controls:
     strength_max: dict | None = None    # track -> the largest strength forced on it (None: no clamp)
     count_down: bool = True             # keep the Bar's density promise (False: the original's sampler)
     sampling: dict | None = None        # field -> (temperature, top_p); None: sampling.SAMPLING (published)
+    max_forced_tracks: int | None = None   # force each visual beat on at most this many tracks (None: all)
 
 
 @dataclass
@@ -334,7 +335,8 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
     n_beat = int(rows[0, 4])
     known = [c for c in range(1, n_class[D.COL_INSTRUMENT])]
     allowed_instr = [c for c in (controls.instruments or known) if c in known] or known
-    tracks = tuple(t for t in controls.forced_tracks if t in allowed_instr) or (allowed_instr[0],)
+    tracks = tuple(t for t in controls.forced_tracks if t in allowed_instr)[:controls.max_forced_tracks] \
+        or (allowed_instr[0],)
     songs = [Song(rows=rows, n_beat=n_beat, tracks=tracks, rng=song_rng(seed, k)) for k in range(num_songs)]
     rngs = [s.rng for s in songs]
 

@@ -299,6 +299,7 @@ def make_controls(model, opts: Options, mapping) -> generation.Controls:
     controls = generation.Controls(C=opts.C, min_strength=mapping.min_strength,
                                    instruments=opts.instruments or known or None,
                                    forced_tracks=mapping.forced_tracks, strength_max=mapping.strength_max,
+                                   max_forced_tracks=mapping.max_forced_tracks,
                                    max_tokens_per_bar=opts.max_tokens_per_bar)
     if opts.sampling is not None:
         _set_sampling(controls, opts.sampling)

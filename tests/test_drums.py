@@ -309,3 +309,22 @@ def test_web_form_offers_only_the_instruments_the_model_knows(tmp_path):
         controls.parse_instruments("Drums", model.vocab["instruments"])
     drummed = load_checkpoint(save_tiny_checkpoint(tmp_path / "drums.pt"))
     assert list(soundtrack.known_instruments(drummed)) == [1, 2, 3, 4, 5]
+
+
+def test_calibrated_control_forces_each_beat_on_one_rhythm_track(drum_model, tmp_path):
+    """Calibrated: every visual beat on Drums alone (the data's rhythm track), not on Drums and
+    Piano as the original did; without Drums (--instruments) the next rhythm track takes them."""
+    import calibration
+    assert calibration.mapping_for(drum_model).max_forced_tracks == 1
+    assert calibration.mapping_for(drum_model, "original").max_forced_tracks is None
+    rows_npz = tmp_path / "clip.npz"
+    np.savez(rows_npz, input=ROWS, tempo=np.float64(120.0), duration=np.float64(8.0))
+    for instruments, want in [(None, {D.DRUMS}), ((D.PIANO, D.BASS), {D.PIANO})]:
+        out = tmp_path / f"out{len(want)}{instruments is None}"
+        opts = pipeline.Options(out_dir=str(out), num_songs=2, seed=1, render=False, instruments=instruments)
+        pipeline.run([rows_npz], drum_model, opts, log=lambda *a: None)
+        for k in range(2):
+            forced = json.loads((out / f"clip_{k}.json").read_text())["forced_beats"]
+            assert forced and {instr for *_, instr in forced} == want
+            positions = [(b, bb) for b, bb, *_ in forced]
+            assert len(positions) == len(set(positions))          # one forced Beat per visual beat
