@@ -9,7 +9,7 @@ id -> Q1..Q4 label file or an EMOPIA-style ``Q1_...`` file-name prefix), make a
 deterministic train/validation split, and write the npz plus ``<stem>_vocab.json`` and
 ``<stem>_stats.json`` beside it.
 
-File layout (np.savez_compressed; read it back with :func:`load_training_npz`):
+File layout (np.savez_compressed; read it back with :func:`representation.load_training_npz`):
 ``x``/``y`` int32 (N, L, 9) (bmt: 12 columns) = seq[:-1] / seq[1:] zero-padded, ``mask``
 float32 (N, L), ``seq_len`` int32 (N,), ``init`` int32 (N, 7, 3) (bmt: (N, 7, 4)), ``split``
 uint8 (N,) 0 train 1 validation, ``metadata`` and ``vocab`` 0-d str arrays of JSON (the
@@ -31,7 +31,7 @@ import numpy as np
 import cli
 import corpus
 import dictionary_mix as D
-from representation import BadMidiError, init_tokens, load_training_npz, midi_to_windows  # noqa: F401
+from representation import BadMidiError, init_tokens, midi_to_windows
 
 TOKENISER_VERSION = 2  # 2: the original's rounding (duration 0) and chorder chords; bump when the tokens a file produces change (invalidates the cache)
 MIDI_SUFFIXES = D.MIDI_SUFFIXES

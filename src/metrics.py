@@ -24,10 +24,8 @@ import numpy as np
 
 import dictionary_mix as D
 import representation
-# SPEC section 6's thresholds and class rule, and the video rows' columns: one definition, in the video module.
-from video2npz.metadata import DENSITY_THRESHOLDS, STRENGTH_THRESHOLDS  # noqa: F401
+# the video rows' columns: one definition, in the video module
 from video2npz.metadata import ROW_BARBEAT, ROW_DENSITY, ROW_I_BEAT, ROW_STRENGTH
-from video2npz.metadata import classify as threshold_class  # noqa: F401
 
 TICKS_PER_BEAT = D.TICKS_PER_BEAT
 TICKS_PER_BAR = D.TICKS_PER_BAR

@@ -10,7 +10,6 @@ overwritten.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field

@@ -140,12 +140,13 @@ def test_strength_error_by_hand():
 
 
 def test_threshold_class_follows_spec():
-    assert M.threshold_class(-0.1, M.STRENGTH_THRESHOLDS) == 0
-    assert M.threshold_class(0.1, M.STRENGTH_THRESHOLDS) == 1
-    assert M.threshold_class(0.5, M.STRENGTH_THRESHOLDS) == 3
-    assert M.threshold_class(1.0, M.STRENGTH_THRESHOLDS) == 10
-    assert M.threshold_class(0.0, M.DENSITY_THRESHOLDS) == 0
-    assert M.threshold_class(5.0, M.DENSITY_THRESHOLDS) == 16
+    from video2npz import metadata as VM     # the class rule's owner
+    assert VM.classify(-0.1, VM.STRENGTH_THRESHOLDS) == 0
+    assert VM.classify(0.1, VM.STRENGTH_THRESHOLDS) == 1
+    assert VM.classify(0.5, VM.STRENGTH_THRESHOLDS) == 3
+    assert VM.classify(1.0, VM.STRENGTH_THRESHOLDS) == 10
+    assert VM.classify(0.0, VM.DENSITY_THRESHOLDS) == 0
+    assert VM.classify(5.0, VM.DENSITY_THRESHOLDS) == 16
 
 
 # ----------------------------------------------------------------------------- SI
