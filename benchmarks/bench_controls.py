@@ -41,6 +41,7 @@ os.environ.setdefault("CMT_NO_PROGRESS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+import compute  # noqa: E402
 import dictionary_mix as D  # noqa: E402
 import generation  # noqa: E402
 import metrics  # noqa: E402
@@ -406,7 +407,7 @@ def main() -> None:
 
     log(f"loading {args.ckpt}")
     model = load_checkpoint(args.ckpt)
-    dtype = pipeline.inference_dtype("auto", model)
+    dtype = compute.inference_dtype("auto", model)
     model.to(dtype)
     vocab = model.vocab or {}
     known_keys = list(vocab.get("keys") or [])

@@ -169,12 +169,13 @@ def _vocab(model) -> dict:
     return getattr(model, "vocab", None) or {}
 
 
-def _released(model) -> bool:
+def is_released(model) -> bool:
+    """The released CMT checkpoint: one constant init block, so no init-block control acts on it."""
     return (getattr(model, "checkpoint_info", None) or {}).get("format") == "released"
 
 
 def _no_released(flag: str, model) -> None:
-    if _released(model):
+    if is_released(model):
         raise cli.UserError(f"--{flag}: the released CMT checkpoint was trained with one constant "
                             "init block, so this control cannot act on it")
 
@@ -249,7 +250,7 @@ def defaults(model) -> dict:
 def init_block(model, chosen: Mapping[str, Any]) -> np.ndarray:
     """The 7 global tokens for ``model``: the released checkpoint's constant block, or the chosen
     labels (``chosen[name]``, None = not chosen) over :func:`defaults`."""
-    if _released(model):
+    if is_released(model):
         return np.asarray(D.RELEASED_INIT_BLOCK)
     from representation import init_tokens
     labels = defaults(model)

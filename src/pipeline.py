@@ -150,7 +150,9 @@ def init_block(model, opts: Options) -> np.ndarray:
 
 def parse_sampling(text: str) -> dict:
     """'type=1.0/0.9,barbeat=1.2/none,...' -> {'type': (1.0, 0.9), 'barbeat': (1.2, None), ...}:
-    per field the softmax temperature and the nucleus top-p (none: the whole distribution)."""
+    per field the softmax temperature and the nucleus top-p (none: the whole distribution);
+    fields not named keep the published settings (sampling.SAMPLING)."""
+    import sampling as S
     out = {}
     for tok in [t.strip() for t in str(text).split(",") if t.strip()]:
         name, _, value = tok.partition("=")
@@ -163,7 +165,10 @@ def parse_sampling(text: str) -> dict:
         if not (t > 0 and (p is None or 0 < p <= 1)):
             raise cli.UserError(f"--sampling: expected FIELD=TEMPERATURE/TOP_P (TOP_P in (0, 1] or none), got {tok!r}")
         out[name.strip()] = (t, p)
-    return out
+    unknown = sorted(set(out) - set(S.SAMPLING))
+    if unknown:
+        raise cli.UserError(f"--sampling: unknown field(s) {', '.join(unknown)}; fields are {', '.join(S.SAMPLING)}")
+    return {**S.SAMPLING, **out}
 
 
 def options_from_hp(hp: dict, model) -> Options:
@@ -215,28 +220,6 @@ def load_model(ckpt, device: str = "auto", dtype: str = "auto", threads: int = 0
     model = load_checkpoint(ckpt, device=compute.inference_device(device))
     compute.prepare(model, dtype, batch)
     return model
-
-
-def inference_dtype(name: str, model, batch: int = 1):
-    """The dtype to generate in: float32, bfloat16, or auto, the faster of the two for this
-    model on this machine, measured by timing a few steps (cached; see compute.py)."""
-    import compute
-    return compute.inference_dtype(name, model, batch)
-
-
-def _set_sampling(controls, sampling: dict) -> None:
-    """Hand the per-field sampling settings to generation (its Controls.sampling, when it has one)."""
-    import dataclasses
-
-    import sampling as S
-    merged = {**S.SAMPLING, **sampling}
-    unknown = sorted(set(sampling) - set(S.SAMPLING))
-    if unknown:
-        raise cli.UserError(f"--sampling: unknown field(s) {', '.join(unknown)}; fields are {', '.join(S.SAMPLING)}")
-    if "sampling" in {f.name for f in dataclasses.fields(controls)}:
-        controls.sampling = merged
-    elif merged != S.SAMPLING:
-        raise cli.UserError("--sampling: this build's generation takes only the published settings (sampling.SAMPLING)")
 
 
 def planned_outputs(path: Path, opts: Options) -> list[Path]:
@@ -299,20 +282,13 @@ def make_controls(model, opts: Options, mapping) -> generation.Controls:
                                    instruments=opts.instruments or known or None,
                                    forced_tracks=mapping.forced_tracks, strength_max=mapping.strength_max,
                                    max_forced_tracks=mapping.max_forced_tracks,
-                                   max_tokens_per_bar=opts.max_tokens_per_bar)
-    if opts.sampling is not None:
-        _set_sampling(controls, opts.sampling)
+                                   max_tokens_per_bar=opts.max_tokens_per_bar, sampling=opts.sampling)
     return controls
 
 
-def run_one(path: Path, model, opts: Options, log=print, warned: set | None = None, *,
-            mapping=None, controls=None, init=None) -> Result:
-    """Compose for one input (see :func:`run`); ``warned``: missing-program notes already printed;
-    ``mapping``, ``controls``, ``init``: made once per run by :func:`run` (else here)."""
-    import calibration
-    mapping = mapping or calibration.mapping_for(model, opts.thresholds, opts.min_strength)
-    controls = controls or make_controls(model, opts, mapping)
-    init = init if init is not None else init_block(model, opts)
+def run_one(path: Path, model, opts: Options, log, warned: set, *, mapping, controls, init) -> Result:
+    """Compose for one input (see :func:`run`, which makes ``mapping``, ``controls`` and ``init``
+    once per run); ``warned``: the missing-program notes already printed."""
     from model import check_vocab
     from numpy2midi_mix import tokens_to_midi
     import metrics
@@ -335,7 +311,6 @@ def run_one(path: Path, model, opts: Options, log=print, warned: set | None = No
     songs = generation.generate(model, rows, init, opts.num_songs, controls=controls,
                                 seed=opts.seed, progress=bar)
     bar.close()
-    warned = set() if warned is None else warned
     for k, song in enumerate(songs):
         base = out_dir / f"{name}_{k}"
         tokens = np.asarray(song.tokens, dtype=np.int64)

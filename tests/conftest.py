@@ -33,3 +33,16 @@ def save_tiny_checkpoint(path, instruments=(1, 2, 3, 4, 5), vocab=None, **config
 @pytest.fixture(scope="session")
 def tiny_ckpt(tmp_path_factory):
     return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A two-layer cmt model with random weights, in memory (one per test module, which may
+    change its vocab)."""
+    import torch
+
+    from model import CMT, ModelConfig
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_layer=2, d_model=32, n_head=2, d_ff=64, emb_sizes=[8, 4, 8, 16, 8, 4, 8],
+                      time_emb_size=8, init_emb_size=8, dropout=0.0)
+    return CMT(cfg).eval()

@@ -9,7 +9,6 @@ import calibration
 import dictionary_mix as D
 import generation
 from generation import Controls, Song, barbeat_mask, beat_density, clamp_strength, generate
-from model import CMT, ModelConfig
 from representation import notes_to_tokens
 from video2npz import metadata as M
 
@@ -136,14 +135,6 @@ def test_beat_density_counts_down_by_hand():
     s.barbeat = 5
     assert beat_density(s, 5) == 3 and s.owed == 2        # same position: same count
     assert beat_density(s, 9) == 2 and s.owed == 1
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    cfg = ModelConfig(n_layer=2, d_model=32, n_head=2, d_ff=64, emb_sizes=[8, 4, 8, 16, 8, 4, 8],
-                      time_emb_size=8, init_emb_size=8, dropout=0.0)
-    return CMT(cfg).eval()
 
 
 N_BEAT = 128

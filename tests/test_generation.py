@@ -1,12 +1,9 @@
 """Controlled generation on a hand-made video npz (SPEC section 5) with a tiny random model."""
 import miditoolkit
 import numpy as np
-import pytest
-import torch
 
 import dictionary_mix as D
 from generation import Controls, generate
-from model import CMT, ModelConfig
 
 N_BEAT = 64  # 4 bars of 16 ticks
 
@@ -28,14 +25,6 @@ ROWS = np.array([
     [16, 0, 10, 63, N_BEAT, p(63)],    # last tick of the song
 ])
 KEPT = [(0, 5, 4), (1, 1, 7), (1, 13, 3), (3, 16, 10)]   # (bar, bar-beat, strength)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    cfg = ModelConfig(n_layer=2, d_model=32, n_head=2, d_ff=64, emb_sizes=[8, 4, 8, 16, 8, 4, 8],
-                      time_emb_size=8, init_emb_size=8, dropout=0.0)
-    return CMT(cfg).eval()
 
 
 def init():

@@ -64,14 +64,10 @@ def emotions(model) -> list[str]:
 
 # --- the controls table: the one place the web app reads it (src/controls.py), so the form
 # --- offers and accepts exactly what the CLI does
-def _released(model) -> bool:
-    return ((getattr(model, "checkpoint_info", None) or {}).get("format") == "released")
-
-
 def key_choices(model) -> list[tuple[int, str]]:
     """(id, name) of the keys this model can be asked for (empty: no key control)."""
     cfg = getattr(model, "config", None)
-    if cfg is None or _released(model) or cfg.init_n_class[1] <= 1:
+    if cfg is None or controls.is_released(model) or cfg.init_n_class[1] <= 1:
         return []
     known = (getattr(model, "vocab", None) or {}).get("keys")
     ids = [k for k in range(1, min(cfg.init_n_class[1], len(D.KEY_NAMES))) if not known or k in known]
@@ -82,7 +78,7 @@ def genre_choices(model) -> list[tuple[int, str]]:
     """(id, name) of the genres this model can be asked for (empty: no genre control)."""
     cfg = getattr(model, "config", None)
     known = (getattr(model, "vocab", None) or {}).get("genres")
-    if cfg is None or _released(model) or not known:
+    if cfg is None or controls.is_released(model) or not known:
         return []
     return [(g, D.GENRES[g]) for g in known if 0 <= g < min(cfg.init_n_class[0], len(D.GENRES))]
 
@@ -93,8 +89,7 @@ def parse_key(value, model) -> int | None:
         return None
     if not key_choices(model):
         raise cli.UserError("this model has no key control; leave the key unset")
-    vocab = getattr(model, "vocab", None) or {}
-    return controls.parse_key(value, model.config.init_n_class[1], vocab.get("keys"))
+    return controls.CONTROLS["key"].parse(value, model)
 
 
 def parse_genre(value, model) -> int | None:
@@ -103,8 +98,7 @@ def parse_genre(value, model) -> int | None:
         return None
     if not genre_choices(model):
         raise cli.UserError("this model has no genre control; leave the genre unset")
-    vocab = getattr(model, "vocab", None) or {}
-    return controls.parse_genre(value, model.config.init_n_class[0], vocab.get("genres"))
+    return controls.CONTROLS["genre"].parse(value, model)
 
 
 def gm_programs() -> list[tuple[str, list[tuple[int, str]]]]:

@@ -3,14 +3,22 @@
 (function () {
   const HEADERS = {"X-Requested-With": "cmt", "Content-Type": "application/json"};
 
+  // What every form's submit does first: its message line, and the listener's level (asked for
+  // when not chosen yet).
+  function start(form) {
+    const msg = form.querySelector(".msg");
+    const say = (text, kind) => { msg.textContent = text; msg.className = `msg ${kind}`; };
+    const level = document.querySelector("input[name=level]:checked");
+    if (!level) say("First choose your musical background at the top of the page.", "error");
+    return {say, level};
+  }
+
   // A/B comparisons: which of the two is better, per criterion
   for (const form of document.querySelectorAll("form.ab")) {
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
-      const msg = form.querySelector(".msg");
-      const say = (text, kind) => { msg.textContent = text; msg.className = `msg ${kind}`; };
-      const level = document.querySelector("input[name=level]:checked");
-      if (!level) { say("First choose your musical background at the top of the page.", "error"); return; }
+      const {say, level} = start(form);
+      if (!level) return;
       const answers = {};
       for (const c of form.querySelectorAll(".choice")) {
         const picked = c.querySelector("input:checked");
@@ -31,10 +39,8 @@
   for (const form of document.querySelectorAll("form.rating")) {
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
-      const msg = form.querySelector(".msg");
-      const say = (text, kind) => { msg.textContent = text; msg.className = `msg ${kind}`; };
-      const level = document.querySelector("input[name=level]:checked");
-      if (!level) { say("First choose your musical background at the top of the page.", "error"); return; }
+      const {say, level} = start(form);
+      if (!level) return;
       const scores = {};
       for (const s of form.querySelectorAll("select.score")) scores[s.name] = s.value;
       if (Object.values(scores).some((v) => v === "")) { say("Give a score for every criterion.", "error"); return; }
