@@ -14,6 +14,12 @@ flow per bar and visual-beat weights of the demo and synthetic clips, see
 ``reference_videos.py``), so a fit needs no video analysis.  ``--rebuild_reference`` re-analyses
 the reference set (flow features are cached) and rewrites that file.
 
+Bar density is fitted by notes: the model first plays a few short songs at every density class
+(``--response_songs``, about 15 s for the bundled model), and each reference bar gets the class
+whose notes per bar match the data's bar at the same quantile (``calibration.
+notes_matched_thresholds``).  ``--response_songs 0`` fits by onset positions only, as the
+original did.
+
 The checkpoint is written atomically to ``--out``; the input is overwritten only with
 ``--in_place``.  The released CMT checkpoint is refused: it keeps the original's thresholds.
 """
@@ -71,6 +77,14 @@ def report(stats: dict, cal: dict, ref: dict) -> str:
             lines.append(f"  {k:2d}: {100 * dens[k]:5.1f} % | {100 * cal_s[k]:5.1f} % | {100 * org_s[k]:5.1f} %")
     mean = lambda s: float((np.arange(len(s)) * s).sum())  # noqa: E731
     lines.append(f"  mean onsets per bar: data {mean(dens):.2f}, calibrated {mean(cal_s):.2f}, original {mean(org_s):.2f}")
+    resp = cal.get("density_response")
+    if resp and stats.get("bar_notes"):
+        notes = np.asarray(stats["bar_notes"], float)
+        asked = float(np.dot(cal_s, resp))
+        lines.append(f"  fitted by {cal.get('density_fit', 'positions')}: notes per bar the model plays per class "
+                     + " ".join(f"{k}:{r:.1f}" for k, r in enumerate(resp) if cal_s[k] or dens[k]))
+        lines.append(f"  mean notes per bar: data {float((np.arange(len(notes)) * notes).sum() / max(notes.sum(), 1)):.1f}, "
+                     f"the model on the reference videos, calibrated (expected) {asked:.1f}")
     pooled = calibration.pooled_strength(stats, cal["forced_tracks"])
     pooled = pooled / max(pooled.sum(), 1)
     kept = [w for w in ref["weights"] if w >= cal["strength_thresholds"][0]]
@@ -101,7 +115,12 @@ def main() -> None:
     ap.add_argument("--exact", action="store_true", help="--rebuild_reference: the original's 360p flow")
     ap.add_argument("--density_threshold", type=int, default=2,
                     help="fit for this --density_threshold (visual beats of a weaker original class are not forced)")
+    ap.add_argument("--response_songs", type=int, default=8,
+                    help="songs the model plays per density class to fit bar density by notes (0: by onset "
+                         "positions, no generation)")
     args = ap.parse_args()
+    if args.response_songs < 0:
+        raise cli.UserError("--response_songs: give 0 or more songs")
 
     ref_path = Path(args.reference)
     if args.rebuild_reference:
@@ -140,9 +159,19 @@ def main() -> None:
     stats = vocab.get("data_stats")
     if not stats:
         raise cli.UserError(f"{src} records no training-data statistics: pass --data TRAINING.npz")
+    response = None
+    if args.response_songs and stats.get("bar_notes"):
+        import compute
+        from model import load_checkpoint
+        compute.thread_policy(0)
+        response = calibration.density_response(load_checkpoint(src), songs=args.response_songs)
+    elif args.response_songs:
+        print(f"{src}: its data statistics have no notes per bar (older checkpoint): bar density fitted by "
+              "onset positions; pass --data TRAINING.npz to fit by notes")
     cal = calibration.fit(stats, ref["flows"], ref["weights"], args.density_threshold,
                           reference={"file": ref_path.name, "videos": [v["video"] for v in ref.get("videos", [])],
-                                     "bars": len(ref["flows"]), "beats": len(ref["weights"])})
+                                     "bars": len(ref["flows"]), "beats": len(ref["weights"])},
+                          response=response)
     vocab["calibration"] = cal
     obj["vocab"] = vocab
     with cli.atomic_path(out) as tmp:

@@ -50,6 +50,37 @@ def test_fit_follows_the_data_by_hand():
     assert cal["forced_tracks"] == [2] and cal["strength_max"] == {"2": 2}
 
 
+def test_notes_matched_thresholds_by_hand():
+    values = np.arange(100.0)                        # 0..99: the quantile at q is 99 q
+    notes = [0, 0, 50, 0, 50]                        # half the data's bars play 2 notes, half 4
+    dens = [0, 30, 40, 30]                           # the data has classes 1..3
+    # the model plays 2, 3 and 4.5 notes per bar at classes 1, 2, 3 (class 0: the data has none)
+    thr = calibration.notes_matched_thresholds(values, notes, [0.0, 2.0, 3.0, 4.5], dens, 3)
+    # 1|2 at 2.5 notes: the data's share below, each count spread over +-1/2, is 0.5 -> 49.5;
+    # 2|3 at 3.75 notes: 0.5 + 0.25 * 0.5 = 0.625 -> 61.875
+    assert thr == [-math.inf, 49.5, pytest.approx(61.875)]
+    assert [M.classify(v, thr) for v in (0, 49, 50, 61, 62, 99)] == [1, 1, 2, 2, 3, 3]
+    # a class whose response does not rise is never asked for: 1 | 3 meet at 3.25 notes -> 49.5
+    thr = calibration.notes_matched_thresholds(values, notes, [0.0, 2.0, 1.5, 4.5], dens, 3)
+    assert thr == [-math.inf, 49.5, 49.5]
+    assert {M.classify(v, thr) for v in values} == {1, 3}
+    # the data's top `tail` (class 3: its last 30 %) is never asked for
+    assert calibration.notes_matched_thresholds(values, notes, [0.0, 2.0, 3.0, 4.5], dens, 3, tail=0.35) == \
+        [-math.inf, 49.5, math.inf]
+    # nothing usable (no response measured): None, and fit falls back to onset positions
+    assert calibration.notes_matched_thresholds(values, notes, [float("nan")] * 4, dens, 3) is None
+    stats = {"bar_density": [0, 0, 4, 0, 4] + [0] * 12, "bar_notes": notes,
+             "beat_strength": {"2": [0, 3, 1]}, "beat_count": {"2": 4}}
+    by_pos = calibration.fit(stats, values, [0.5], min_strength=2)
+    assert by_pos["density_fit"] == "positions" and by_pos["density_response"] is None
+    resp = [0.0, 1.0, 2.0, 3.0, 4.0] + [float("nan")] * 12   # one note per onset position
+    by_notes = calibration.fit(stats, values, [0.5], min_strength=2, response=resp)
+    assert by_notes["density_fit"] == "notes" and by_notes["density_response"][:5] == resp[:5]
+    # classes 2 (2 notes) and 4 (4 notes), as the data, split where the data splits: the median
+    assert by_notes["density_thresholds"][2:4] == [49.5, 49.5]
+    assert [M.classify(v, by_notes["density_thresholds"]) for v in (0, 49, 50, 99)] == [2, 2, 4, 4]
+
+
 def test_strength_clamp_and_rhythm_tracks_by_hand():
     stats = {"beat_strength": {"2": [0, 997, 3], "1": [0, 50, 30, 19, 1]}}
     # Piano: 99.7 % strength 1 -> at most 1; Drums: 50, 80, 99 % by 1, 2, 3 -> at most 3
@@ -78,6 +109,8 @@ def test_data_stats_read_from_tokens():
     assert stats["beat_strength"]["3"][:2] == [0, 1]
     assert stats["beat_count"] == {"2": 4, "3": 1}
     assert stats["rhythm_tracks"] == [2]
+    bn = np.asarray(stats["bar_notes"])              # 4 notes in bar 0, 2 in bar 1
+    assert bn[4] == 1 and bn[2] == 1 and bn.sum() - 2 == bn[0]
 
 
 def test_metadata_rows_take_the_given_thresholds():

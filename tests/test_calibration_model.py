@@ -93,6 +93,10 @@ def measure(model, mapping, opts, n=10):
 def test_calibrated_control_keeps_the_texture_and_the_original_thresholds_do_not(calibrated):
     cal = calibrated.vocab["calibration"]
     assert cal["forced_tracks"] == [D.PIANO] and cal["strength_max"] == {str(D.PIANO): 1}
+    # bar density fitted by notes: the single-voice model plays about one note per onset position
+    resp = cal["density_response"]
+    assert cal["density_fit"] == "notes" and len(resp) == calibration.N_DENSITY
+    assert resp[0] < 0.5 and all(0.8 * c <= resp[c] <= 1.3 * c for c in (1, 2, 3, 4, 8)), resp
     mapping = calibration.mapping_for(calibrated, "calibrated")
     rows = mapping.rows(META)
     assert set(rows[rows[:, 0] == D.BAR, 1]) == {5}              # 4 onsets per bar, as the data
