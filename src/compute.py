@@ -55,18 +55,50 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def busy_cores() -> float:
-    """How many cores other work keeps busy now: the larger of the 1-minute load average and
-    the runnable tasks at this instant (less this process), from /proc/loadavg where it exists."""
+SAMPLE_S = 0.25     # how long busy_cores watches the CPUs
+
+
+def busy_share(before: str, after: str) -> float | None:
+    """The share of CPU time spent busy between two readings of /proc/stat's aggregate ``cpu``
+    line (user nice system idle iowait irq softirq steal ...; idle and iowait are not busy;
+    guest time is already inside user).  None when the readings show no time passing."""
+    a = [int(v) for v in before.split()[1:9]]
+    b = [int(v) for v in after.split()[1:9]]
+    d = [y - x for x, y in zip(a, b)]
+    total = sum(d)
+    if total <= 0:
+        return None
+    return (total - d[3] - d[4]) / total
+
+
+def _cpu_lines() -> tuple[str, int]:
+    lines = Path("/proc/stat").read_text().splitlines()
+    return lines[0], sum(1 for ln in lines if ln.startswith("cpu") and ln[3:4].isdigit())
+
+
+def busy_cores(sample_s: float = SAMPLE_S) -> float:
+    """How many cores other work keeps busy now: the CPUs' busy share over ``sample_s`` seconds
+    (/proc/stat) times their number, and at least the tasks runnable at this instant less this
+    process (/proc/loadavg).  Not the 1-minute load average, which lags: a job that has just
+    finished still counts there (measured: a benchmark started right after another one got one
+    thread on an idle 2-core machine, and generated 18 % slower).  Where /proc is missing, the
+    load average is all there is."""
     try:
-        load1 = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return 0.0
+        first, n_cpu = _cpu_lines()
+        time.sleep(sample_s)
+        share = busy_share(first, _cpu_lines()[0])
+    except (OSError, ValueError, IndexError):
+        share, n_cpu = None, 0
     try:
         running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1
     except (OSError, ValueError, IndexError):
         running = 0
-    return max(load1, float(running))
+    if share is None or not n_cpu:
+        try:
+            return max(os.getloadavg()[0], float(running))
+        except (AttributeError, OSError):
+            return float(running)
+    return max(share * n_cpu, float(running))
 
 
 def policy_threads(cores: int, busy: float) -> int:

@@ -39,8 +39,28 @@ def test_thread_policy_honours_a_request_and_the_environment(monkeypatch):
 
 
 def test_busy_cores_reads_the_load():
-    assert compute.busy_cores() >= 0.0
+    assert compute.busy_cores(0.05) >= 0.0
     assert 1 <= compute.usable_cores()
+
+
+def test_busy_share_from_two_proc_stat_readings_by_hand():
+    # user nice system idle iowait irq softirq steal: 100 ticks pass, 30 user + 10 system +
+    # 5 irq busy, 50 idle + 5 iowait not -> 45 % busy
+    before = "cpu  1000 0 500 9000 100 20 10 0 0 0"
+    after = "cpu  1030 0 510 9050 105 25 10 0 0 0"
+    assert compute.busy_share(before, after) == pytest.approx(0.45)
+    assert compute.busy_share(before, before) is None          # no time passed
+    # a spinning process on one of two cores, measured for real: about 1 busy core
+    import subprocess
+    import sys
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+        time.sleep(0.3)
+        assert compute.busy_cores(0.5) >= 0.7
+    finally:
+        spin.kill()
+        spin.wait()
 
 
 def test_inference_device_without_a_gpu(monkeypatch):
