@@ -55,7 +55,7 @@ T0 = time.perf_counter()
 # Settings compared with the baseline (the pipeline's defaults).
 INSTRUMENT_SETS = {"Piano": (D.PIANO,), "Bass+Strings": (D.BASS, D.STRINGS)}
 KEYS = ["G major", "C major", "D major", "E minor", "A# major"]   # names as D.KEY_NAMES spells them (all trained keys: --key refuses others)
-GENRES = ["Classical", "Folk"]
+GENRES = ["Classical", "Folk", "Pop"]   # each one the model knows, but its default, is a setting
 MIN_STRENGTHS = [1, 2, 3, 4, 5]
 CS = [0.0, 0.7, 1.0]
 TEMPOS = [60.0, 90.0, 180.0]                  # user tempi (the video's own is estimated)
@@ -203,7 +203,8 @@ def agree(d: dict, kid: int) -> tuple[float, str]:
     return k / len(est), f"{k}/{len(est)}"
 
 
-def build_table(res: dict, tempo_rows: list[dict], n_songs: int, known_keys: list[int]) -> tuple[list[dict], str]:
+def build_table(res: dict, tempo_rows: list[dict], n_songs: int, known_keys: list[int],
+                default_genre: str = "Folk") -> tuple[list[dict], str]:
     base = res["baseline"]
     rows = []
 
@@ -227,12 +228,12 @@ def build_table(res: dict, tempo_rows: list[dict], n_songs: int, known_keys: lis
             f"{pct_se(base, f'in_scale_{kid}')}; {ws}", f"{pct_se(d, f'in_scale_{kid}')}; {xs}",
             base["mean"][f"in_scale_{kid}"], d["mean"][f"in_scale_{kid}"])
         rows[-1].update(without_agreement=wa, with_agreement=xa)
-    g = res["genre=Classical"]
     fmt = lambda d: (f"{d['mean']['notes_per_bar']:.1f} notes/bar, range {d['mean']['pitch_range']:.0f} st, "
                      f"mean pitch {d['mean']['pitch_mean']:.0f}, "
-                     + "/".join(f"{100 * d['instrument_share'][n]:.0f}" for n in D.INSTRUMENTS[1:]) + " % P/G/B/S")
-    add("--genre", "Classical (default Folk)", "notes/bar, pitch range, mean pitch, instrument shares",
-        fmt(base), fmt(g))
+                     + "/".join(f"{100 * d['instrument_share'][n]:.0f}" for n in D.INSTRUMENTS) + " % D/P/G/B/S")
+    for name in [k for k in res if k.startswith("genre=")]:
+        add("--genre", f"{name.split('=', 1)[1]} (default {default_genre})",
+            "notes/bar, pitch range, mean pitch, instrument shares", fmt(base), fmt(res[name]))
     for ms in MIN_STRENGTHS:
         if ms == DEFAULT_MIN_STRENGTH:
             continue
@@ -312,15 +313,15 @@ def plot(res: dict, tempo_rows: list[dict], path: Path, title: str) -> None:
     fig.colorbar(im, ax=ax, fraction=0.046)
 
     ax = axs[1, 0]
-    folk, cls = base, res["genre=Classical"]
-    labels = ["notes/bar", "pitch range (st)", "mean pitch - 40"] + [f"% {n}" for n in D.INSTRUMENTS[1:]]
-    fv = [folk["mean"]["notes_per_bar"], folk["mean"]["pitch_range"], folk["mean"]["pitch_mean"] - 40] + \
-         [100 * folk["instrument_share"][n] for n in D.INSTRUMENTS[1:]]
-    cv = [cls["mean"]["notes_per_bar"], cls["mean"]["pitch_range"], cls["mean"]["pitch_mean"] - 40] + \
-         [100 * cls["instrument_share"][n] for n in D.INSTRUMENTS[1:]]
+    genres = [k for k in res if k.startswith("genre=")]
+    labels = ["notes/bar", "pitch range (st)", "mean pitch - 40"] + [f"% {n}" for n in D.INSTRUMENTS]
+    figures = lambda d: [d["mean"]["notes_per_bar"], d["mean"]["pitch_range"], d["mean"]["pitch_mean"] - 40] + \
+        [100 * d["instrument_share"][n] for n in D.INSTRUMENTS]   # noqa: E731
     xx = np.arange(len(labels))
-    ax.bar(xx - 0.2, fv, 0.4, color=grey, label="Folk (default)")
-    ax.bar(xx + 0.2, cv, 0.4, color=col, label="Classical")
+    width = 0.8 / (1 + len(genres))
+    ax.bar(xx - 0.4 + width / 2, figures(base), width, color=grey, label="default genre")
+    for j, name in enumerate(genres):
+        ax.bar(xx - 0.4 + width * (j + 1.5), figures(res[name]), width, label=name.split("=", 1)[1])
     ax.set_xticks(xx, labels, fontsize=7, rotation=30, ha="right")
     ax.set_title("--genre: descriptive figures", fontsize=9)
     ax.legend(fontsize=7)
@@ -445,8 +446,10 @@ def main() -> None:
             settings[f"instruments={name}"] = pipeline.Options(instruments=ids)
         for k in KEYS:
             settings[f"key={k}"] = pipeline.Options(key=key_id(k))
+        default_genre = D.GENRES[vocab.get("default_genre", 0)]
         for g in GENRES:
-            settings[f"genre={g}"] = pipeline.Options(genre=D.genre_id(g))
+            if g != default_genre and (not vocab.get("genres") or D.genre_id(g) in vocab["genres"]):
+                settings[f"genre={g}"] = pipeline.Options(genre=D.genre_id(g))
         for ms in MIN_STRENGTHS:
             settings[f"min_strength={ms}"] = pipeline.Options(min_strength=ms)
         for c in CS:
@@ -475,7 +478,7 @@ def main() -> None:
                 f"{row['n_bars']} bars, {row['visual_beats']} visual beats, music {row['music_seconds']:.1f} s "
                 f"of a {row['video_seconds']:.1f} s video")
 
-    table, md = build_table(results, tempo_rows, args.songs, known_keys)
+    table, md = build_table(results, tempo_rows, args.songs, known_keys, D.GENRES[vocab.get("default_genre", 0)])
     total = time.perf_counter() - T0
     report = {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -319,10 +319,13 @@ def _record(s: Song, row) -> None:
 
 @torch.inference_mode()
 def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1, *,
-             controls: Controls | None = None, seed: int = 0, progress=None) -> list[Song]:
+             controls: Controls | None = None, seed: int = 0, progress=None, on_step=None) -> list[Song]:
     """Generate ``num_songs`` songs for one video; returns their :class:`Song` records.
 
     ``video_rows``: the inference npz rows; ``init``: the (7, 3) init tokens ((7, 4) for bmt).
+    ``progress``: a tqdm-like bar, advanced by one per step; ``on_step(fraction, tokens)``:
+    called after every step with the share of the video's bars composed (finished songs count
+    whole) and the tokens written so far, over all songs.
     """
     controls = controls or Controls()
     n_class = model.config.n_class
@@ -409,6 +412,9 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
             next_tokens.append(row)
         if progress is not None:
             progress.update(1)
+        if on_step is not None:
+            on_step(sum(1.0 if s.done else min(s.bar / n_bars, 1.0) for s in songs) / num_songs,
+                    sum(len(s.tokens) for s in songs))
         tok = torch.tensor(next_tokens, dtype=torch.long, device=device)
         h, state = model.step(tok, state)
     for s in songs:

@@ -251,9 +251,12 @@ def check_plan(inputs: list[Path], opts: Options, other_inputs: tuple = ()) -> N
     check_outputs_safe([*inputs, *other_inputs], outputs)
 
 
-def run(inputs: list[Path], model, opts: Options, log=print, keep_going: bool = False) -> list[Result]:
+def run(inputs: list[Path], model, opts: Options, log=print, keep_going: bool = False,
+        on_step=None) -> list[Result]:
     """Compose for every input.  A bad input raises UserError, or with ``keep_going`` gets one
-    line on stderr and a Result with ``error`` set, and the run goes on with the others."""
+    line on stderr and a Result with ``error`` set, and the run goes on with the others.
+    ``on_step(fraction, tokens)``: generation's progress for the input being composed
+    (:func:`generation.generate`; the web app's progress line)."""
     check_plan(inputs, opts)
     cli.clean_stale_parts(opts.out_dir, recursive=False)
     import calibration
@@ -264,7 +267,8 @@ def run(inputs: list[Path], model, opts: Options, log=print, keep_going: bool = 
     results, warned = [], set()
     for path in inputs:
         try:
-            results.append(run_one(path, model, opts, log, warned, mapping=mapping, controls=controls, init=init))
+            results.append(run_one(path, model, opts, log, warned, mapping=mapping, controls=controls, init=init,
+                                   on_step=on_step))
         except cli.UserError as e:
             if not keep_going or len(inputs) == 1:
                 raise
@@ -286,7 +290,8 @@ def make_controls(model, opts: Options, mapping) -> generation.Controls:
     return controls
 
 
-def run_one(path: Path, model, opts: Options, log, warned: set, *, mapping, controls, init) -> Result:
+def run_one(path: Path, model, opts: Options, log, warned: set, *, mapping, controls, init,
+            on_step=None) -> Result:
     """Compose for one input (see :func:`run`, which makes ``mapping``, ``controls`` and ``init``
     once per run); ``warned``: the missing-program notes already printed."""
     from model import check_vocab
@@ -309,7 +314,7 @@ def run_one(path: Path, model, opts: Options, log, warned: set, *, mapping, cont
     bar = cli.progress(desc=f"{name}: composing {opts.num_songs} song(s)", unit="token")
     controls.tempo = tempo        # bmt models compose for the tempo the MIDI is played at
     songs = generation.generate(model, rows, init, opts.num_songs, controls=controls,
-                                seed=opts.seed, progress=bar)
+                                seed=opts.seed, progress=bar, on_step=on_step)
     bar.close()
     for k, song in enumerate(songs):
         base = out_dir / f"{name}_{k}"

@@ -79,6 +79,21 @@ def test_same_seed_same_song(tiny):
         or any(len(x.tokens) != len(y.tokens) for x, y in zip(a, c))
 
 
+def test_on_step_reports_the_share_of_bars_composed(tiny):
+    seen = []
+    songs = generate(tiny, ROWS, init(), num_songs=2, seed=7, on_step=lambda f, n: seen.append((f, n)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions)                  # never goes back
+    assert fractions[-1] == 1.0 and all(0.0 <= f <= 1.0 for f in fractions)
+    # the bar each song reached: 4 bars, so the share moves in quarters (halved over two songs)
+    assert set(round(8 * f) for f in fractions) <= set(range(9))
+    # tokens: the songs' tokens so far (the final EOS is appended after the last step)
+    assert seen[-1][1] == sum(len(s.tokens) - 1 for s in songs)
+    # the same songs with and without the callback
+    again = generate(tiny, ROWS, init(), num_songs=2, seed=7)
+    assert all(np.array_equal(a.tokens, b.tokens) for a, b in zip(songs, again))
+
+
 def test_forced_tracks_limited_to_allowed_instruments(tiny):
     songs = generate(tiny, ROWS, init(), num_songs=2, controls=Controls(instruments=(2, 4)), seed=3)
     for song in songs:

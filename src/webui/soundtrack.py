@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-import numpy as np
 
 import cli
 import controls
@@ -228,44 +227,6 @@ def pipeline_options(options: dict, out_dir: Path, model=None, hp: dict | None =
     return pipeline.options_from_hp(hp, model)
 
 
-class Tracked:
-    """While in a ``with`` block, the model reports how far the songs have got: each step's
-    tokens carry their position in the video (the beat-timing field, 1..101 = 0..100 %), so
-    the share of the video composed is exact; finished songs (all-zero end rows) count as
-    done.  The model's own ``step`` is wrapped on the instance and restored afterwards (the
-    worker runs one job at a time)."""
-
-    def __init__(self, model, report: Callable[[float, int], None], every_s: float = 0.5):
-        self.model, self._report, self._every = model, report, every_s
-        self._last = 0.0
-        self.steps = 0
-        self.fraction = 0.0
-
-    def __enter__(self):
-        inner = self.model.step
-
-        def step(tok, state):
-            self.seen(tok)
-            return inner(tok, state)
-        self.model.step = step
-        return self.model
-
-    def __exit__(self, *exc):
-        del self.model.step
-        return False
-
-    def seen(self, tok) -> None:
-        self.steps += 1
-        t = tok.detach().cpu().numpy() if hasattr(tok, "detach") else np.asarray(tok)
-        ended = ~t.any(axis=1)
-        frac = np.where(ended, 1.0, np.clip((t[:, D.COL_PBEAT] - 1) / 100.0, 0.0, 1.0))
-        self.fraction = max(self.fraction, float(frac.mean()))
-        now = time.monotonic()
-        if now - self._last >= self._every:
-            self._last = now
-            self._report(self.fraction, self.steps * len(t))
-
-
 def forced_times(report: dict) -> list[float]:
     """The seconds of the beats a song was forced to accent, from its report's (bar, bar-beat
     1..16, ...) entries: a bar-beat is a 16th note, 15 / tempo seconds."""
@@ -311,15 +272,19 @@ class SoundtrackJob:
         stage("analysing video", 0.0)
         songs_word = f"{n} song{'s' if n > 1 else ''}"
 
-        def composing(fraction: float, tokens: int) -> None:
-            stage(f"composing {songs_word}: {100 * fraction:.0f} % of the video, {tokens} tokens", fraction)
+        last = [0.0]
+
+        def composing(fraction: float, tokens: int) -> None:   # generation's on_step, every 0.5 s
+            now = time.monotonic()
+            if now - last[0] >= 0.5 or fraction >= 1.0:
+                last[0] = now
+                stage(f"composing {songs_word}: {100 * fraction:.0f} % of the video, {tokens} tokens", fraction)
 
         def log(msg: str) -> None:
             stage(f"composing {songs_word} ({msg.split(': ', 1)[-1]})", 0.0)
 
         popts = pipeline_options(opts, out_dir, self.model, self.hp)
-        with Tracked(self.model, composing) as model:
-            pipeline.run([video], model, popts, log=log)
+        pipeline.run([video], self.model, popts, log=log, on_step=composing)
         stem = video.stem
         songs = []
         steps = 3 * n                            # render, mix, preview per song
