@@ -307,10 +307,36 @@ class Mapping:
     min_strength: int = 2                            # the rows' classes this low are not forced
     notes: list = field(default_factory=list)
     max_forced_tracks: int | None = None             # force at most this many of the tracks (None: all)
+    cover_forced: bool = False                       # a bar's density covers the beats forced in it
 
     def rows(self, meta: dict) -> np.ndarray:
-        """The model-facing inference rows of a metadata dict under this mapping."""
-        return M.metadata_to_rows(meta, self.density_thresholds, self.strength_thresholds)
+        """The model-facing inference rows of a metadata dict under this mapping.
+
+        With ``cover_forced`` (calibrated mappings) a bar's density class is raised to the
+        number of distinct positions its forced visual beats take: the bar cannot have fewer
+        onset positions than that, and a promise below it could never be kept (the demo, whose
+        quiet bars ask for about three onsets and force four or five, had half its bars off
+        their density at ``--C 1``).  The original's mapping keeps its classes as they are."""
+        rows = M.metadata_to_rows(meta, self.density_thresholds, self.strength_thresholds)
+        if self.cover_forced:
+            rows = cover_forced_beats(rows, self.min_strength)
+        return rows
+
+
+def cover_forced_beats(rows: np.ndarray, min_strength: int) -> np.ndarray:
+    """``rows`` with each Bar row's density (positions + 1) at least one more than the distinct
+    positions of the bar's beats with strength >= ``min_strength`` (a new array)."""
+    rows = np.array(rows, copy=True)
+    is_bar = rows[:, M.ROW_BARBEAT] == D.BAR
+    bar_rows = np.flatnonzero(is_bar)
+    ends = np.append(bar_rows[1:], len(rows))
+    for start, end in zip(bar_rows, ends):
+        beats = rows[start + 1:end]
+        forced = beats[beats[:, M.ROW_STRENGTH] >= max(min_strength, 1), M.ROW_BARBEAT]
+        need = len(np.unique(forced)) + 1
+        if rows[start, M.ROW_DENSITY] < need:
+            rows[start, M.ROW_DENSITY] = need
+    return rows
 
 
 def original(min_strength: int = 2, note: str | None = None) -> Mapping:
@@ -332,7 +358,7 @@ def from_calibration(cal: dict, min_strength: int = 2) -> Mapping:
     return Mapping("calibrated", tuple(cal["density_thresholds"]), tuple(strength),
                    tuple(int(t) for t in cal["forced_tracks"]),
                    {int(k): int(v) for k, v in (cal.get("strength_max") or {}).items()}, min_strength=1,
-                   max_forced_tracks=1)
+                   max_forced_tracks=1, cover_forced=True)
 
 
 def load_reference(path=REFERENCE_FILE) -> dict:

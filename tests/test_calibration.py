@@ -81,6 +81,27 @@ def test_notes_matched_thresholds_by_hand():
     assert [M.classify(v, by_notes["density_thresholds"]) for v in (0, 49, 50, 99)] == [2, 2, 4, 4]
 
 
+def test_calibrated_rows_cover_the_forced_beats_by_hand():
+    # bar 0 asks 1 onset (density 2) but forces beats at positions 0 and 8 (strength 1, 2) and has
+    # a beat of strength 0 (not forced) at 4; bar 1 asks 5 onsets and forces one: unchanged
+    rows = np.array([[D.BAR, 2, 0, 0, 32, 1], [1, 0, 1, 0, 32, 1], [5, 0, 0, 4, 32, 13], [9, 0, 2, 8, 32, 26],
+                     [9, 0, 1, 8, 32, 26],
+                     [D.BAR, 6, 0, 16, 32, 51], [3, 0, 1, 18, 32, 57]], np.int64)
+    out = calibration.cover_forced_beats(rows, 1)
+    assert out[0, M.ROW_DENSITY] == 3 and out[5, M.ROW_DENSITY] == 6      # 2 positions + 1; as it was
+    assert rows[0, M.ROW_DENSITY] == 2                                    # the input is not changed
+    assert np.array_equal(np.delete(out, [0], 0), np.delete(rows, [0], 0))
+    assert calibration.cover_forced_beats(rows, 2)[0, M.ROW_DENSITY] == 2   # one beat forced: 1 + 1 <= 2
+    meta = {"duration": 4.0, "tempo": 120.0, "flow_magnitude_per_bar": [0.0, 0.0],
+            "vbeats": [{"bar": 0, "tick": t, "weight": 0.9, "start_time": t / 8} for t in (0, 4, 8, 12)]}
+    cal = calibration.Mapping("calibrated", (1.0,) + (math.inf,) * 15, (0.2, 0.9) + (math.inf,) * 8,
+                              min_strength=1, cover_forced=True)
+    r = cal.rows(meta)
+    assert r[r[:, 0] == D.BAR, M.ROW_DENSITY].tolist() == [5, 1]          # 4 forced positions; bar 1 empty
+    plain = calibration.Mapping("original", (1.0,) + (math.inf,) * 15, (0.2, 0.9) + (math.inf,) * 8)
+    assert plain.rows(meta)[0, M.ROW_DENSITY] == 1                        # the original's classes as they are
+
+
 def test_strength_clamp_and_rhythm_tracks_by_hand():
     stats = {"beat_strength": {"2": [0, 997, 3], "1": [0, 50, 30, 19, 1]}}
     # Piano: 99.7 % strength 1 -> at most 1; Drums: 50, 80, 99 % by 1, 2, 3 -> at most 3
