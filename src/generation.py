@@ -398,8 +398,8 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
                 s.done = True
                 next_tokens.append(eos)
                 continue
-            if t == D.TYPE_NOTE:
-                row = _row(s.barbeat, D.TYPE_NOTE, 0, int(pitch[b]), int(dur[b]), s.instr, 0,
+            if t == D.TYPE_NOTE:      # bar-beat, density and strength 0, as in the data (SPEC 2)
+                row = _row(0, D.TYPE_NOTE, 0, int(pitch[b]), int(dur[b]), s.instr, 0,
                            16 * s.bar + s.barbeat - 1, n_beat, bmt=(0, 0, int(vel[b])) if bmt else None)
             else:
                 extra = (int(tempo[b]), int(chord[b])) if bmt else None

@@ -57,6 +57,13 @@ def test_every_kept_visual_beat_is_forced_on_each_track(tiny):
         assert (body[:, D.COL_PBEAT] == np.minimum(101, 100 * body[:, D.COL_IBEAT] // N_BEAT + 1)).all()
         notes = t[t[:, D.COL_TYPE] == D.TYPE_NOTE]
         assert (notes[:, D.COL_PITCH] > 0).all() and (notes[:, D.COL_DURATION] > 0).all()
+        # Note rows as the tokenizer writes them for training (SPEC 2): bar-beat, density and
+        # strength 0 (the model never saw a Note with its position in the bar-beat field)
+        assert (notes[:, [D.COL_BARBEAT, D.COL_DENSITY, D.COL_STRENGTH]] == 0).all()
+        from representation import notes_to_tokens, tokens_to_notes
+        again = notes_to_tokens(tokens_to_notes(t))
+        ref = again[again[:, D.COL_TYPE] == D.TYPE_NOTE]
+        assert (ref[:, [D.COL_BARBEAT, D.COL_DENSITY, D.COL_STRENGTH]] == 0).all() and len(ref) == len(notes)
         is_beat = (t[:, D.COL_TYPE] == D.TYPE_M) & (t[:, D.COL_BARBEAT] != D.BAR)
         after = t[1:][is_beat[:-1]]
         assert (after[:, D.COL_TYPE] == D.TYPE_NOTE).all()           # every Beat has its notes
