@@ -5,12 +5,15 @@
 With the default settings (no --genre, --instruments, ...), composes ``--songs`` songs per
 video (MIDI only) and measures, from the written MIDI and the forced beats each song's JSON
 lists: the share of songs with a drum track (an is_drum track: MIDI channel 10) and the share
-of the visual beats forced on Drums that have a drum onset at their 16th.  Writes
+of the visual beats forced on Drums that have a drum onset at their 16th; and which drum
+sounds they are: the share of the songs' drum notes on the training data's commonest drum
+sounds (those making up half of its drum notes; ``--data``).  Writes
 benchmarks/results/drums.json and prints a Markdown table.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import sys
@@ -37,8 +40,22 @@ def song_drums(mid: Path, report: Path) -> dict:
     onsets = {n.start // sixteenth for n in kit}
     forced = [f for f in json.loads(report.read_text())["forced_beats"] if f[3] == D.DRUMS]
     hits = sum(16 * bar + bb - 1 in onsets for bar, bb, _, _ in forced)
-    return {"drum_track": bool(kit), "drum_notes": len(kit), "forced_on_drums": len(forced), "hit": hits,
+    return {"drum_track": bool(kit), "drum_notes": len(kit), "drum_pitches": [n.pitch for n in kit],
+            "forced_on_drums": len(forced), "hit": hits,
             "forced_tracks": sorted({D.INSTRUMENTS[f[3] - 1] for f in json.loads(report.read_text())["forced_beats"]})}
+
+
+def data_drum_pitches(path: Path) -> collections.Counter:
+    """The drum sounds (GM percussion keys) of a training npz's Drums notes."""
+    import numpy as np
+    from training import load_data
+    data = load_data(str(path))
+    out = collections.Counter()
+    for i in range(len(data["x"])):
+        x = np.asarray(data["x"][i][:int(data["seq_len"][i])])
+        sel = (x[:, D.COL_TYPE] == D.TYPE_NOTE) & (x[:, D.COL_INSTRUMENT] == D.DRUMS)
+        out.update((x[sel, D.COL_PITCH] - 1).tolist())
+    return out
 
 
 def main() -> None:
@@ -50,6 +67,8 @@ def main() -> None:
     ap.add_argument("--genre", default="", help="a genre instead of the default (e.g. Folk)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "drums.json"))
+    ap.add_argument("--data", default=str(ROOT / "dataset" / "bundled.npz"),
+                    help="training npz whose drum sounds the songs' are compared with")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -71,6 +90,21 @@ def main() -> None:
                "forced_on_drums": n_forced, "hit": sum(r["hit"] for r in rows),
                "hit_rate": round(sum(r["hit"] for r in rows) / n_forced, 4) if n_forced else None,
                "seconds": round(time.time() - t0, 1), "load_average": os.getloadavg(), "per_song": rows}
+    gen = collections.Counter(p for r in rows for p in r["drum_pitches"])
+    if Path(args.data).is_file():
+        # the data's commonest drum sounds, covering half of its drum notes (kick, snares, hi-hat
+        # for the bundled corpus): what share of the songs' drum notes are these sounds?
+        data = data_drum_pitches(Path(args.data))
+        core, cum = [], 0
+        for p, c in data.most_common():
+            if cum >= 0.5 * sum(data.values()):
+                break
+            core.append(p)
+            cum += c
+        summary["data_core_kit"] = core
+        summary["core_kit_share"] = {"data": round(cum / max(sum(data.values()), 1), 3),
+                                     "songs": round(sum(gen[p] for p in core) / max(sum(gen.values()), 1), 3)}
+    summary["commonest_drum_pitches"] = gen.most_common(8)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
     print("| songs | with a drum track | drum notes per song | visual beats forced on Drums | with a drum onset at their 16th |")
@@ -79,6 +113,10 @@ def main() -> None:
     print(f"| {len(rows)} | {summary['songs_with_drums']} ({100 * share:.0f} %) | {summary['drum_notes_per_song']:.0f} | "
           f"{n_forced} | "
           f"{summary['hit']} ({100 * (summary['hit_rate'] or 0):.1f} %) |")
+    if "core_kit_share" in summary:
+        k = summary["core_kit_share"]
+        print(f"drum notes on the data's commonest sounds {summary['data_core_kit']}: songs {100 * k['songs']:.0f} %, "
+              f"data {100 * k['data']:.0f} %; the songs' commonest: {summary['commonest_drum_pitches']}")
     print(f"({summary['seconds']} s, load average {summary['load_average'][0]:.1f}; written {args.out})")
 
 
