@@ -55,6 +55,8 @@ corpus: setup
 # training data (calibration, README "Calibration").
 BUNDLED_WEIGHTS ?= openmsx=6,blupi=2
 BEST = $$(ls exp/$(1)/loss_*_params.pt | sort -t_ -k2 -n | head -1)
+# Stage 1 (music21 alone, ~1 h) is skipped when exp/music21/model.pt exists: it ships with the
+# repository (stage 1's result); delete it to retrain stage 1 too.  Stage 2 takes ~50 min.
 train-bundled: corpus
 	test -f exp/music21/model.pt || { \
 	  $(PY) src/main_cp.py --mode train --preset small --train_data music21.npz --name music21 --transpose 6 && \
