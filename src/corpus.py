@@ -698,3 +698,90 @@ def debian_midi_files(name: str, folder: str | os.PathLike | None = None):
     files = [(f"{name}/{p.relative_to(root).with_suffix('').as_posix()}", p) for p in paths]
     gid = D.genre_id(src.genre)
     return files, {sid: gid for sid, _ in files}
+
+
+# ----------------------------------------------------------------------------- drums laid over pitched music
+
+OVERLAY_LOOP_BARS = 4          # a drum loop: this many 4/4 bars of a drummed song's drum part
+OVERLAY_MIN_ONSETS = 8         # ... with at least this many drum onsets
+OVERLAY_GENRE = "Pop"          # the drummed genre the overlays are labelled with
+
+
+def drum_loops(files: list[tuple[str, Path]], bars: int = OVERLAY_LOOP_BARS,
+               min_onsets: int = OVERLAY_MIN_ONSETS) -> list[tuple[str, list[tuple[int, int, int, int]]]]:
+    """The drum loops of General MIDI songs: ``[(song id, [(onset, pitch, duration, velocity)])]``
+    with times in 16th notes from the loop's start, one loop per ``bars``-bar window (16
+    sixteenths a bar) of a song's channel-10 part that has at least ``min_onsets`` distinct
+    onsets.  Files that cannot be read are skipped."""
+    import miditoolkit
+    span = 16 * bars
+    out = []
+    for sid, path in files:
+        try:
+            midi = miditoolkit.MidiFile(str(path))
+        except Exception:  # noqa: BLE001 - a broken file has no loops
+            continue
+        sixteenth = midi.ticks_per_beat / 4
+        notes = [(int(round(n.start / sixteenth)), n.pitch, max(1, int(round((n.end - n.start) / sixteenth))),
+                  n.velocity) for i in midi.instruments if i.is_drum for n in i.notes]
+        if not notes:
+            continue
+        last = max(n[0] for n in notes)
+        for lo in range(0, last + 1, span):
+            loop = sorted((o - lo, p, min(d, span), v) for o, p, d, v in notes if lo <= o < lo + span)
+            if len({n[0] for n in loop}) >= min_onsets:
+                out.append((sid, loop))
+    return out
+
+
+def overlay_drums(pitched: Path, loop: list[tuple[int, int, int, int]], out: Path,
+                  bars: int = OVERLAY_LOOP_BARS) -> Path:
+    """Write ``out``: the MIDI file ``pitched`` with a drum part (channel 10) that repeats
+    ``loop`` (:func:`drum_loops`) from its first bar to its last note.  The pitched parts are
+    kept as they are.  Atomic; ``pitched`` is never changed."""
+    import miditoolkit
+    midi = miditoolkit.MidiFile(str(pitched))
+    sixteenth = midi.ticks_per_beat / 4
+    end = max((n.end for i in midi.instruments for n in i.notes), default=0)
+    length = int(np.ceil(end / sixteenth))
+    span = 16 * bars
+    drums = miditoolkit.Instrument(program=0, is_drum=True, name="Drums")
+    for start in range(0, length, span):
+        for o, p, d, v in loop:
+            if start + o < length:
+                drums.notes.append(miditoolkit.Note(velocity=int(v), pitch=int(p),
+                                                    start=int(round((start + o) * sixteenth)),
+                                                    end=int(round((start + o + d) * sixteenth))))
+    midi.instruments.append(drums)
+    with cli.atomic_path(out) as tmp:
+        midi.dump(str(tmp))
+    return out
+
+
+def build_overlays(pitched: list[tuple[str, Path]], drummed: list[tuple[str, Path]], out_dir: str | os.PathLike,
+                   n: int, seed: int = 0) -> list[tuple[str, Path]]:
+    """Up to ``n`` MIDI files under ``out_dir``, each a piece of ``pitched`` (chosen by a seeded
+    hash of its id) with a drum loop of ``drummed`` (chosen the same way) laid under it:
+    ``[(overlay/<piece id>, path)]``.  Files already there are reused (the choice depends only
+    on the ids and ``seed``).  Why: the drummed songs' drums always sit among other drums, so
+    a model learns their sounds from the drum context; laid under the pitched corpus, the same
+    loops teach it that a Drums note is a drum sound whatever is around it."""
+    loops = drum_loops(drummed)
+    if not loops or not pitched:
+        return []
+    def rank(sid: str) -> str:
+        return hashlib.sha1(f"{seed}:{sid}".encode()).hexdigest()
+    chosen = sorted(pitched, key=lambda f: rank(f[0]))[:n]
+    out_dir = Path(out_dir)
+    made = []
+    for sid, path in cli.progress(chosen, desc="drum overlays", unit="piece"):
+        out = out_dir / f"{sid}.mid"
+        if not out.is_file():
+            loop = loops[int(rank("loop:" + sid), 16) % len(loops)][1]
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                overlay_drums(Path(path), loop, out)
+            except Exception:  # noqa: BLE001 - an unreadable piece is left out
+                continue
+        made.append((f"overlay/{sid}", out))
+    return made

@@ -13,6 +13,11 @@ genre Folk for the tune collections and Classical for the rest.  Writes the npz,
 skipped pieces with reasons).  openmsx / blupi: the General MIDI songs (with drums) of the
 Debian packages openttd-openmsx and planetblupi-music-midi, genre Pop (see README, "Training
 data").  Several sources give one npz whose metadata names each song's source.
+
+overlay (with music21 and openmsx and/or blupi): ``--overlays`` music21 pieces of the training
+split with a 4-bar drum loop of a training-split drummed song laid under them (written to
+``--overlay_out``, default dataset/overlay_midi), genre Pop: the drummed songs' drums only ever
+sit among other drums, and the overlays show the model drums among pitched parts.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from pathlib import Path
 import cli
 import corpus
 import dataset
+import dictionary_mix as D
 import paths
 from midi2numpy_mix import add_build_args, cache_dir_for, check_build_args, label_maps
 
@@ -66,11 +72,30 @@ def source_files(source: str, args) -> tuple[list, dict, dict | None]:
     return dataset.find_midi_files(args.midi_dir), {}, None
 
 
+def overlay_files(files: list, source_of: dict, args) -> list:
+    """The overlay source's files, from the training-split music21 pieces and drummed songs among
+    ``files`` (the split every song will get, so no validation piece or drum part is seen in
+    training through an overlay)."""
+    pitched = [f for f in files if source_of[f[0]] == "music21"]
+    drummed = [f for f in files if source_of[f[0]] in corpus.DEBIAN_MIDI_SOURCES]
+    if not pitched or not drummed:
+        raise cli.UserError("--source overlay needs music21 and openmsx and/or blupi among the sources")
+    if args.overlays < 1:
+        raise cli.UserError("--overlays must be at least 1")
+    split = dataset.assign_split([sid for sid, _ in files], args.val_fraction)
+    got = corpus.build_overlays([f for f in pitched if not split[f[0]]], [f for f in drummed if not split[f[0]]],
+                                args.overlay_out, args.overlays)
+    if not got:
+        raise cli.UserError("no overlay could be made: the drummed songs have no drum loop")
+    print(f"overlay: {len(got)} music21 pieces with a drum loop laid under them ({args.overlay_out})")
+    return got
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="Build a CMT training npz from music21's corpus, a MIDI folder "
                                              "or LPD pianorolls.")
     ap.add_argument("--source", nargs="+", default=["music21"],
-                    choices=["music21", "midi", "lpd", *corpus.DEBIAN_MIDI_SOURCES],
+                    choices=["music21", "midi", "lpd", *corpus.DEBIAN_MIDI_SOURCES, "overlay"],
                     help="where the music comes from (default music21); several may be combined, e.g. "
                          "music21 openmsx blupi (lpd only alone)")
     ap.add_argument("--out_name", default=None, help="output .npz (default dataset/<sources joined by _>.npz)")
@@ -80,6 +105,9 @@ def main() -> int:
     ap.add_argument("--cap", type=int, default=1000,
                     help="music21: at most this many pieces per collection (0 = all; default 1000)")
     ap.add_argument("--collections", nargs="*", help="music21: only these collections (e.g. bach essenFolksong)")
+    ap.add_argument("--overlays", type=int, default=600,
+                    help="overlay: how many music21 pieces get a drum loop laid under them (default 600)")
+    ap.add_argument("--overlay_out", default="dataset/overlay_midi", help="overlay: where its MIDI files go")
     add_build_args(ap, default_max_len=0)
     args = ap.parse_args()
     sources = list(dict.fromkeys(args.source))
@@ -96,13 +124,21 @@ def main() -> int:
     t0 = time.perf_counter()
     user_genres, emotion_map = label_maps(args)
     files, genre_map, source_of, extra = [], {}, {}, {}
-    for source in sources:
+    for source in [s for s in sources if s != "overlay"]:
         got, genres, conversion = source_files(source, args)
         files += got
         genre_map.update(genres)
         source_of.update({sid: source for sid, _ in got})
         if conversion:
             extra.setdefault("conversion", {})[source] = conversion
+    if "overlay" in sources:
+        got = overlay_files(files, source_of, args)
+        files += got
+        genre_map.update({sid: D.genre_id(corpus.OVERLAY_GENRE) for sid, _ in got})
+        source_of.update({sid: "overlay" for sid, _ in got})
+        extra.setdefault("conversion", {})["overlay"] = {
+            "what": "music21 pieces with a drum loop of a drummed song laid under them", "midi_dir": args.overlay_out,
+            "pieces": len(got), "genre": corpus.OVERLAY_GENRE}
     if user_genres:
         genre_map.update(user_genres)
     if not files:

@@ -95,6 +95,48 @@ def test_gm_drums_become_drums_in_the_corpus(tmp_path):
     assert len(beats) == 32 and sorted(np.bincount(beats[:, D.COL_STRENGTH])[1:3].tolist()) == [16, 16]
 
 
+def test_drum_loops_laid_under_a_pitched_piece(tmp_path):
+    """The overlay source: a 4-bar drum loop of a GM song, repeated under a drum-less piece."""
+    from miditoolkit.midi.containers import Instrument, Note
+    drummed = gm_song(tmp_path / "tune.mid")
+    # a loop needs 8 distinct onsets; the song's 4 bars are one loop: 32 hats (every 8th) and
+    # 16 kicks (every quarter), in 16ths from the loop start
+    loops = corpus.drum_loops([("openmsx/tune", drummed)])
+    assert len(loops) == 1 and loops[0][0] == "openmsx/tune"
+    loop = loops[0][1]
+    assert sorted((o, p) for o, p, _, _ in loop) == sorted([(t, HAT) for t in range(0, 64, 2)] +
+                                                           [(t, KICK) for t in range(0, 64, 4)])
+    assert corpus.drum_loops([("openmsx/tune", drummed)], min_onsets=33) == []   # 32 distinct onsets only
+    # a 6-bar piano piece (ticks_per_beat 96: another resolution than the loop's 480)
+    piece = miditoolkit.MidiFile(ticks_per_beat=96)
+    piano = Instrument(program=0, name="Piano")
+    for q in range(24):                                   # a quarter note on every beat
+        piano.notes.append(Note(70, 60 + q % 12, 96 * q, 96 * q + 96))
+    piece.instruments = [piano]
+    piece.dump(str(tmp_path / "piece.mid"))
+    before = (tmp_path / "piece.mid").read_bytes()
+    made = corpus.build_overlays([("bach/piece", tmp_path / "piece.mid")], [("openmsx/tune", drummed)],
+                                 tmp_path / "overlay", n=5)
+    assert [sid for sid, _ in made] == ["overlay/bach/piece"]
+    assert (tmp_path / "piece.mid").read_bytes() == before                   # the input is not touched
+    out = miditoolkit.MidiFile(str(made[0][1]))
+    kit = [i for i in out.instruments if i.is_drum]
+    assert len(kit) == 1 and [n.pitch for n in out.instruments[0].notes] == [n.pitch for n in piano.notes]
+    # by hand: the loop (16 sixteenths a bar, 4 bars) repeated over the piece's 6 bars = 96
+    # sixteenths: hats every 2nd 16th (48) and kicks every 4th (24), at 24 ticks a 16th
+    got = sorted((n.start // 24, n.pitch) for n in kit[0].notes)
+    assert got == sorted([(t, HAT) for t in range(0, 96, 2)] + [(t, KICK) for t in range(0, 96, 4)])
+    # tokenised, the overlay's drum notes are Drums, with those counts
+    data_out = tmp_path / "overlay.npz"
+    dataset.build_training_set(made, data_out, max_len=2048, genre_map={made[0][0]: D.GENRE_ID["Pop"]},
+                               workers=1, cache_dir=None, source="overlay")
+    data = training.load_data(data_out)
+    seq = np.concatenate([data["x"][0][:1], data["y"][0][: int(data["seq_len"][0])]])
+    notes = tokens_to_notes(seq)
+    assert int((notes[:, 3] == D.DRUMS).sum()) == 72 and int((notes[:, 3] == D.PIANO).sum()) == 24
+    assert data["metadata"][0]["genre"] == "Pop" and data["metadata"][0]["source"] == "overlay"
+
+
 def test_debian_source_missing_says_how_to_install(tmp_path):
     with pytest.raises(corpus.SkipFile, match="apt-get install -y planetblupi-music-midi"):
         corpus.debian_midi_files("blupi", folder=tmp_path / "nowhere")
