@@ -42,30 +42,40 @@ test: setup fast-transformers
 webapp: setup
 	$(PY) src/webapp.py
 
-# Offline training corpora (see README, "Training data"): the scores that music21 ships, and
-# those plus the General MIDI songs with drums of two Debian packages (the bundled model's).
+# Offline training corpora (see README, "Training data"): the scores that music21 ships; those
+# plus the General MIDI songs with drums of two Debian packages; and those plus drum overlays
+# (music21 pieces with a drummed song's drum loop laid under them).
 corpus: setup
 	$(PY) src/prepare_corpus.py --source music21 --out_name dataset/music21.npz
 	$(PY) src/prepare_corpus.py --source music21 openmsx blupi --out_name dataset/bundled.npz
+	$(PY) src/prepare_corpus.py --source music21 openmsx blupi overlay --out_name dataset/bundled_overlay.npz
 
-# Retrain the bundled model (see README, "The bundled model"), in two stages.  1: a model of the
-# music21 scores alone (exp/music21/model.pt; kept, so a rerun skips it; ~1 h on 2 cores).
+# Retrain the bundled model (see README, "The bundled model"), in three stages; a stage whose
+# result exists is skipped, and stages 1 and 2 ship with the repository, so by default only
+# stage 3 runs (~12 min on 2 cores); to retrain from an earlier stage, delete its model.pt
+# and those of the stages after it (exp/bundled/model.pt is always remade).
+# 1: a model of the music21 scores alone (exp/music21/model.pt; ~1 h).
 # 2: that model fine-tuned on music21 plus the drummed songs, these repeated BUNDLED_WEIGHTS
-# times per pass, Pop (their genre) the default genre.  Last, its controls are fitted to its
-# training data (calibration, README "Calibration").
+#    times per pass, Pop (their genre) the default genre (exp/drums/model.pt; ~50 min).
+# 3: that model fine-tuned on the same plus the drum overlays (exp/bundled/model.pt).
+# Last, its controls are fitted to its training data (calibration, README "Calibration").
 BUNDLED_WEIGHTS ?= openmsx=6,blupi=2
 BEST = $$(ls exp/$(1)/loss_*_params.pt | sort -t_ -k2 -n | head -1)
-# Stage 1 (music21 alone, ~1 h) is skipped when exp/music21/model.pt exists: it ships with the
-# repository (stage 1's result); delete it to retrain stage 1 too.  Stage 2 takes ~50 min.
 train-bundled: corpus
 	test -f exp/music21/model.pt || { \
 	  $(PY) src/main_cp.py --mode train --preset small --train_data music21.npz --name music21 --transpose 6 && \
 	  $(PY) src/export_checkpoint.py --ckpt "$(call BEST,music21)" --out exp/music21/model.pt --data dataset/music21.npz; }
-	$(PY) src/main_cp.py --mode train --preset small --train_data bundled.npz --name bundled --transpose 6 \
+	test -f exp/drums/model.pt || { \
+	  $(PY) src/main_cp.py --mode train --preset small --train_data bundled.npz --name drums --transpose 6 \
 		--init_ckpt exp/music21/model.pt --source_weights $(BUNDLED_WEIGHTS) --default_genre Pop \
-		--max_tokens 8192 --epochs 8
+		--max_tokens 8192 --epochs 8 && \
+	  $(PY) src/export_checkpoint.py --ckpt "$(call BEST,drums)" \
+		--out exp/drums/model.pt --half --data dataset/bundled.npz --default_genre Pop; }
+	$(PY) src/main_cp.py --mode train --preset small --train_data bundled_overlay.npz --name bundled --transpose 6 \
+		--init_ckpt exp/drums/model.pt --source_weights $(BUNDLED_WEIGHTS) --default_genre Pop \
+		--max_tokens 8192 --epochs 2
 	$(PY) src/export_checkpoint.py --ckpt "$(call BEST,bundled)" \
-		--out exp/bundled/model.pt --half --data dataset/bundled.npz --default_genre Pop
+		--out exp/bundled/model.pt --half --data dataset/bundled_overlay.npz --default_genre Pop
 	$(PY) src/stat_mix.py --ckpt exp/bundled/model.pt --in_place
 
 # Metrics of what `make demo` wrote, against the training corpus (report in inference/evaluation/).
