@@ -94,6 +94,7 @@ bench: setup fast-transformers
 	$(PY) benchmarks/bench_evaluate.py
 	$(PY) benchmarks/bench_controls.py
 	$(PY) benchmarks/bench_quality.py
+	$(PY) benchmarks/bench_drums.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

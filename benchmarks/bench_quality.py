@@ -211,7 +211,7 @@ def main() -> None:
     ap.add_argument("--ckpt", default=str(pipeline.DEFAULT_CKPT))
     ap.add_argument("--songs", type=int, default=16, help="songs per video and setting")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--data", default=str(ROOT / "dataset" / "music21.npz"), help="training data to compare with")
+    ap.add_argument("--data", default=str(ROOT / "dataset" / "bundled.npz"), help="training data to compare with (default: the bundled model's corpus)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--videos_dir", default=str(ROOT / ".cache" / "bench_quality_videos"))
     args = ap.parse_args()
