@@ -118,6 +118,15 @@ def rating_body(data) -> dict:
     return data
 
 
+
+def csv_table(columns, rows) -> str:
+    """CSV text (newline-terminated rows) of a header and rows: the ratings' and comparisons' exports."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    w.writerows(rows)
+    return buf.getvalue()
+
 class RatingStore(SqliteStore):
     SCHEMA = SCHEMA
     META_TABLE = "ratings_meta"
@@ -173,14 +182,9 @@ class RatingStore(SqliteStore):
 
     def csv_text(self) -> str:
         """Every rating as CSV (columns: :data:`CSV_COLUMNS`; empty control cells when not asked)."""
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(CSV_COLUMNS)
-        for r in self.all():
-            w.writerow([r["id"], r["created"], r["updated"], r["rater"], r["role"], r["level"], r["model"],
-                        r["item"], *(r[c] for c in CRITERION_KEYS),
-                        *(r["controls"].get(k, "") for k in CONTROL_KEYS)])
-        return buf.getvalue()
+        return csv_table(CSV_COLUMNS, ([r["id"], r["created"], r["updated"], r["rater"], r["role"], r["level"],
+                                        r["model"], r["item"], *(r[c] for c in CRITERION_KEYS),
+                                        *(r["controls"].get(k, "") for k in CONTROL_KEYS)] for r in self.all()))
 
     def summary(self, role: str | None = None, level: str | None = None) -> list[dict]:
         """Per model and criterion (all roles, or one; all levels, or one), sorted by model:
@@ -235,13 +239,10 @@ class RatingStore(SqliteStore):
         return [counts[k] for k in sorted(counts, key=lambda k: (k[0], k[1], CRITERION_KEYS.index(k[2])))]
 
     def comparisons_csv(self) -> str:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(COMPARISON_COLUMNS)
-        for r in self.comparisons():
-            w.writerow([r["id"], r["created"], r["updated"], r["rater"], r["level"], r["item"], r["model_a"],
-                        r["model_b"], *(r["choices"].get(c, "") for c in CRITERION_KEYS)])
-        return buf.getvalue()
+        return csv_table(COMPARISON_COLUMNS, ([r["id"], r["created"], r["updated"], r["rater"], r["level"], r["item"],
+                                               r["model_a"], r["model_b"],
+                                               *(r["choices"].get(c, "") for c in CRITERION_KEYS)]
+                                              for r in self.comparisons()))
 
     def control_summary(self) -> list[dict]:
         """Creators' answers per model and control: counts of yes, partly and no."""

@@ -82,22 +82,15 @@ def genre_choices(model) -> list[tuple[int, str]]:
     return [(g, D.GENRES[g]) for g in known if 0 <= g < min(cfg.init_n_class[0], len(D.GENRES))]
 
 
-def parse_key(value, model) -> int | None:
+def parse_label(name: str, value, model) -> int | None:
+    """The form's ``key`` or ``genre`` field: unset -> None, else parsed by the controls table,
+    refused when the form offers no such choice for this model."""
     value = str(value or "").strip()
     if not value:
         return None
-    if not key_choices(model):
-        raise cli.UserError("this model has no key control; leave the key unset")
-    return controls.CONTROLS["key"].parse(value, model)
-
-
-def parse_genre(value, model) -> int | None:
-    value = str(value or "").strip()
-    if not value:
-        return None
-    if not genre_choices(model):
-        raise cli.UserError("this model has no genre control; leave the genre unset")
-    return controls.CONTROLS["genre"].parse(value, model)
+    if not {"key": key_choices, "genre": genre_choices}[name](model):
+        raise cli.UserError(f"this model has no {name} control; leave the {name} unset")
+    return controls.CONTROLS[name].parse(value, model)
 
 
 def gm_programs() -> list[tuple[str, list[tuple[int, str]]]]:
@@ -163,8 +156,8 @@ def parse_options(fields: Mapping[str, str], instruments: Sequence[str], model, 
     seed_raw = str(fields.get("seed") or "").strip()
     seed = _int(seed_raw, "the seed", 0, 2**31 - 1) if seed_raw else secrets.randbelow(2**31)
     return {"threshold": threshold, "tempo": tempo, "num_songs": num_songs, "instruments": chosen,
-            "emotion": emotion, "key": parse_key(fields.get("key"), model),
-            "genre": parse_genre(fields.get("genre"), model), "programs": programs,
+            "emotion": emotion, "key": parse_label("key", fields.get("key"), model),
+            "genre": parse_label("genre", fields.get("genre"), model), "programs": programs,
             "keep_audio": str(fields.get("keep_audio", "")).lower() in ("1", "on", "true", "yes"),
             "music_gain_db": music_gain_db, "seed": seed}
 

@@ -13,6 +13,19 @@
     return {say, level};
   }
 
+  // Post a form's answers as JSON; says what happened and returns whether they were saved.
+  async function post(url, body, say) {
+    try {
+      const r = await fetch(url, {method: "POST", headers: HEADERS, body: JSON.stringify(body)});
+      const answer = await r.json().catch(() => ({}));
+      say(r.ok ? "Saved." : (answer.error || `Not saved (HTTP ${r.status}).`), r.ok ? "ok" : "error");
+      return r.ok;
+    } catch (err) {
+      say("Not saved: the server did not answer.", "error");
+      return false;
+    }
+  }
+
   // A/B comparisons: which of the two is better, per criterion
   for (const form of document.querySelectorAll("form.ab")) {
     form.addEventListener("submit", async (e) => {
@@ -25,14 +38,7 @@
         answers[c.dataset.criterion] = picked ? picked.value : "";
       }
       if (Object.values(answers).some((v) => v === "")) { say("Choose A, same or B for every criterion.", "error"); return; }
-      try {
-        const r = await fetch("/api/comparisons", {method: "POST", headers: HEADERS,
-          body: JSON.stringify({item: form.dataset.item, level: level.value, answers})});
-        const answer = await r.json().catch(() => ({}));
-        say(r.ok ? "Saved." : (answer.error || `Not saved (HTTP ${r.status}).`), r.ok ? "ok" : "error");
-      } catch (err) {
-        say("Not saved: the server did not answer.", "error");
-      }
+      await post("/api/comparisons", {item: form.dataset.item, level: level.value, answers}, say);
     });
   }
 
@@ -52,18 +58,9 @@
       if (Object.values(controls).some((v) => v === "")) { say("Say yes, partly or no for every control.", "error"); return; }
       const body = {role: form.dataset.role, item: form.dataset.item, level: level.value, scores};
       if (form.dataset.role === "creator") body.controls = controls;
-      try {
-        const r = await fetch("/api/ratings", {method: "POST", headers: HEADERS, body: JSON.stringify(body)});
-        const answer = await r.json().catch(() => ({}));
-        if (r.ok) {
-          say("Saved.", "ok");
-          const h = form.querySelector("h2");
-          if (!h.querySelector(".saved")) h.append(" ", Object.assign(document.createElement("span"), {className: "saved", textContent: "rated"}));
-        } else {
-          say(answer.error || `Not saved (HTTP ${r.status}).`, "error");
-        }
-      } catch (err) {
-        say("Not saved: the server did not answer.", "error");
+      if (await post("/api/ratings", body, say)) {
+        const h = form.querySelector("h2");
+        if (!h.querySelector(".saved")) h.append(" ", Object.assign(document.createElement("span"), {className: "saved", textContent: "rated"}));
       }
     });
   }
