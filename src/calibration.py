@@ -128,6 +128,16 @@ def strength_max(stats: dict, cover: float = STRENGTH_COVER) -> dict[int, int]:
 
 # ----------------------------------------------------------------------------- the fit
 
+def class_histogram(hist, n_thresholds: int) -> np.ndarray:
+    """``hist`` as counts of the ``n_thresholds + 1`` classes thresholds can give: classes past
+    its end count as empty, mass past the last class is lumped into it."""
+    hist = np.asarray(hist, dtype=np.float64)
+    h = np.zeros(n_thresholds + 1)
+    h[:min(len(hist), n_thresholds + 1)] = hist[:n_thresholds + 1]
+    h[-1] += hist[n_thresholds + 1:].sum()
+    return h
+
+
 def quantile_thresholds(values, hist, n_thresholds: int, tail: float = 0.0) -> list[float]:
     """Thresholds that give ``values`` the class distribution ``hist`` (class = first i with
     value < thr[i]): thr[i] = the quantile of ``values`` at the share of ``hist`` in classes
@@ -139,10 +149,7 @@ def quantile_thresholds(values, hist, n_thresholds: int, tail: float = 0.0) -> l
     v = np.sort(np.asarray(values, dtype=np.float64))
     if v.size == 0:
         raise ValueError("no reference values to fit thresholds to")
-    h = np.zeros(n_thresholds + 1)
-    hist = np.asarray(hist, dtype=np.float64)
-    h[:min(len(hist), n_thresholds + 1)] = hist[:n_thresholds + 1]
-    h[-1] += hist[n_thresholds + 1:].sum()
+    h = class_histogram(hist, n_thresholds)
     if h.sum() <= 0:
         raise ValueError("the data histogram is empty")
     cdf = np.cumsum(h) / h.sum()
@@ -203,10 +210,7 @@ def notes_matched_thresholds(values, bar_notes, response, bar_density, n_thresho
     notes = np.asarray(bar_notes, dtype=np.float64)
     if v.size == 0 or notes.sum() <= 0:
         return None
-    h = np.zeros(n_thresholds + 1)
-    dens = np.asarray(bar_density, dtype=np.float64)
-    h[:min(len(dens), n_thresholds + 1)] = dens[:n_thresholds + 1]
-    h[-1] += dens[n_thresholds + 1:].sum()
+    h = class_histogram(bar_density, n_thresholds)
     if h.sum() <= 0:
         return None
     below = np.concatenate([[0.0], np.cumsum(h)[:-1] / h.sum()])    # data share of lower classes
