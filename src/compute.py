@@ -175,6 +175,11 @@ def _convert(model, name: str):
     return m.quantize_int8() if name == "int8" else m.to(getattr(torch, name))
 
 
+def _frozen(model, name: str):
+    """:func:`_convert`, then traced for generation as :func:`prepare` leaves it (CMT.freeze)."""
+    return _convert(model, name).freeze()
+
+
 def fastest(model, batch: int = 1, candidates=("float32", "bfloat16"), cache: Path | None | bool = None) -> str:
     """The name of the precision among ``candidates`` that runs ``model``'s generation step
     fastest here.  The model is not changed (the others are timed on copies).  ``cache``: a
@@ -190,7 +195,7 @@ def fastest(model, batch: int = 1, candidates=("float32", "bfloat16"), cache: Pa
                 return known[key]
         except (OSError, ValueError, AttributeError):
             known = {}
-    copies = {name: _convert(model, name) for name in candidates}
+    copies = {name: _frozen(model, name) for name in candidates}
     times = {name: [] for name in candidates}
     for _ in range(3):   # short turns, interleaved, so a change of load hits all alike
         for name, m in copies.items():
@@ -224,7 +229,8 @@ def inference_dtype(name: str, model, batch: int = 1) -> torch.dtype:
 
 def prepare(model, name: str, batch: int = 1) -> str:
     """Put ``model`` in the precision ``--dtype`` names (auto, float32, bfloat16, or int8: int8
-    weights on the CPU, see CMT.quantize_int8); returns the one used."""
+    weights on the CPU, see CMT.quantize_int8) and trace its generation step (CMT.freeze: the
+    model is for generation only from then on); returns the precision used."""
     if name not in PRECISIONS:
         raise cli.UserError("--dtype: choose auto, float32, bfloat16 or int8")
     on_cpu = next(model.parameters()).device.type == "cpu"
@@ -236,4 +242,5 @@ def prepare(model, name: str, batch: int = 1) -> str:
         model.float().quantize_int8()
     else:
         model.to(getattr(torch, name))
+    model.freeze()
     return name

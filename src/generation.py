@@ -370,26 +370,51 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
     def draw(logits, name, allowed):   # one field for every song, with the run's sampling settings
         return sample(logits, name, rngs, allowed, controls.sampling)
 
+    def skip():   # a field no song uses this step: each song's stream moves on as if it drew
+        for g in rngs:
+            g.random()
+
     for _ in range(budget):
         if all(s.done for s in songs):
             break
         allow_type = np.stack([type_mask(s, n_class[D.COL_TYPE], controls) for s in songs])
         types = draw(model.predict_type(h), "type", allow_type)
         heads = model.predict_fields(h, torch.as_tensor(types, dtype=torch.long, device=device))
-        allow_bb = np.stack([barbeat_mask(s, n_class[D.COL_BARBEAT], controls, allowed_instr) for s in songs])
-        bb = draw(heads["barbeat"], "barbeat", allow_bb)
-        dens = draw(heads["density"], "density", allow_dens)
-        allow_pitch = np.stack([note_masks(s, n_class[D.COL_PITCH]) for s in songs])
-        pitch = draw(heads["pitch"], "pitch", allow_pitch)
-        dur = draw(heads["duration"], "duration", allow_dur)
-        instr = draw(heads["instr"], "instr",
-                     np.stack([instrument_mask(s, int(bb[b]), allow_instr[b]) for b, s in enumerate(songs)]))
-        strength = draw(heads["strength"], "strength", allow_str)
+        # Every field is drawn for every song, in a fixed order, so that each song's stream (and
+        # so the song) does not depend on the others; the fields of a type no song takes this
+        # step (a Note's bar-beat, density, instrument and strength; a metrical token's pitch,
+        # duration and velocity) are not computed, only their draws taken: the same songs, faster.
+        live = np.array([not s.done for s in songs])
+        notes = bool((live & (types == D.TYPE_NOTE)).any())
+        metric = bool((live & (types != D.TYPE_NOTE) & (types != D.TYPE_EOS)).any())
+        bb = dens = pitch = dur = instr = strength = tempo = chord = vel = None
+        if metric:
+            bb = draw(heads["barbeat"], "barbeat",
+                      np.stack([barbeat_mask(s, n_class[D.COL_BARBEAT], controls, allowed_instr) for s in songs]))
+            dens = draw(heads["density"], "density", allow_dens)
+        else:
+            skip(), skip()
+        if notes:
+            pitch = draw(heads["pitch"], "pitch", np.stack([note_masks(s, n_class[D.COL_PITCH]) for s in songs]))
+            dur = draw(heads["duration"], "duration", allow_dur)
+        else:
+            skip(), skip()
+        if metric:
+            instr = draw(heads["instr"], "instr",
+                         np.stack([instrument_mask(s, int(bb[b]), allow_instr[b]) for b, s in enumerate(songs)]))
+            strength = draw(heads["strength"], "strength", allow_str)
+        else:
+            skip(), skip()
         if bmt:
-            tempo = draw(heads["tempo"], "tempo", allow_tempo) if tempo_cls is None \
-                else np.full(num_songs, tempo_cls)
-            chord = draw(heads["chord"], "chord", allow_chord)
-            vel = draw(heads["velocity"], "velocity", allow_vel)
+            if metric:
+                tempo = draw(heads["tempo"], "tempo", allow_tempo) if tempo_cls is None \
+                    else np.full(num_songs, tempo_cls)
+                chord = draw(heads["chord"], "chord", allow_chord)
+            else:
+                if tempo_cls is None:
+                    skip()
+                skip()
+            vel = draw(heads["velocity"], "velocity", allow_vel) if notes else skip()
 
         next_tokens = []
         for b, s in enumerate(songs):

@@ -101,6 +101,20 @@ def test_on_step_reports_the_share_of_bars_composed(tiny):
     assert all(np.array_equal(a.tokens, b.tokens) for a, b in zip(songs, again))
 
 
+def test_a_song_does_not_depend_on_its_batch(tiny):
+    """The fields a step does not use (a Note's bar-beat, density, instrument and strength; a
+    metrical token's pitch and duration) are sampled only when some song of the batch uses
+    them, but every song's stream moves on by one draw per field either way.  So song 0 made
+    alone is song 0 of a batch of three, whose other songs make other fields needed at other
+    steps."""
+    batch = generate(tiny, ROWS, init(), num_songs=3, seed=5)
+    alone = generate(tiny, ROWS, init(), num_songs=1, seed=5)[0]
+    assert np.array_equal(alone.tokens, batch[0].tokens)
+    types = [np.asarray(s.tokens)[:, D.COL_TYPE] for s in batch]
+    n = min(map(len, types))
+    assert (types[0][:n] != types[1][:n]).any()     # the batch's needs differed from song 0's own
+
+
 def test_forced_tracks_limited_to_allowed_instruments(tiny):
     songs = generate(tiny, ROWS, init(), num_songs=2, controls=Controls(instruments=(2, 4)), seed=3)
     for song in songs:

@@ -234,6 +234,32 @@ def test_fused_projection_follows_weight_updates(one_thread):
     assert max_diff(_step_logits(m, x, y, init), par) <= 1e-4
 
 
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_frozen_step_is_the_eager_step(one_thread, precision):
+    """CMT.freeze traces the step and the heads: the same logits bit for bit (traced at batch 1,
+    run here at batch 3), and the traces go wherever the model could change."""
+    import copy
+    import pickle
+    eager = small_model().eval()
+    if precision == "int8":
+        eager.quantize_int8()
+    frozen = copy.deepcopy(eager).freeze()
+    assert "_traced" in frozen.__dict__
+    x, y, init = batch(eager.config, B=3, L=30)
+    a, b = _step_logits(frozen, x, y, init), _step_logits(eager, x, y, init)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert set(frozen.state_dict()) == set(eager.state_dict())          # no entries for the traces
+    assert "_traced" not in copy.deepcopy(frozen).__dict__              # copies and pickles drop them
+    assert "_traced" not in pickle.loads(pickle.dumps(frozen)).__dict__
+    frozen.train()                                                      # training mode: eager again
+    assert "_traced" not in frozen.__dict__
+    if precision == "float32":
+        frozen.eval().freeze().to(torch.float64)                        # a new precision: eager again
+        assert "_traced" not in frozen.__dict__
+        frozen.float().freeze().quantize_int8()
+        assert "_traced" not in frozen.__dict__
+
+
 # ---- checkpoints: our format ------------------------------------------------------------
 def test_save_load_ours_identical_logits_and_metadata(tmp_path):
     m = small_model(seed=3)
