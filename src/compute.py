@@ -141,7 +141,7 @@ def dtype_key(model, batch: int, device: torch.device) -> str:
     # not the thread count: it follows the load, and the choice (hence the songs) must not
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{processor_name()} x{usable_cores()}"
     return (f"{c.preset} L{c.n_layer} d{c.d_model} ff{c.d_ff} h{c.n_head} v{sum(c.n_class[:8])} b{batch} | "
-            f"{where} | torch {torch.__version__}")
+            f"{where} | torch {torch.__version__} | traced step")   # (choices of the eager step are stale)
 
 
 def time_steps(model, batch: int = 1, steps: int = 8, rounds: int = 3) -> float:
