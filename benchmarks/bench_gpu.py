@@ -5,7 +5,8 @@
 1. trains the published-size model on the corpus twice, in float32 and with ``--amp 1``
    (bfloat16 autocast), ``--steps`` optimizer steps each (``--epochs`` epochs of
    ``--steps / --epochs`` steps), and reads tokens/s and the loss curve from each run's log;
-2. times generation (one step with every head) at batch 1 and 8, float32 and bfloat16;
+2. times generation (one step with every head) at batch 1 and 8, float32 and bfloat16, eager
+   and traced (CMT.freeze, what generation runs);
 3. times the whole job on the 60 s video (benchmarks/bench_pipeline.py, published size).
 
 Prints the figures with the device's name and writes benchmarks/results/gpu.json.
@@ -63,8 +64,12 @@ def generation(args) -> dict:
     out = {}
     for name in ("float32", "bfloat16"):
         m = base if name == "float32" else CMT(cfg).eval().to(device).to(torch.bfloat16)
-        for B in (1, 8):
-            out[f"{name} batch {B}"] = 1e3 * compute.time_steps(m, B, steps=20, rounds=5) / B
+        for traced in (False, True):   # the eager step, then the traced one generation runs (CMT.freeze)
+            if traced:
+                m.freeze()
+            for B in (1, 8):
+                out[f"{name}{' traced' if traced else ''} batch {B}"] = \
+                    1e3 * compute.time_steps(m, B, steps=20, rounds=5) / B
     return out
 
 
