@@ -218,7 +218,7 @@ def main() -> None:
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = load_checkpoint(args.ckpt)
+    model = load_checkpoint(args.ckpt).freeze()   # the traced step: the eager one's songs, faster
     from video2npz import analyse_video
     metas = {}
     for name, path in make_videos(Path(args.videos_dir)).items():

@@ -164,7 +164,7 @@ def main() -> None:
         import compute
         from model import load_checkpoint
         compute.thread_policy(0)
-        response = calibration.density_response(load_checkpoint(src), songs=args.response_songs)
+        response = calibration.density_response(load_checkpoint(src).freeze(), songs=args.response_songs)
     elif args.response_songs:
         print(f"{src}: its data statistics have no notes per bar (older checkpoint): bar density fitted by "
               "onset positions; pass --data TRAINING.npz to fit by notes")

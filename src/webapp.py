@@ -47,12 +47,6 @@ def check_port(host: str, port: int) -> None:
                                 "pass another --port") from None
 
 
-def load_model(ckpt: Path):
-    """The model the app composes with (the one place the web app loads it)."""
-    from model import load_checkpoint
-    return load_checkpoint(ckpt)
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
