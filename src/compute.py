@@ -55,20 +55,22 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-SAMPLE_S = 0.25     # how long busy_cores watches the CPUs
+SAMPLE_S = 0.25       # how long busy_cores watches the CPUs, at least
+LOOK_BACK_S = 2.0     # how far back busy_cores may start, from a reading taken earlier
 
 
-def busy_share(before: str, after: str) -> float | None:
+def busy_share(before: str, after: str, own_ticks: float = 0.0) -> float | None:
     """The share of CPU time spent busy between two readings of /proc/stat's aggregate ``cpu``
     line (user nice system idle iowait irq softirq steal ...; idle and iowait are not busy;
-    guest time is already inside user).  None when the readings show no time passing."""
+    guest time is already inside user), less ``own_ticks`` (this process's own CPU time in the
+    same clock ticks: the work of others only).  None when the readings show no time passing."""
     a = [int(v) for v in before.split()[1:9]]
     b = [int(v) for v in after.split()[1:9]]
     d = [y - x for x, y in zip(a, b)]
     total = sum(d)
     if total <= 0:
         return None
-    return (total - d[3] - d[4]) / total
+    return max(0.0, total - d[3] - d[4] - own_ticks) / total
 
 
 def _cpu_lines() -> tuple[str, int]:
@@ -76,19 +78,44 @@ def _cpu_lines() -> tuple[str, int]:
     return lines[0], sum(1 for ln in lines if ln.startswith("cpu") and ln[3:4].isdigit())
 
 
-def busy_cores(sample_s: float = SAMPLE_S) -> float:
-    """How many cores other work keeps busy now: the CPUs' busy share over ``sample_s`` seconds
-    (/proc/stat) times their number, and at least the tasks runnable at this instant less this
-    process (/proc/loadavg).  Not the 1-minute load average, which lags: a job that has just
-    finished still counts there (measured: a benchmark started right after another one got one
-    thread on an idle 2-core machine, and generated 18 % slower).  Where /proc is missing, the
-    load average is all there is."""
+def cpu_reading():
+    """(/proc/stat's cpu line, number of CPUs, monotonic seconds, this process's CPU seconds),
+    or None where /proc is missing: one end of the window :func:`busy_cores` measures."""
     try:
-        first, n_cpu = _cpu_lines()
-        time.sleep(sample_s)
-        share = busy_share(first, _cpu_lines()[0])
+        line, n_cpu = _cpu_lines()
     except (OSError, ValueError, IndexError):
-        share, n_cpu = None, 0
+        return None
+    return line, n_cpu, time.monotonic(), time.process_time()
+
+
+#: Taken when this module is imported: the thread policy looks back to it, so that the CPUs are
+#: watched while the program imports and checks its inputs instead of in a pause of its own.
+IMPORTED = cpu_reading()
+
+
+def busy_cores(sample_s: float = SAMPLE_S, since=None) -> float:
+    """How many cores other work keeps busy now: the CPUs' busy share over at least
+    ``sample_s`` seconds (/proc/stat) times their number, less this process's own CPU time, and
+    at least the tasks runnable at this instant less this process (/proc/loadavg).  ``since``:
+    an earlier :func:`cpu_reading` to start from when it is at most ``LOOK_BACK_S`` old (only
+    the rest of ``sample_s`` is then waited).  Not the 1-minute load average, which lags: a job
+    that has just finished still counts there (measured: a benchmark started right after
+    another one got one thread on an idle 2-core machine, and generated 18 % slower).  Where
+    /proc is missing, the load average is all there is."""
+    start = since if since is not None and 0 <= time.monotonic() - since[2] <= LOOK_BACK_S else cpu_reading()
+    share = n_cpu = None
+    if start is not None:
+        wait = sample_s - (time.monotonic() - start[2])
+        if wait > 0:
+            time.sleep(wait)
+        end = cpu_reading()
+        if end is not None:
+            try:
+                tick = os.sysconf("SC_CLK_TCK")
+            except (AttributeError, ValueError, OSError):
+                tick = 100
+            own = (end[3] - start[3]) * tick
+            share, n_cpu = busy_share(start[0], end[0], own), end[1]
     try:
         running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1
     except (OSError, ValueError, IndexError):
@@ -115,7 +142,7 @@ def thread_policy(requested: int = 0, share: int = 1) -> int:
     elif os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"):
         return torch.get_num_threads()
     else:
-        n = max(1, policy_threads(usable_cores(), busy_cores()) // max(1, share))
+        n = max(1, policy_threads(usable_cores(), busy_cores(since=IMPORTED)) // max(1, share))
     torch.set_num_threads(n)
     return n
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import cli
+import compute   # (first: its CPU reading starts the thread policy's window, see compute.IMPORTED)
 import dictionary_mix as D
 import generation
 import rendering
@@ -214,7 +215,6 @@ def load_model(ckpt, device: str = "auto", dtype: str = "auto", threads: int = 0
     (``--dtype``: auto times the candidates on this model, see compute.py), with the thread policy
     applied first: the one loading step of the CLI and the web app (the same weights in the same
     precision, the same songs)."""
-    import compute
     from model import load_checkpoint
     compute.thread_policy(threads)
     model = load_checkpoint(ckpt, device=compute.inference_device(device))

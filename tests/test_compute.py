@@ -24,15 +24,15 @@ def test_thread_policy_honours_a_request_and_the_environment(monkeypatch):
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
         monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
         assert compute.thread_policy(1) == 1 and torch.get_num_threads() == 1
-        monkeypatch.setattr(compute, "busy_cores", lambda: 0.0)
+        monkeypatch.setattr(compute, "busy_cores", lambda **k: 0.0)
         monkeypatch.setattr(compute, "usable_cores", lambda: 2)
         assert compute.thread_policy(0) == 2
         assert compute.thread_policy(0, share=2) == 1      # two training ranks share the cores
-        monkeypatch.setattr(compute, "busy_cores", lambda: 3.0)
+        monkeypatch.setattr(compute, "busy_cores", lambda **k: 3.0)
         assert compute.thread_policy(0) == 1
         torch.set_num_threads(1)
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
-        monkeypatch.setattr(compute, "busy_cores", lambda: 0.0)
+        monkeypatch.setattr(compute, "busy_cores", lambda **k: 0.0)
         assert compute.thread_policy(0) == 1               # the user's OMP_NUM_THREADS is kept
     finally:
         torch.set_num_threads(before)
@@ -50,6 +50,9 @@ def test_busy_share_from_two_proc_stat_readings_by_hand():
     after = "cpu  1030 0 510 9050 105 25 10 0 0 0"
     assert compute.busy_share(before, after) == pytest.approx(0.45)
     assert compute.busy_share(before, before) is None          # no time passed
+    # this process's own 30 ticks are not other work: 15 % busy; never below 0
+    assert compute.busy_share(before, after, own_ticks=30) == pytest.approx(0.15)
+    assert compute.busy_share(before, after, own_ticks=80) == 0.0
     # a spinning process on one of two cores, measured for real: about 1 busy core
     import subprocess
     import sys
@@ -58,6 +61,17 @@ def test_busy_share_from_two_proc_stat_readings_by_hand():
         import time
         time.sleep(0.3)
         assert compute.busy_cores(0.5) >= 0.7
+        # from an earlier reading: only the rest of the window is waited, the spin still counts
+        start = compute.cpu_reading()
+        time.sleep(0.4)
+        waits = []
+        real_sleep = time.sleep
+        time.sleep = lambda s: (waits.append(s), real_sleep(s))
+        try:
+            assert compute.busy_cores(0.5, since=start) >= 0.7
+        finally:
+            time.sleep = real_sleep
+        assert len(waits) <= 1 and sum(waits) <= 0.1
     finally:
         spin.kill()
         spin.wait()
