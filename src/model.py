@@ -123,7 +123,10 @@ class Embeddings(nn.Module):
 
     def __init__(self, n_token: int, dim: int):
         super().__init__()
-        self.lut = nn.Embedding(n_token, dim)
+        weight = torch.empty(n_token, dim)
+        if not weight.is_meta:   # nn.Embedding's own init, N(0, 1); a meta model (shapes only,
+            nn.init.normal_(weight)   # check_config) skips it: on meta it imports torch._dynamo
+        self.lut = nn.Embedding.from_pretrained(weight, freeze=False)
         self.scale = math.sqrt(dim)
 
     def forward(self, x):
@@ -140,7 +143,9 @@ class BeatPositionalEncoding(nn.Module):
 
     def __init__(self, d_model: int):
         super().__init__()
-        div = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))
+        # (computed on the CPU whatever the default device: on a meta device, for check_config,
+        # these ops would import torch._dynamo, 0.8 s; .to() moves the buffer like any other)
+        div = torch.exp(torch.arange(0, d_model, 2, device="cpu").float() * (-math.log(10000.0) / d_model))
         self.register_buffer("div_term", div, persistent=False)
 
     def forward(self, index):
