@@ -429,14 +429,14 @@ class CMT(nn.Module):
         return super().train(mode)
 
     def freeze(self) -> "CMT":
-        """For generation only, from now on: the step (token embedding and the whole stack) and
-        the field heads run as TorchScript traces of the eager code: the same operations and
-        values, without the Python overhead of its ~200 small operations per token (published
-        size, int8, 2 cores: 2.5 -> 1.6 ms per step with the heads; tracing takes 0.5 s).  Call it after the precision is set
-        (compute.prepare does).  A change of precision or device (``.to``), ``train()`` or
-        ``quantize_int8`` drops the traces; weights changed in place are not noticed.  Where
-        tracing fails, or the trace disagrees with the eager code, the eager code runs.
-        Returns self."""
+        """For generation only, from now on: the step (token embedding, the whole stack and the
+        type head) and the field heads run as TorchScript traces of the eager code: the same
+        operations and values, without the Python overhead of its ~200 small operations per
+        token (published size, int8, 2 cores: 2.5 -> 1.7 ms per step with the heads; tracing
+        takes 0.5 s).  Call it after the precision is set (compute.prepare does).  A change of
+        precision or device (``.to``), ``train()`` or ``quantize_int8`` drops the traces;
+        weights changed in place are not noticed.  Where tracing fails, or the trace disagrees
+        with the eager code, the eager code runs.  Returns self."""
         import warnings
         self.eval()
         self._drop_traces()
