@@ -202,9 +202,9 @@ def _convert(model, name: str):
     return m.quantize_int8() if name == "int8" else m.to(getattr(torch, name))
 
 
-def _frozen(model, name: str):
+def _frozen(model, name: str, batch: int):
     """:func:`_convert`, then traced for generation as :func:`prepare` leaves it (CMT.freeze)."""
-    return _convert(model, name).freeze()
+    return _convert(model, name).freeze(batch)
 
 
 def fastest(model, batch: int = 1, candidates=("float32", "bfloat16"), cache: Path | None | bool = None) -> str:
@@ -222,7 +222,7 @@ def fastest(model, batch: int = 1, candidates=("float32", "bfloat16"), cache: Pa
                 return known[key]
         except (OSError, ValueError, AttributeError):
             known = {}
-    copies = {name: _frozen(model, name) for name in candidates}
+    copies = {name: _frozen(model, name, batch) for name in candidates}
     times = {name: [] for name in candidates}
     for _ in range(3):   # short turns, interleaved, so a change of load hits all alike
         for name, m in copies.items():
@@ -269,5 +269,5 @@ def prepare(model, name: str, batch: int = 1) -> str:
         model.float().quantize_int8()
     else:
         model.to(getattr(torch, name))
-    model.freeze()
+    model.freeze(batch)
     return name

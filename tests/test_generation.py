@@ -115,6 +115,16 @@ def test_a_song_does_not_depend_on_its_batch(tiny):
     assert (types[0][:n] != types[1][:n]).any()     # the batch's needs differed from song 0's own
 
 
+def test_int8_songs_do_not_depend_on_their_batch(tiny):
+    """int8 weights quantize each layer's input on the fly with one scale: the generation step
+    does it per song, so song 0 alone is song 0 of a batch, eager and traced."""
+    import copy
+    for model in (copy.deepcopy(tiny).quantize_int8(), copy.deepcopy(tiny).quantize_int8().freeze()):
+        batch = generate(model, ROWS, init(), num_songs=3, seed=5)
+        alone = generate(model, ROWS, init(), num_songs=1, seed=5)[0]
+        assert np.array_equal(alone.tokens, batch[0].tokens)
+
+
 def test_forced_tracks_limited_to_allowed_instruments(tiny):
     songs = generate(tiny, ROWS, init(), num_songs=2, controls=Controls(instruments=(2, 4)), seed=3)
     for song in songs:

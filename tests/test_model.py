@@ -248,6 +248,7 @@ def test_frozen_step_is_the_eager_step(one_thread, precision):
     x, y, init = batch(eager.config, B=3, L=30)
     a, b = _step_logits(frozen, x, y, init), _step_logits(eager, x, y, init)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert frozen.__dict__["_traced"][3] is not None                    # a trace for this batch size
     assert set(frozen.state_dict()) == set(eager.state_dict())          # no entries for the traces
     assert "_traced" not in copy.deepcopy(frozen).__dict__              # copies and pickles drop them
     assert "_traced" not in pickle.loads(pickle.dumps(frozen)).__dict__
