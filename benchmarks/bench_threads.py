@@ -3,8 +3,9 @@
 Starts two processes together, each generating ``--steps`` tokens at batch 1 with the
 published-size model (random weights, float32), first with torch's default (one thread per
 core in each process, as before the policy), then with ``compute.thread_policy`` (the cores not
-busy when the process starts).  Prints the machine's load before each pair, each process's
-threads and ms per step (median and whole run), and writes benchmarks/results/threads.json.
+busy when the process starts), re-checked every step as generation does (``recheck_threads``).
+Prints the machine's load before each pair, each process's threads (at the start -> at the
+end) and ms per step (median and whole run), and writes benchmarks/results/threads.json.
 """
 from __future__ import annotations
 
@@ -38,9 +39,12 @@ def worker(policy: str, steps: int) -> None:
             t = time.perf_counter()
             h, state = m.step(tok, state)
             m.predict_fields(h, m.predict_type(h).argmax(-1))
+            if policy == "policy":
+                compute.recheck_threads()   # as generation does every step (pipeline.run_one)
             times.append(time.perf_counter() - t)
         total = time.perf_counter() - t_all
-    print(json.dumps({"threads": n, "ms_median": 1e3 * sorted(times)[len(times) // 2],
+    print(json.dumps({"threads": n, "threads_end": torch.get_num_threads(),
+                      "ms_median": 1e3 * sorted(times)[len(times) // 2],
                       "ms_mean": 1e3 * total / steps, "s_total": total}))
 
 
@@ -68,7 +72,8 @@ def main():
     for r in res:
         ps = r["processes"]
         load = " / ".join(map(str, r["load_before"]))
-        threads = ", ".join(str(p["threads"]) for p in ps)
+        threads = ", ".join(str(p["threads"]) + (f" -> {p['threads_end']}" if p.get("threads_end", p["threads"])
+                                                 != p["threads"] else "") for p in ps)
         med = ", ".join(f"{p['ms_median']:.1f}" for p in ps)
         mean = ", ".join(f"{p['ms_mean']:.1f}" for p in ps)
         print(f"| {r['policy']} | {load} | {threads} | {med} | {mean} |")

@@ -110,11 +110,7 @@ def busy_cores(sample_s: float = SAMPLE_S, since=None) -> float:
             time.sleep(wait)
         end = cpu_reading()
         if end is not None:
-            try:
-                tick = os.sysconf("SC_CLK_TCK")
-            except (AttributeError, ValueError, OSError):
-                tick = 100
-            own = (end[3] - start[3]) * tick
+            own = (end[3] - start[3]) * _clock_ticks()
             share, n_cpu = busy_share(start[0], end[0], own), end[1]
     try:
         running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1
@@ -136,15 +132,53 @@ def policy_threads(cores: int, busy: float) -> int:
 def thread_policy(requested: int = 0, share: int = 1) -> int:
     """Set torch's intra-op threads and return the number.  ``requested`` > 0 is taken as
     given; 0 means the policy, split between ``share`` processes of one job (training ranks),
-    unless OMP_NUM_THREADS / MKL_NUM_THREADS already say (the user's choice, kept)."""
+    unless OMP_NUM_THREADS / MKL_NUM_THREADS already say (the user's choice, kept).  Where the
+    policy chose, :func:`recheck_threads` may change the number later (generation calls it)."""
+    _POLICY.update(active=False)
     if requested and requested > 0:
         n = int(requested)
     elif os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"):
         return torch.get_num_threads()
     else:
         n = max(1, policy_threads(usable_cores(), busy_cores(since=IMPORTED)) // max(1, share))
+        _POLICY.update(active=True, share=max(1, share), last=cpu_reading())
     torch.set_num_threads(n)
     return n
+
+
+RECHECK_S = 1.0   # how often, at most, a long generation looks at the other work again
+_POLICY = {"active": False, "share": 1, "last": None}
+
+
+def recheck_threads() -> int | None:
+    """The thread policy again, during a long job (generation calls it every step; it looks at
+    most every ``RECHECK_S``): the cores other work kept busy since the last look, from
+    /proc/stat less this process's own CPU time, and the threads set to the cores left.  A
+    policy decided once at start cannot see work that starts or ends later: two generations
+    started together had 1 + 2 threads on 2 cores (the first to look saw the other still
+    importing), and a job that started beside a finishing one kept 1 thread on a free machine.
+    Returns the threads when it looked, None otherwise (or where the user set them)."""
+    last = _POLICY["last"]
+    if not _POLICY["active"] or last is None or time.monotonic() - last[2] < RECHECK_S:
+        return None
+    now = cpu_reading()
+    _POLICY["last"] = now
+    if now is None:
+        return None
+    share = busy_share(last[0], now[0], (now[3] - last[3]) * _clock_ticks())
+    if share is None:
+        return None
+    n = max(1, policy_threads(usable_cores(), share * now[1]) // _POLICY["share"])
+    if n != torch.get_num_threads():
+        torch.set_num_threads(n)
+    return n
+
+
+def _clock_ticks() -> int:
+    try:
+        return os.sysconf("SC_CLK_TCK")
+    except (AttributeError, ValueError, OSError):
+        return 100
 
 
 # ----------------------------------------------------------------------------- dtype

@@ -313,8 +313,12 @@ def run_one(path: Path, model, opts: Options, log, warned: set, *, mapping, cont
         f"({mapping.name} thresholds)")
     bar = cli.progress(desc=f"{name}: composing {opts.num_songs} song(s)", unit="token")
     controls.tempo = tempo        # bmt models compose for the tempo the MIDI is played at
+    def each_step(fraction, tokens):   # the thread policy follows the other work on the cores
+        compute.recheck_threads()
+        if on_step is not None:
+            on_step(fraction, tokens)
     songs = generation.generate(model, rows, init, opts.num_songs, controls=controls,
-                                seed=opts.seed, progress=bar, on_step=on_step)
+                                seed=opts.seed, progress=bar, on_step=each_step)
     bar.close()
     for k, song in enumerate(songs):
         base = out_dir / f"{name}_{k}"

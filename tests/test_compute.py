@@ -77,6 +77,39 @@ def test_busy_share_from_two_proc_stat_readings_by_hand():
         spin.wait()
 
 
+def test_recheck_follows_work_that_starts_later(monkeypatch):
+    """The policy chose 2 threads on a free machine; a process that starts spinning afterwards
+    takes a core, and the next look (at most every RECHECK_S) leaves one thread.  A number the
+    user gave is never changed."""
+    import subprocess
+    import sys
+    import time
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setattr(compute, "usable_cores", lambda: 2)
+    monkeypatch.setattr(compute, "busy_cores", lambda **k: 0.0)
+    monkeypatch.setattr(compute, "RECHECK_S", 0.4)
+    spin = None
+    try:
+        assert compute.thread_policy(0) == 2
+        assert compute.recheck_threads() is None                  # too soon: no look
+        spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(0.3)
+        compute._POLICY["last"] = compute.cpu_reading()          # the window starts with the spin running
+        time.sleep(0.6)
+        assert compute.recheck_threads() == 1 and torch.get_num_threads() == 1
+        compute.thread_policy(2)                                  # the user's number: kept
+        time.sleep(0.5)
+        assert compute.recheck_threads() is None and torch.get_num_threads() == 2
+    finally:
+        if spin is not None:
+            spin.kill()
+            spin.wait()
+        compute._POLICY.update(active=False)
+        torch.set_num_threads(before)
+
+
 def test_inference_device_without_a_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert compute.inference_device("auto").type == "cpu"
