@@ -163,7 +163,7 @@ def recheck_threads() -> int | None:
         return None
     now = cpu_reading()
     _POLICY["last"] = now
-    if now is None:
+    if now is None or now[2] - last[2] > LOOK_BACK_S:   # (a long-idle server: start a new window)
         return None
     share = busy_share(last[0], now[0], (now[3] - last[3]) * _clock_ticks())
     if share is None:
