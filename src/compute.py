@@ -156,7 +156,8 @@ def recheck_threads() -> int | None:
     /proc/stat less this process's own CPU time, and the threads set to the cores left.  A
     policy decided once at start cannot see work that starts or ends later: two generations
     started together had 1 + 2 threads on 2 cores (the first to look saw the other still
-    importing), and a job that started beside a finishing one kept 1 thread on a free machine.
+    importing), and a job that starts beside a finishing one would keep 1 thread on a free
+    machine.
     Returns the threads when it looked, None otherwise (or where the user set them)."""
     last = _POLICY["last"]
     if not _POLICY["active"] or last is None or time.monotonic() - last[2] < RECHECK_S:
