@@ -370,9 +370,14 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
     def draw(logits, name, allowed):   # one field for every song, with the run's sampling settings
         return sample(logits, name, rngs, allowed, controls.sampling)
 
-    def skip():   # a field no song uses this step: each song's stream moves on as if it drew
-        for g in rngs:
-            g.random()
+    def field(needed, name, allowed):
+        """This step's field ``name`` for every song (logits from ``heads``; ``allowed``: the mask,
+        or a function making it); where no song uses it, only the draws (each stream moves on)."""
+        if not needed:
+            for g in rngs:
+                g.random()
+            return None
+        return draw(heads[name], name, allowed() if callable(allowed) else allowed)
 
     for _ in range(budget):
         if all(s.done for s in songs):
@@ -387,34 +392,19 @@ def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1
         live = np.array([not s.done for s in songs])
         notes = bool((live & (types == D.TYPE_NOTE)).any())
         metric = bool((live & (types != D.TYPE_NOTE) & (types != D.TYPE_EOS)).any())
-        bb = dens = pitch = dur = instr = strength = tempo = chord = vel = None
-        if metric:
-            bb = draw(heads["barbeat"], "barbeat",
-                      np.stack([barbeat_mask(s, n_class[D.COL_BARBEAT], controls, allowed_instr) for s in songs]))
-            dens = draw(heads["density"], "density", allow_dens)
-        else:
-            skip(), skip()
-        if notes:
-            pitch = draw(heads["pitch"], "pitch", np.stack([note_masks(s, n_class[D.COL_PITCH]) for s in songs]))
-            dur = draw(heads["duration"], "duration", allow_dur)
-        else:
-            skip(), skip()
-        if metric:
-            instr = draw(heads["instr"], "instr",
-                         np.stack([instrument_mask(s, int(bb[b]), allow_instr[b]) for b, s in enumerate(songs)]))
-            strength = draw(heads["strength"], "strength", allow_str)
-        else:
-            skip(), skip()
+
+        bb = field(metric, "barbeat",
+                   lambda: np.stack([barbeat_mask(s, n_class[D.COL_BARBEAT], controls, allowed_instr) for s in songs]))
+        dens = field(metric, "density", allow_dens)
+        pitch = field(notes, "pitch", lambda: np.stack([note_masks(s, n_class[D.COL_PITCH]) for s in songs]))
+        dur = field(notes, "duration", allow_dur)
+        instr = field(metric, "instr",
+                      lambda: np.stack([instrument_mask(s, int(bb[b]), allow_instr[b]) for b, s in enumerate(songs)]))
+        strength = field(metric, "strength", allow_str)
         if bmt:
-            if metric:
-                tempo = draw(heads["tempo"], "tempo", allow_tempo) if tempo_cls is None \
-                    else np.full(num_songs, tempo_cls)
-                chord = draw(heads["chord"], "chord", allow_chord)
-            else:
-                if tempo_cls is None:
-                    skip()
-                skip()
-            vel = draw(heads["velocity"], "velocity", allow_vel) if notes else skip()
+            tempo = field(metric, "tempo", allow_tempo) if tempo_cls is None else np.full(num_songs, tempo_cls)
+            chord = field(metric, "chord", allow_chord)
+            vel = field(notes, "velocity", allow_vel)
 
         next_tokens = []
         for b, s in enumerate(songs):
