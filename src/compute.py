@@ -134,20 +134,20 @@ def thread_policy(requested: int = 0, share: int = 1) -> int:
     given; 0 means the policy, split between ``share`` processes of one job (training ranks),
     unless OMP_NUM_THREADS / MKL_NUM_THREADS already say (the user's choice, kept).  Where the
     policy chose, :func:`recheck_threads` may change the number later (generation calls it)."""
-    _POLICY.update(active=False)
+    _POLICY.update(last=None)
     if requested and requested > 0:
         n = int(requested)
     elif os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"):
         return torch.get_num_threads()
     else:
         n = max(1, policy_threads(usable_cores(), busy_cores(since=IMPORTED)) // max(1, share))
-        _POLICY.update(active=True, share=max(1, share), last=cpu_reading())
+        _POLICY.update(share=max(1, share), last=cpu_reading())
     torch.set_num_threads(n)
     return n
 
 
 RECHECK_S = 1.0   # how often, at most, a long generation looks at the other work again
-_POLICY = {"active": False, "share": 1, "last": None}
+_POLICY = {"share": 1, "last": None}   # last: the policy's last look (None: the user chose the threads)
 
 
 def recheck_threads() -> int | None:
@@ -160,7 +160,7 @@ def recheck_threads() -> int | None:
     machine.
     Returns the threads when it looked, None otherwise (or where the user set them)."""
     last = _POLICY["last"]
-    if not _POLICY["active"] or last is None or time.monotonic() - last[2] < RECHECK_S:
+    if last is None or time.monotonic() - last[2] < RECHECK_S:
         return None
     now = cpu_reading()
     _POLICY["last"] = now

@@ -1,5 +1,9 @@
 """Inference device, dtype and thread choices (compute.py), checked without a GPU."""
+import contextlib
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -7,6 +11,18 @@ import torch
 import cli
 import compute
 from model import CMT, ModelConfig
+
+
+@contextlib.contextmanager
+def spinning():
+    """Another process keeping one core busy, for as long as the block runs (from 0.3 s in)."""
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        yield
+    finally:
+        spin.kill()
+        spin.wait()
 
 
 def test_thread_policy_takes_only_idle_cores():
@@ -54,12 +70,7 @@ def test_busy_share_from_two_proc_stat_readings_by_hand():
     assert compute.busy_share(before, after, own_ticks=30) == pytest.approx(0.15)
     assert compute.busy_share(before, after, own_ticks=80) == 0.0
     # a spinning process on one of two cores, measured for real: about 1 busy core
-    import subprocess
-    import sys
-    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        import time
-        time.sleep(0.3)
+    with spinning():
         assert compute.busy_cores(0.5) >= 0.7
         # from an earlier reading: only the rest of the window is waited, the spin still counts
         start = compute.cpu_reading()
@@ -72,41 +83,30 @@ def test_busy_share_from_two_proc_stat_readings_by_hand():
         finally:
             time.sleep = real_sleep
         assert len(waits) <= 1 and sum(waits) <= 0.1
-    finally:
-        spin.kill()
-        spin.wait()
 
 
 def test_recheck_follows_work_that_starts_later(monkeypatch):
     """The policy chose 2 threads on a free machine; a process that starts spinning afterwards
     takes a core, and the next look (at most every RECHECK_S) leaves one thread.  A number the
     user gave is never changed."""
-    import subprocess
-    import sys
-    import time
     before = torch.get_num_threads()
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     monkeypatch.setattr(compute, "usable_cores", lambda: 2)
     monkeypatch.setattr(compute, "busy_cores", lambda **k: 0.0)
     monkeypatch.setattr(compute, "RECHECK_S", 0.4)
-    spin = None
     try:
         assert compute.thread_policy(0) == 2
         assert compute.recheck_threads() is None                  # too soon: no look
-        spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        time.sleep(0.3)
-        compute._POLICY["last"] = compute.cpu_reading()          # the window starts with the spin running
-        time.sleep(0.6)
-        assert compute.recheck_threads() == 1 and torch.get_num_threads() == 1
-        compute.thread_policy(2)                                  # the user's number: kept
-        time.sleep(0.5)
-        assert compute.recheck_threads() is None and torch.get_num_threads() == 2
+        with spinning():
+            compute._POLICY["last"] = compute.cpu_reading()      # the window starts with the spin running
+            time.sleep(0.6)
+            assert compute.recheck_threads() == 1 and torch.get_num_threads() == 1
+            compute.thread_policy(2)                              # the user's number: kept
+            time.sleep(0.5)
+            assert compute.recheck_threads() is None and torch.get_num_threads() == 2
     finally:
-        if spin is not None:
-            spin.kill()
-            spin.wait()
-        compute._POLICY.update(active=False)
+        compute._POLICY.update(last=None)
         torch.set_num_threads(before)
 
 
