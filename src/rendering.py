@@ -8,8 +8,8 @@ it: the music is turned down by ``music_gain_db`` and ducked (ffmpeg's ``sidecha
 keyed by the original sound) while the original is loud.  The final mix is normalised to
 ``loudness`` LUFS (EBU R128) in two passes: ffmpeg's ``ebur128`` measures the mix's integrated
 loudness and true peak, then one linear gain brings it to the target, lowered where the true
-peak would pass ``TRUE_PEAK``.  Missing programs raise :class:`MissingProgram`, whose message names the program and
-how to install it, so callers can keep the MIDI and carry on.
+peak would pass ``TRUE_PEAK``.  Missing programs raise :class:`MissingProgram`, whose message
+names the program and how to install it, so callers can keep the MIDI and carry on.
 """
 from __future__ import annotations
 
