@@ -118,7 +118,6 @@ def rating_body(data) -> dict:
     return data
 
 
-
 def csv_table(columns, rows) -> str:
     """CSV text (newline-terminated rows) of a header and rows: the ratings' and comparisons' exports."""
     buf = io.StringIO()
@@ -126,6 +125,7 @@ def csv_table(columns, rows) -> str:
     w.writerow(columns)
     w.writerows(rows)
     return buf.getvalue()
+
 
 class RatingStore(SqliteStore):
     SCHEMA = SCHEMA

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-
 import cli
 import controls
 import dictionary_mix as D
