@@ -12,6 +12,12 @@ os.environ.setdefault("CMT_NO_PROGRESS", "1")
 import pytest  # noqa: E402
 
 
+def tiny_config(**over) -> dict:
+    """The size of the tests' small random models (a fresh dict: its lists are the caller's)."""
+    return dict(d_model=32, n_head=2, d_ff=64, emb_sizes=[8, 4, 8, 16, 8, 4, 8], time_emb_size=8,
+                init_emb_size=8, **over)
+
+
 def save_tiny_checkpoint(path, instruments=(1, 2, 3, 4, 5), vocab=None, **config):
     """A one-layer model with random weights, saved in our format (for pipeline tests).
     ``preset="bmt"`` makes a bmt model (its full vocabulary, an emotion init field)."""
@@ -20,8 +26,7 @@ def save_tiny_checkpoint(path, instruments=(1, 2, 3, 4, 5), vocab=None, **config
     import dictionary_mix as D
     from model import CMT, ModelConfig, save_checkpoint
     torch.manual_seed(0)
-    cfg = dict(n_layer=1, d_model=32, n_head=2, d_ff=64, emb_sizes=[8, 4, 8, 16, 8, 4, 8],
-               time_emb_size=8, init_emb_size=8, init_n_class=[7, 25, 6])
+    cfg = tiny_config(n_layer=1, init_n_class=[7, 25, 6])
     if config.get("preset") == "bmt":
         P = D.preset("bmt")
         cfg.update(n_class=list(P.n_class), init_n_class=[7, 25, 6, 5], emb_sizes=P.emb_sizes(cfg["emb_sizes"]))
@@ -43,6 +48,5 @@ def tiny():
 
     from model import CMT, ModelConfig
     torch.manual_seed(0)
-    cfg = ModelConfig(n_layer=2, d_model=32, n_head=2, d_ff=64, emb_sizes=[8, 4, 8, 16, 8, 4, 8],
-                      time_emb_size=8, init_emb_size=8, dropout=0.0)
+    cfg = ModelConfig(**tiny_config(n_layer=2, dropout=0.0))
     return CMT(cfg).eval()
