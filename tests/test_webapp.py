@@ -562,6 +562,15 @@ def _job_ids(driver):
     return driver.execute_script("return [...document.querySelectorAll('article.job')].map(c => c.dataset.id);")
 
 
+def _submitted_job(driver):
+    """The id of the job this page just submitted, once its card is drawn (the card list is redrawn a moment
+    after the submission's message, so the first card may still be an older job's)."""
+    job_id = driver.execute_script("return sessionStorage.getItem('cmt-followed');")
+    assert job_id, "the page follows no job"
+    _wait(driver, lambda d: _job_status(d, job_id) is not None, what="the submitted job's card")
+    return job_id
+
+
 def _job_status(driver, job_id=None):
     """The status of the job's card (or of the first card); None while there is none."""
     sel = f'article.job[data-id="{job_id}"]' if job_id else "article.job"
@@ -599,8 +608,8 @@ def test_browser_soundtrack_job_plays_with_audio_and_downloads(server, browser, 
     _wait(browser, lambda d: "queue" in msg.text or "running" in msg.text or "error" in (msg.get_attribute("class") or ""),
           what="upload")
     assert "in the queue" in msg.text or "running" in msg.text, msg.text
-    _wait(browser, lambda d: len(_job_ids(d)) == 1, what="the job card")
-    job_id = _job_ids(browser)[0]
+    job_id = _submitted_job(browser)
+    assert _job_ids(browser) == [job_id]
     browser.refresh()                                            # the job survives a reload
     _wait(browser, lambda d: _job_status(d, job_id) is not None, what="the job after a reload")
     _wait(browser, lambda d: _job_status(d, job_id) in ("done", "failed"), timeout=150, what="the job to finish")
@@ -794,8 +803,9 @@ def test_browser_jobs_survive_a_server_restart(server, browser, video):
 
     msg = _submit_video(browser, server.url, video, tempo=100, instruments_off=(1, 3), songs=3)
     _wait(browser, lambda d: "in the queue" in msg.text or "running" in msg.text, what="upload")
-    _wait(browser, lambda d: len(_job_ids(d)) == 2, what="the new job's card")
-    job_id = _job_ids(browser)[0]                                   # newest first
+    job_id = _submitted_job(browser)
+    _wait(browser, lambda d: len(_job_ids(d)) == 2, what="both jobs' cards")
+    assert _job_ids(browser)[0] == job_id                          # newest first
     _wait(browser, lambda d: _job_status(d, job_id) == "running", what="the job to start")
     stage = browser.execute_script(f"return document.querySelector('article.job[data-id=\"{job_id}\"] .stage')"
                                    ".textContent")
@@ -828,7 +838,7 @@ def test_browser_cancel_regenerate_delete_and_progress(server, browser, video):
 
     msg = _submit_video(browser, server.url, video, songs=3)
     _wait(browser, lambda d: "in the queue" in msg.text or "running" in msg.text, what="upload")
-    job_id = _job_ids(browser)[0]
+    job_id = _submitted_job(browser)
     card = f'article.job[data-id="{job_id}"]'
     _wait(browser, lambda d: "%" in d.execute_script(f"return document.querySelector('{card} .stage').textContent"),
           timeout=120, what="a percentage")
