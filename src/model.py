@@ -685,10 +685,22 @@ def load_checkpoint(path, device="cpu") -> CMT:
     step, val_loss, extra, optimizer state or None, path).  The attention backend is
     reset to "auto".  Raises UserError (one line) for missing, unreadable or unknown files.
     """
+    return model_from_checkpoint(read_checkpoint(path), path, device)
+
+
+def read_checkpoint(path) -> object:
+    """The stored object of a checkpoint file (``torch.load`` with ``weights_only=True``), or a
+    one-line UserError that says what is wrong with the file."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
-    obj = _read_checkpoint_file(path)
+    return _read_checkpoint_file(path)
+
+
+def model_from_checkpoint(obj, path, device="cpu") -> CMT:
+    """The model of a checkpoint already read by :func:`read_checkpoint` (``obj`` is not changed);
+    see :func:`load_checkpoint`."""
+    path = Path(path)
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         model = _load_ours(obj, path)
     else:

@@ -143,11 +143,8 @@ def main() -> None:
     ref = calibration.load_reference(ref_path)
 
     import torch
-    try:
-        obj = torch.load(src, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise cli.UserError(f"cannot read checkpoint {src}: {str(e).splitlines()[0][:200]}") from None
-    from model import CHECKPOINT_FORMAT
+    from model import CHECKPOINT_FORMAT, model_from_checkpoint, read_checkpoint
+    obj = read_checkpoint(src)
     if not (isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT):
         raise cli.UserError(f"{src} is not one of our checkpoints (the released CMT checkpoint keeps the "
                                 "original's thresholds, fitted for its LPD data)")
@@ -162,9 +159,8 @@ def main() -> None:
     response = None
     if args.response_songs and stats.get("bar_notes"):
         import compute
-        from model import load_checkpoint
         compute.thread_policy(0)
-        response = calibration.density_response(load_checkpoint(src).freeze(), songs=args.response_songs)
+        response = calibration.density_response(model_from_checkpoint(obj, src).freeze(), songs=args.response_songs)
     elif args.response_songs:
         print(f"{src}: its data statistics have no notes per bar (older checkpoint): bar density fitted by "
               "onset positions; pass --data TRAINING.npz to fit by notes")

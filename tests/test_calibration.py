@@ -304,3 +304,11 @@ def test_stat_mix_refuses_bad_input_in_one_line(tmp_path):
                              capture_output=True, text=True, timeout=120)
         assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert not (tmp_path / "y.pt").exists()
+    # a damaged file gets the same reason as everywhere else a checkpoint is read (model.read_checkpoint)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(ckpt.read_bytes()[:-40])
+    res = subprocess.run([sys.executable, str(root / "src" / "stat_mix.py"), "--ckpt", str(cut), "--out",
+                          str(tmp_path / "y.pt")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "truncated or damaged" in res.stderr and "copy or download it again" in res.stderr
+    assert not (tmp_path / "y.pt").exists()
