@@ -74,6 +74,23 @@ def test_gps_full_bar_against_empty_bar_is_zero_and_one_bar_is_nan():
     assert math.isnan(M.grooving_pattern_similarity(notes(*scale_bar())))
 
 
+def test_gps_equals_the_pairwise_mean_and_a_far_stray_note_costs_no_bar_matrix():
+    rng = np.random.default_rng(3)
+    onsets = np.flatnonzero(rng.random(40 * 16) < 0.3)               # 40 bars of random onsets
+    song = notes(*[(int(o), 60, 1, M.PIANO) for o in onsets])
+    g = M.grooving_patterns(song)
+    pairwise = [1 - np.mean(g[i] ^ g[j]) for i in range(len(g)) for j in range(i + 1, len(g))]
+    assert M.grooving_pattern_similarity(song) == pytest.approx(np.mean(pairwise), abs=1e-12)
+    # 24 notes and one 300,000 bars later: pairs of empty bars are alike, so GPS is almost 1;
+    # the all-pairs matrix would need 670 GiB
+    far = notes(*([(p, 60, 1, M.PIANO) for p in range(0, 48, 2)] + [(16 * 300_000, 60, 1, M.PIANO)]))
+    n = 300_001
+    # bars 0-2 have onsets at the even positions, the last bar at 0: a position with onsets in c
+    # bars differs in c * (n - c) pairs; position 0: c = 4, positions 2..14: c = 3
+    differing = 4 * (n - 4) + 7 * 3 * (n - 3)
+    assert M.grooving_pattern_similarity(far) == pytest.approx(1 - differing / (16 * n * (n - 1) / 2), rel=1e-12)
+
+
 # ----------------------------------------------------------------------------- beat alignment, hit rate
 
 def test_beat_alignment_perfect_and_gaussian():
