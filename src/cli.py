@@ -35,7 +35,21 @@ def run(main: Callable[[], object]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as e:
+        if e.filename is None:      # not about a path the user gave (e.g. a closed pipe): a real fault
+            raise
+        prog = os.path.basename(sys.argv[0]) or "error"
+        where = printable(e.filename) + (f" -> {printable(e.filename2)}" if e.filename2 else "")
+        print(f"{prog}: error: {where}: {e.strerror or type(e).__name__}; check the path, its permissions "
+              "and the free disk space", file=sys.stderr)
+        sys.exit(2)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def printable(text) -> str:
+    """``text`` (a file name or path) as a str that can be printed and written anywhere: the bytes
+    of a name that are not UTF-8, which Python keeps as lone surrogates, become ``\\xNN``."""
+    return os.fsencode(str(text)).decode("utf-8", "backslashreplace")
 
 
 @contextlib.contextmanager
@@ -67,7 +81,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(text)
+        Path(tmp).write_text(text, encoding="utf-8")
 
 
 def finite_json(obj):
@@ -121,29 +135,35 @@ def check_outputs(inputs: Iterable, outputs: Iterable, hint: str = "choose anoth
                 raise UserError(f"output {o} is a folder; give a file name")
         except OSError:
             pass
+    folders = {}
+    for o in seen.values():
+        folders.setdefault(o.parent, o)
+    for folder, o in folders.items():
+        check_out_dir(folder, name=f"the folder of output {o} ({folder})")
 
 
-def check_out_dir(path: str | os.PathLike, flag: str = "--out_dir") -> Path:
+def check_out_dir(path: str | os.PathLike, flag: str = "--out_dir", name: str | None = None) -> Path:
     """Make sure ``path`` is a writable folder, or can be made one, before any work is done;
     returns it.  Refuses an existing file (or a file where a parent folder should be) and a
-    read-only place.  Creates nothing: a refused run leaves no empty folder behind."""
+    read-only place.  Creates nothing: a refused run leaves no empty folder behind.  The
+    messages call the folder ``name`` (default: the flag and the path)."""
     path = Path(path)
+    name = name or f"{flag} {path}"
     if path.exists() and not path.is_dir():
-        raise UserError(f"{flag} {path} is a file, not a folder; give a folder for the outputs")
+        raise UserError(f"{name} is a file, not a folder; give a folder for the outputs")
     probe = path
     while not probe.exists():
         if probe.parent == probe:
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        raise UserError(f"{flag} {path}: {probe} is a file, so no folder can be made there")
+        raise UserError(f"{name}: {probe} is a file, so no folder can be made there")
     try:
         with tempfile.TemporaryFile(dir=probe, prefix=".write-test."):
             pass
     except OSError as e:
         why = e.strerror or type(e).__name__
-        raise UserError(f"{flag} {path} cannot be written ({probe}: {why}); choose a folder you can write to") \
-            from None
+        raise UserError(f"{name} cannot be written ({probe}: {why}); choose a folder you can write to") from None
     return path
 
 

@@ -44,15 +44,19 @@ MIDI_SUFFIXES = D.MIDI_SUFFIXES
 def find_midi_files(midi_dir: str | os.PathLike) -> list[tuple[str, Path]]:
     """``(song_id, path)`` for every MIDI file under ``midi_dir`` (recursive), sorted by id.
 
-    The id is the path relative to ``midi_dir`` without its suffix, with '/' separators.
+    The id is the path relative to ``midi_dir`` without its suffix, with '/' separators; files
+    that would share an id (``a.mid`` and ``a.midi``) keep their suffixes in it.  Bytes of a
+    name that are not UTF-8 are written ``\\xNN`` in the id.  A broken link is listed too, so
+    that the batch reports it as skipped instead of leaving it out unseen.
     """
     root = Path(midi_dir)
-    out = []
+    found = []
     for p in root.rglob("*"):
-        if p.suffix.lower() in MIDI_SUFFIXES and p.is_file() and not p.name.startswith("."):
-            out.append((p.relative_to(root).with_suffix("").as_posix(), p))
-    out.sort()
-    return out
+        if p.suffix.lower() in MIDI_SUFFIXES and not p.name.startswith(".") and (p.is_file() or p.is_symlink()):
+            rel = cli.printable(p.relative_to(root).as_posix())
+            found.append((rel, rel[: -len(p.suffix)], p))
+    stems = collections.Counter(stem for _, stem, _ in found)
+    return sorted((stem if stems[stem] == 1 else rel, p) for rel, stem, p in found)
 
 
 def read_label_file(path: str | os.PathLike, what: str, to_id, known: list[str]) -> dict[str, int]:
@@ -129,7 +133,13 @@ def genre_for(song_id: str, genre_map: dict[str, int] | None) -> int:
     if not genre_map:
         return 0
     parts = song_id.split("/")
-    for cand in [song_id, parts[-1], *reversed(parts[:-1])]:
+    for cand in (song_id, parts[-1]):
+        if cand in genre_map:
+            return genre_map[cand]
+    suffix = Path(song_id).suffix
+    if suffix.lower() in MIDI_SUFFIXES:       # an id that kept its suffix (find_midi_files): as without it
+        return genre_for(song_id[: -len(suffix)], genre_map)
+    for cand in reversed(parts[:-1]):
         if cand in genre_map:
             return genre_map[cand]
     return 0

@@ -55,6 +55,7 @@ def check_build_args(args) -> None:
     cli.check_outputs([args.genre_file, args.emotion_file],
                       [out, out.with_name(f"{out.stem}_vocab.json"), out.with_name(f"{out.stem}_stats.json")],
                       hint="choose another --out_name")
+    cache_dir_for(args)
 
 
 def label_maps(args) -> tuple[dict | None, dict | None]:
@@ -65,14 +66,17 @@ def label_maps(args) -> tuple[dict | None, dict | None]:
 
 
 def cache_dir_for(args) -> Path | None:
+    """The token cache's folder (None with --no_cache), checked writable (UserError if not)."""
     if args.no_cache:
         return None
     if args.cache_dir:
-        return Path(args.cache_dir)
+        return cli.check_out_dir(args.cache_dir, "--cache_dir")
     out_dir = Path(args.out_name).resolve().parent
     if out_dir == paths.REPO / "src" or paths.REPO / "src" in out_dir.parents:
-        return paths.CACHE / "tokens"   # caches never land inside src/
-    return out_dir / ".cache" / "tokens"
+        folder = paths.CACHE / "tokens"   # caches never land inside src/
+    else:
+        folder = out_dir / ".cache" / "tokens"
+    return cli.check_out_dir(folder, name=f"the token cache {folder} (--cache_dir, or --no_cache)")
 
 
 def main() -> int:

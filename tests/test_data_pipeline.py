@@ -139,6 +139,43 @@ def test_cache_is_keyed_by_content_and_duplicates_are_skipped(tmp_path):
     np.testing.assert_array_equal(a["x"][[0, 1]], b["x"][[0, 1]])  # one==renamed, two==two (sorted ids)
 
 
+def test_file_names_that_collide_are_not_utf8_or_are_broken_links(tmp_path):
+    d = tmp_path / "midi"
+    make_midi(d / "a.mid", [("Piano", 0, False, scale_notes(60, 3))])
+    make_midi(d / "a.midi", [("Piano", 0, False, scale_notes(62, 3))])         # another song, same stem
+    make_midi(d / "b.mid", [("Piano", 0, False, scale_notes(64, 3))])
+    make_midi(d / "x" / "b.mid", [("Piano", 0, False, scale_notes(65, 3))])    # another folder: no clash
+    odd = os.fsdecode(bytes(d) + b"/caf\xe9.mid")                              # Latin-1 bytes, not UTF-8
+    make_midi(odd, [("Piano", 0, False, scale_notes(67, 3))])
+    (d / "gone.mid").symlink_to(tmp_path / "nowhere.mid")
+    ids = [sid for sid, _ in dataset.find_midi_files(d)]
+    assert ids == ["a.mid", "a.midi", "b", "caf\\xe9", "gone", "x/b"]
+    labels = tmp_path / "genres.tsv"
+    labels.write_text("a\tJazz\na.midi\tRock\n")
+    out = tmp_path / "out" / "set.npz"
+    r = run_script("src/midi2numpy_mix.py", "--midi_dir", d, "--out_name", out, "--genre_file", labels)
+    assert r.returncode == 0, r.stderr
+    meta = {m["id"]: m for m in R.load_training_npz(out)["metadata"]}
+    assert sorted(meta) == ["a.mid", "a.midi", "b", "caf\\xe9", "x/b"]
+    assert (meta["a.mid"]["genre"], meta["a.midi"]["genre"]) == ("Jazz", "Rock")   # exact id first, then stem
+    assert "cannot read: No such file or directory" in r.stdout                  # the broken link is reported
+
+
+def test_an_output_that_cannot_be_written_is_one_line_before_any_work(tmp_path):
+    d = tmp_path / "midi"
+    make_midi(d / "a.mid", [("Piano", 0, False, scale_notes(60, 3))])
+    blocker = tmp_path / "afile"
+    blocker.write_text("a file where a folder should be\n")
+    for args in (["src/midi2numpy_mix.py", "--midi_dir", d, "--out_name", blocker / "o.npz"],
+                 ["src/midi2numpy_mix.py", "--midi_dir", d, "--out_name", blocker / "o.npz", "--no_cache"],
+                 ["src/midi2numpy_mix.py", "--midi_dir", d, "--out_name", tmp_path / "o.npz", "--cache_dir", blocker],
+                 ["src/prepare_corpus.py", "--source", "midi", "--midi_dir", d, "--out_name", blocker / "o.npz"]):
+        r = run_script(*args)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+        assert "afile" in r.stderr and "Traceback" not in r.stderr and "files in" not in r.stdout, r.stdout
+    assert blocker.read_text() == "a file where a folder should be\n" and not (tmp_path / "o.npz").exists()
+
+
 def test_no_usable_file_is_a_user_error(tmp_path):
     d = tmp_path / "bad"
     d.mkdir()
