@@ -112,7 +112,8 @@ def load_midi(path: str | Path) -> tuple[np.ndarray, float]:
     except R.BadMidiError as e:
         if str(e).startswith(("no notes", "no track", "no tracks")):
             return M.as_notes(np.zeros((0, 4), np.int64)), _first_tempo(R.load_midi(path))
-        raise cli.UserError(f"cannot read MIDI file {path}: {e}; check that it is a standard MIDI file") from None
+        raise cli.UserError(f"cannot read MIDI file {cli.printable(path)}: {e}; check that it is a standard MIDI "
+                            "file") from None
     return M.as_notes(notes), _first_tempo(midi)
 
 
@@ -120,27 +121,39 @@ def _first_tempo(midi) -> float:
     return float(midi.tempo_changes[0].tempo) if midi.tempo_changes else 120.0
 
 
-def load_generated(folder: str | Path) -> list[Song]:
+def load_generated(folder: str | Path) -> tuple[list[Song], list[dict]]:
+    """The songs of a folder of generated MIDI files (with their .json sidecars), and the files
+    skipped: ``[{"file", "reason"}]``.  A file that cannot be read is skipped, not fatal;
+    UserError when no song is left."""
     folder = Path(folder)
     if not folder.is_dir():
         raise cli.UserError(f"--generated {folder} is not a folder; give the folder holding the generated .mid files")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in MIDI_SUFFIXES and (p.is_file() or p.is_symlink()))
     if not paths:
         raise cli.UserError(f"no .mid files in {folder}; run inference first or point --generated at its output folder")
-    songs = []
+    songs, skipped = [], []
     for p in paths:
-        notes, tempo = load_midi(p)
         side = p.with_suffix(".json")
         sidecar = {}
-        if side.is_file():
-            try:
-                sidecar = json.loads(side.read_text())
-            except (OSError, ValueError) as e:
-                raise cli.UserError(f"cannot read {side}: {e}; fix or remove it") from None
-            if not isinstance(sidecar, dict):
-                sidecar = {}
-        songs.append(Song(p.stem, str(p), notes, tempo, sidecar))
-    return songs
+        try:
+            notes, tempo = load_midi(p)
+            if side.is_file():
+                try:
+                    sidecar = json.loads(side.read_text(encoding="utf-8"))
+                except (OSError, ValueError) as e:
+                    raise cli.UserError(f"its sidecar {side.name} cannot be read ({e}); fix or remove it") from None
+        except cli.UserError as e:
+            skipped.append({"file": cli.printable(p.name), "reason": cli.printable(e)})
+            continue
+        songs.append(Song(cli.printable(p.stem), cli.printable(p), notes, tempo,
+                          sidecar if isinstance(sidecar, dict) else {}))
+    if not songs:
+        raise cli.UserError(f"none of the {len(paths)} .mid files in {folder} can be read "
+                            f"({skipped[0]['file']}: {skipped[0]['reason']})")
+    if skipped:
+        print(f"evaluate: skipped {len(skipped)} of {len(paths)} generated files that cannot be read "
+              "(listed in the report)", file=sys.stderr)
+    return songs, skipped
 
 
 def _npy_header(f):
@@ -276,12 +289,14 @@ def _load_reference_midis(data: Path, midis: list, max_songs: int, rng, seed: in
     for i in cli.progress(pick, desc="reference MIDI", unit="song"):
         try:
             notes, t = load_midi(midis[i])
-        except cli.UserError:
-            skipped.append(str(midis[i]))
+        except cli.UserError as e:
+            skipped.append({"file": cli.printable(midis[i]), "reason": cli.printable(e)})
             continue
-        songs.append(Song(str(midis[i].relative_to(data)), str(midis[i]), notes, t if tempo is None else tempo))
+        songs.append(Song(cli.printable(midis[i].relative_to(data)), cli.printable(midis[i]), notes,
+                          t if tempo is None else tempo))
     if skipped:
-        print(f"evaluate: skipped {len(skipped)} unreadable reference MIDI files", file=sys.stderr)
+        print(f"evaluate: skipped {len(skipped)} unreadable reference MIDI files (listed in the report)",
+              file=sys.stderr)
     return songs, {"path": str(data), "kind": "midi", "available": len(midis), "used": len(songs),
                    "skipped": skipped, "seed": seed}
 
@@ -653,6 +668,10 @@ def build_markdown(report: dict, settings: Settings, plots: dict) -> str:
     for s in gen["songs"]:
         cells = [_md(s["name"]), _md(s.get("video") or "–")] + [_fmt(s.get(k)) for k in cols]
         L.append("| " + " | ".join(cells) + " |")
+    skipped = gen.get("skipped", []) + (ref["source"].get("skipped", []) if ref else [])
+    if skipped:
+        L += ["", "## Files skipped (they cannot be read)", "", "| file | reason |", "|---|---|"]
+        L += [f"| {_md(f['file'])} | {_md(f['reason'])} |" for f in skipped]
     if plots.get("distributions"):
         L += ["", "## Metric distributions", "", f"![metric distributions]({plots['distributions']})"]
     if plots.get("piano_rolls"):
@@ -675,7 +694,8 @@ def evaluate(generated: str, reference: str | None = None, videos: str | None = 
     if videos_dir is not None and not videos_dir.is_dir():
         raise cli.UserError(f"--videos {videos_dir} is not a folder; "
                             "give the folder holding the video npz / metadata files")
-    songs = load_generated(generated)
+    cli.check_out_dir(out_dir, "--out")
+    songs, skipped = load_generated(generated)
     gen_rows, gen_videos = [], []
     for song in cli.progress(songs, desc="generated", unit="song"):
         # inference's sidecar says from which strength class its rows' beats were forced
@@ -683,7 +703,8 @@ def evaluate(generated: str, reference: str | None = None, videos: str | None = 
         video = find_video(song, videos_dir, int(song.sidecar.get("min_strength", settings.min_strength)))
         gen_videos.append(video)
         gen_rows.append(song_metrics(song, video, settings))
-    report = {"generated": {"path": str(generated), "songs": gen_rows, "aggregate": aggregate(gen_rows)},
+    report = {"generated": {"path": cli.printable(generated), "songs": gen_rows, "aggregate": aggregate(gen_rows),
+                            "skipped": skipped},
               "videos": str(videos_dir) if videos_dir else None,
               "settings": {"sigma_s": settings.sigma, "ba_beats": settings.ba_beats,
                            "min_strength": settings.min_strength,

@@ -133,6 +133,34 @@ def test_cli_user_errors_are_one_line(workdir):
     assert res.returncode == 2 and "--reference" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_unreadable_and_oddly_named_songs_are_skipped_or_kept_and_listed(workdir):
+    gen = workdir / "gen"
+    (gen / "broken_0.mid").write_bytes((gen / "clip_0.mid").read_bytes()[:40])    # cut short
+    (gen / "empty_0.mid").write_bytes(b"")
+    odd = os.fsdecode(bytes(gen) + b"/caf\xe9_0.mid")                             # a name that is not UTF-8
+    Path(odd).write_bytes((gen / "clip_1.mid").read_bytes())
+    res = run_cli("--generated", gen, "--out", workdir / "r", "--no_si")
+    assert res.returncode == 0, res.stderr
+    assert "skipped 2 of 5 generated files" in res.stderr and "Traceback" not in res.stderr
+    rep = json.loads((workdir / "r" / "report.json").read_text())
+    assert sorted(s["name"] for s in rep["generated"]["songs"]) == ["caf\\xe9_0", "clip_0", "clip_1"]
+    reasons = {f["file"]: f["reason"] for f in rep["generated"]["skipped"]}
+    assert sorted(reasons) == ["broken_0.mid", "empty_0.mid"] and "empty file" in reasons["empty_0.mid"]
+    md = (workdir / "r" / "report.md").read_text(encoding="utf-8")
+    assert "## Files skipped" in md and "| broken_0.mid |" in md and "caf\\xe9_0" in md
+    assert (workdir / "r" / "plots" / "pianoroll_caf_xe9_0.png").stat().st_size > 1000
+    # nothing readable left: one line
+    for f in ("clip_0.mid", "clip_1.mid", odd):
+        os.remove(gen / f)
+    res = run_cli("--generated", gen, "--out", workdir / "r2")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "none of the 2 .mid files" in res.stderr
+    # an --out that cannot be a folder: one line, before any work
+    blocker = workdir / "afile"
+    blocker.write_text("x")
+    res = run_cli("--generated", workdir / "gen", "--out", blocker / "sub")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "afile is a file" in res.stderr
+
+
 def test_reference_npz_loads_the_same_compressed_or_not(workdir):
     z = np.load(workdir / "train.npz")
     np.savez_compressed(workdir / "train_c.npz", **{k: z[k] for k in z.files})
@@ -170,7 +198,7 @@ def test_inference_layout_finds_video_beside_the_songs(tmp_path):
         "duration": 2.0, "tempo": 120.0, "flow_magnitude_per_bar": [0.03],
         "vbeats": [{"start_time": 0.02, "bar": 0, "tick": 0, "weight": 0.3},
                    {"start_time": 1.5, "bar": 0, "tick": 12, "weight": 0.1}]}))
-    song = evaluate.load_generated(tmp_path)[0]
+    song = evaluate.load_generated(tmp_path)[0][0]
     video = evaluate.find_video(song, None)
     assert video.name == "vid" and len(video.sources) == 2
     row = evaluate.song_metrics(song, video, evaluate.Settings(si=None))

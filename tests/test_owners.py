@@ -127,7 +127,7 @@ def test_metadata_file_is_named_one_way_where_written_and_where_looked_for(tmp_p
     assert VM.metadata_path(tmp_path, "clip") == tmp_path / "clip_metadata.json"
     VM.metadata_path(tmp_path, "clip").write_text(json.dumps(META))
     write_midi(tmp_path / "clip_0.mid", [("Piano", 0, False, [(0, 60, 4)])])
-    song = evaluate.load_generated(tmp_path)[0]
+    song = evaluate.load_generated(tmp_path)[0][0]
     video = evaluate.find_video(song, None)
     assert video is not None and video.name == "clip" and video.sources == [str(tmp_path / "clip_metadata.json")]
 
