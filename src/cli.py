@@ -63,8 +63,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # the writer's PID is in the name, so a later run can tell a dead run's leftover from a live one's
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.{os.getpid()}-", suffix=f".part{path.suffix}",
+    # the writer's PID is in the name, so a later run can tell a dead run's leftover from a live one's;
+    # the stem is cut so that a name near the file system's limit still has a temporary name
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:40]}.{os.getpid()}-", suffix=f".part{path.suffix}",
                                dir=path.parent)
     os.close(fd)
     umask = os.umask(0)
@@ -140,6 +141,21 @@ def check_outputs(inputs: Iterable, outputs: Iterable, hint: str = "choose anoth
         folders.setdefault(o.parent, o)
     for folder, o in folders.items():
         check_out_dir(folder, name=f"the folder of output {o} ({folder})")
+
+
+def check_name_lengths(outputs: Iterable, what: str) -> None:
+    """UserError when an output's file name is longer than its file system allows (255 bytes on
+    most), before anything is written; ``what`` names the input to rename."""
+    for o in outputs:
+        o = Path(o)
+        try:
+            limit = os.pathconf(next(p for p in (o.parent, *o.parent.parents) if p.is_dir()), "PC_NAME_MAX")
+        except (OSError, ValueError, StopIteration):
+            limit = 255
+        size = len(os.fsencode(o.name))
+        if size > limit:
+            raise UserError(f"{what}: its output {printable(o.name)[:60]}... would have a {size}-byte name, over "
+                            f"the file system's {limit}; rename it shorter by {size - limit} bytes or more")
 
 
 def check_out_dir(path: str | os.PathLike, flag: str = "--out_dir", name: str | None = None) -> Path:

@@ -65,7 +65,9 @@ def collect_inputs(path: str | os.PathLike) -> list[Path]:
     """A video/npz file, or every video and npz file in a folder (sorted)."""
     p = Path(path)
     if p.is_dir():
-        items = sorted(q for q in p.iterdir() if q.is_file() and (q.suffix.lower() in VIDEO_EXTS or q.suffix == ".npz"))
+        # hidden files are not inputs: macOS's ._clip.mp4 resource forks, our own .part files
+        items = sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith(".")
+                       and (q.suffix.lower() in VIDEO_EXTS or q.suffix == ".npz"))
         if not items:
             raise cli.UserError(f"{p} holds no video (.mp4, .mov, ...) or .npz files")
         return items
@@ -301,6 +303,7 @@ def run_one(path: Path, model, opts: Options, log, warned: set, *, mapping, cont
     out_dir = Path(opts.out_dir)
     name = path.stem
     res = Result(name)
+    cli.check_name_lengths(planned_outputs(path, opts), path.name)
     rows, tempo, duration, video, written = video_rows(path, opts, mapping)
     res.files += written
     check_vocab(model, {"barbeat": int(rows[:, ROW_BARBEAT].max()) + 1,
@@ -341,6 +344,8 @@ def run_one(path: Path, model, opts: Options, log, warned: set, *, mapping, cont
             if video is not None:
                 res.files.append(rendering.mux(video, wav, f"{base}.mp4", keep_audio=opts.keep_audio,
                                                music_gain_db=opts.music_gain_db, loudness=opts.loudness))
+        except rendering.RenderError as e:
+            raise rendering.RenderError(f"{e} (the song is written as {Path(base).name}.mid)") from None
         except rendering.MissingProgram as e:
             if str(e) not in warned:
                 print(f"note: {e}", file=sys.stderr)

@@ -34,8 +34,18 @@ TRUE_PEAK = -1.5                    # dBTP ceiling of the normalised mix
 DUCK = dict(threshold=0.03, ratio=8, attack=20, release=400)
 
 
+# video codecs an .mp4 can carry as they are: these are copied, others re-encoded as H.264
+MP4_VIDEO_CODECS = ("h264", "hevc", "mpeg4", "mpeg1video", "mpeg2video", "mjpeg", "vp9", "av1")
+H264 = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]   # + "-crf"; sizes must be even
+EVEN_SIZE = "scale=trunc(iw/2)*2:trunc(ih/2)*2"
+
+
 class MissingProgram(Exception):
     """A system program (or the soundfont) the step needs is not installed."""
+
+
+class RenderError(cli.UserError):
+    """FluidSynth or ffmpeg refused a file; the message is ffmpeg's own reason, in one line."""
 
 
 def find_soundfont() -> str:
@@ -58,11 +68,23 @@ def need(program: str) -> str:
     return path
 
 
+_REASON = re.compile(r"error|could not|cannot|invalid|not supported|unsupported|no such|denied|failed",
+                     re.IGNORECASE)
+
+
+def reason(output: str) -> str:
+    """The line of a program's output that says why it failed: the first that names an error
+    (ffmpeg's last line is often only "Conversion failed!"), else the last; "(no output)"."""
+    lines = [" ".join(line.split()) for line in output.strip().splitlines() if line.strip()]
+    if not lines:
+        return "(no output)"
+    return next((line for line in lines if _REASON.search(line)), lines[-1])[:300]
+
+
 def _run(cmd: list[str], what: str) -> None:
-    res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
     if res.returncode != 0:
-        tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["(no output)"]
-        raise RuntimeError(f"{what} failed: {tail[0]}")
+        raise RenderError(f"{what} failed: {reason(res.stderr or res.stdout)}")
 
 
 def render_wav(midi_path: str | os.PathLike, wav_path: str | os.PathLike, sample_rate: int = 44100,
@@ -81,22 +103,24 @@ def _probe(path: str | os.PathLike) -> dict:
     res = subprocess.run([ffprobe, "-v", "error", "-print_format", "json", "-show_streams",
                           "-show_format", str(path)], capture_output=True, text=True)
     if res.returncode != 0:
-        raise RuntimeError(f"ffprobe cannot read {path}")
+        raise RenderError(f"ffprobe cannot read {path}: {reason(res.stderr)}")
     return json.loads(res.stdout)
 
 
 def probe_duration(path: str | os.PathLike) -> float:
     """Duration of the file's first video stream (or of the container) in seconds."""
-    info = _probe(path)
+    return _duration(_probe(path))
+
+
+def _duration(info: dict) -> float:
     for s in info.get("streams", []):
         if s.get("codec_type") == "video" and s.get("duration"):
             return float(s["duration"])
     return float(info["format"]["duration"])
 
 
-def has_audio(path: str | os.PathLike) -> bool:
-    """Whether the file has an audio stream."""
-    return any(s.get("codec_type") == "audio" for s in _probe(path).get("streams", []))
+def _video_codec(info: dict) -> str | None:
+    return next((s.get("codec_name") for s in info.get("streams", []) if s.get("codec_type") == "video"), None)
 
 
 def check_loudness(loudness: float | None) -> float | None:
@@ -138,8 +162,7 @@ def measure_loudness(inputs: list[str], graph: str) -> dict:
     level = re.search(r"I:\s+(-?[\d.]+|-inf) LUFS", res.stderr[at:]) if at >= 0 else None
     peak = re.search(r"Peak:\s+(-?[\d.]+|-inf) dBFS", res.stderr[at:]) if at >= 0 else None
     if res.returncode != 0 or level is None:
-        tail = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise RuntimeError(f"ffmpeg could not measure the loudness: {tail}")
+        raise RenderError(f"ffmpeg could not measure the loudness: {reason(res.stderr)}")
     return {"input_i": float(level.group(1)), "input_tp": float(peak.group(1)) if peak else float("-inf")}
 
 
@@ -161,23 +184,30 @@ def mux(video_path: str | os.PathLike, wav_path: str | os.PathLike, out_path: st
         loudness: float | None = -16.0) -> str:
     """Write ``out_path``: the video stream of ``video_path`` copied as is, plus ``wav_path``
     as AAC audio cut (or padded with silence) to the video's length, fading out at the end.
+    A video codec an .mp4 cannot carry (GIF, VP8, ProRes, FFV1, ...: not in
+    ``MP4_VIDEO_CODECS``) is re-encoded as H.264 at visually lossless quality instead.
 
     ``keep_audio``: keep the video's own sound and lay the music under it (ducked, at
     ``music_gain_db``); a video without sound gets the music alone.  ``loudness``: the mix's
     integrated loudness in LUFS (None or 0: left as rendered)."""
     ffmpeg = need("ffmpeg")
     target = check_loudness(loudness)
-    duration = probe_duration(video_path)
+    info = _probe(video_path)
+    duration = _duration(info)
     fade = max(0.0, min(fade, duration / 4))
-    keep = bool(keep_audio) and has_audio(video_path)
+    keep = bool(keep_audio) and any(s.get("codec_type") == "audio" for s in info.get("streams", []))
     inputs = ["-i", str(video_path), "-i", str(wav_path)]
     graph = mix_graph(duration, fade, keep, music_gain_db)
     gain = loudness_gain(measure_loudness(inputs, graph), target) if target is not None else None
     if gain is not None:
         graph = graph[:-len("[mix]")] + f"[pre];[pre]volume={gain:.2f}dB[mix]"
+    if _video_codec(info) in MP4_VIDEO_CODECS:
+        video = ["-map", "0:v:0", "-c:v", "copy"]
+    else:
+        graph += f";[0:v:0]{EVEN_SIZE}[video]"
+        video = ["-map", "[video]", *H264, "-crf", "18"]
     with cli.atomic_path(out_path) as tmp:
-        _run([ffmpeg, "-v", "error", "-y", *inputs, "-filter_complex", graph,
-              "-map", "0:v:0", "-map", "[mix]", "-c:v", "copy",
+        _run([ffmpeg, "-v", "error", "-y", *inputs, "-filter_complex", graph, *video, "-map", "[mix]",
               "-c:a", "aac", "-b:a", "192k", "-ar", str(SAMPLE_RATE), "-t", f"{duration:.3f}",
               "-movflags", "+faststart", tmp],
              "ffmpeg")

@@ -163,6 +163,24 @@ def test_a_bad_input_does_not_stop_the_batch(env, ckpt, tmp_path):
                parse_constant=lambda c: pytest.fail(f"{c} in the report"))
 
 
+def test_hidden_files_are_not_inputs_and_an_overlong_name_fails_alone(env, ckpt, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    save_video_npz(folder / "b_good.npz", good_rows())
+    (folder / "._b_good.mp4").write_bytes(os.urandom(4096))               # a Mac resource fork
+    (folder / ".b_good.99999-x1.part.mp4").write_bytes(b"")               # a dead run's leftover
+    long_name = "a" * 250 + ".npz"                                          # fits; its outputs' names do not
+    save_video_npz(folder / long_name, good_rows())
+    before = snapshot(folder)
+    res = infer(env, tmp_path, ckpt, folder)
+    assert "Traceback" not in res.stderr and res.returncode == 2, res.stderr[-3000:]
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 2 and "1 of 2 inputs failed" in lines[1], res.stderr
+    assert lines[0].startswith(long_name + ": error:") and "rename it shorter" in lines[0]
+    assert snapshot(folder) == before
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b_good_0.json", "b_good_0.mid"]
+
+
 # ------------------------------------------------------------------------------ video npz rows
 def _rows_case(kind: str):
     r = good_rows()

@@ -7,6 +7,7 @@ BS.1770 independent of the ffmpeg filter that measures the mix for the gain.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -146,3 +147,37 @@ def test_cli_keep_audio(tiny_ckpt, media, tmp_path):
                           "--ckpt", str(tiny_ckpt), "--out_dir", str(tmp_path / "o2"), "--loudness", "-99"],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "--loudness" in res.stderr and "Traceback" not in res.stderr
+
+
+def _streams(path) -> list[dict]:
+    res = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", "-count_frames",
+                          str(path)], capture_output=True, text=True, check=True)
+    return json.loads(res.stdout)["streams"]
+
+
+def test_codecs_an_mp4_cannot_carry_are_re_encoded_and_the_others_copied(media):
+    d = media["dir"]
+    gif, ffv1 = d / "anim.gif", d / "lossless.mkv"
+    ffmpeg("-i", media["silent"], "-t", "2", "-vf", "fps=10,scale=81:47", gif)          # odd size, 20 frames
+    ffmpeg("-i", media["silent"], "-t", "2", "-c:v", "ffv1", ffv1)
+    for src, frames, size in ((gif, 20, (80, 46)), (ffv1, 50, (160, 96))):
+        out = rendering.mux(src, media["music"], d / f"{src.stem}.mp4")
+        video, audio = [s for s in _streams(out) if s["codec_type"] == "video"], \
+            [s for s in _streams(out) if s["codec_type"] == "audio"]
+        assert video[0]["codec_name"] == "h264" and (video[0]["width"], video[0]["height"]) == size
+        assert int(video[0]["nb_read_frames"]) == frames and audio[0]["codec_name"] == "aac"
+    # H.264 is copied bit for bit: the same packets as the source
+    out = rendering.mux(media["silent"], media["music"], d / "copied.mp4")
+    packets = [subprocess.run(["ffmpeg", "-v", "error", "-i", str(p), "-map", "0:v", "-c", "copy", "-f", "md5", "-"],
+                              capture_output=True, text=True, check=True).stdout for p in (media["silent"], out)]
+    assert packets[0] == packets[1]
+
+
+def test_a_failing_program_is_reported_by_its_reason_line():
+    ffmpeg_output = ("[mp4 @ 0x5] Could not find tag for codec gif in stream #0, codec not currently supported "
+                     "in container\n[out#0/mp4 @ 0x6] Could not write header (incorrect codec parameters ?)\n"
+                     "Error initializing output stream 0:1 --\nConversion failed!\n")
+    assert rendering.reason(ffmpeg_output).startswith("[mp4 @ 0x5] Could not find tag for codec gif")
+    assert rendering.reason("  \n") == "(no output)" and rendering.reason("a\nb\n") == "b"
+    with pytest.raises(rendering.RenderError, match="ffprobe cannot read .*No such file"):
+        rendering.mux(Path("/nonexistent/clip.mp4"), Path("/nonexistent/music.wav"), Path("/tmp/never.mp4"))

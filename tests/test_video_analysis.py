@@ -319,3 +319,18 @@ def test_opencv_writes_what_the_fixtures_claim(tmp_path):
     truth = vf.write_jumping_square(tmp_path / "j.mp4", fps=FPS, seconds=1, period=0.5)
     cap = cv2.VideoCapture(str(truth.path))
     assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 30 and cap.get(cv2.CAP_PROP_FPS) == 30
+
+
+@pytest.mark.skipif(not shutil.which("ffmpeg"), reason="ffmpeg is installed by `make test`")
+def test_a_video_opencv_cannot_decode_names_its_codec_and_the_conversion(tmp_path):
+    from video2npz.decode import undecodable_hint
+    clip = tmp_path / "clip.mkv"                              # FFV1: ffprobe names it whatever OpenCV can do
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10", "-t", "1",
+                    "-c:v", "ffv1", str(clip)], check=True)
+    hint = undecodable_hint(clip)
+    assert "its video codec is ffv1" in hint and "ffmpeg -i IN -c:v libx264" in hint
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00" * 1000)
+    assert undecodable_hint(junk) == ""                       # nothing to name: the plain message stays
+    with pytest.raises(UserError, match="implausible frame rate 0.25 fps .* ffmpeg -i IN -r 25 OUT.mp4"):
+        timeline.build_timeline(np.arange(5) * 4.0, 0.25, "slides.mp4")

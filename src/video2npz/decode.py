@@ -131,6 +131,27 @@ def _describe_mp4(path: Path) -> str:
     return "an MP4/MOV file OpenCV cannot decode (unsupported codec, or damaged)"
 
 
+def undecodable_hint(path) -> str:
+    """What to add when OpenCV decodes no frame: the codec ffprobe sees, when it sees one (a
+    codec this OpenCV build lacks, e.g. AV1 without hardware), and how to convert the file."""
+    import json
+    import shutil
+    import subprocess
+    ffprobe = shutil.which("ffprobe")
+    if not ffprobe:
+        return ""
+    try:
+        res = subprocess.run([ffprobe, "-v", "error", "-select_streams", "v:0", "-show_entries",
+                              "stream=codec_name", "-of", "json", str(path)], capture_output=True, text=True, timeout=30)
+        codec = (json.loads(res.stdout or "{}").get("streams") or [{}])[0].get("codec_name")
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return ""
+    if not codec:
+        return ""
+    return (f" (its video codec is {codec}, which OpenCV cannot decode here; if it plays elsewhere, convert it: "
+            f"ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4)")
+
+
 class VideoSource:
     """An opened video file; iterate :meth:`frames` once to decode it.
 
@@ -213,7 +234,7 @@ class VideoSource:
         """Raise a UserError if fewer frames came out than the container announced."""
         p = self.props
         if n_decoded == 0:
-            raise UserError(f"{self.path}: contains no decodable video frames")
+            raise UserError(f"{self.path}: contains no decodable video frames{undecodable_hint(self.path)}")
         if n_decoded < 2:
             raise UserError(f"{self.path}: has a single frame; a video needs at least 2 frames for motion")
         if p.frame_count <= 0:

@@ -44,7 +44,8 @@ def build_timeline(times: np.ndarray, nominal_fps: float, path: str = "video") -
     med = float(np.median(np.diff(rel)))
     fps = float(nominal_fps) if nominal_fps > 0 and abs(nominal_fps * med - 1.0) < 0.01 else _snap_rate(1.0 / med)
     if not (0.5 <= fps <= 1000.0):
-        raise UserError(f"{path}: implausible frame rate {fps:.3g} fps")
+        raise UserError(f"{path}: implausible frame rate {fps:.3g} fps (motion is read from 0.5 to 1000 frames "
+                        "a second); for a slideshow, convert it to a video first, e.g. ffmpeg -i IN -r 25 OUT.mp4")
     grid_pos = rel * fps
     if np.max(np.abs(grid_pos - np.arange(n))) < 0.5:
         return Timeline(fps, True, rel, n)

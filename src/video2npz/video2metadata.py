@@ -61,6 +61,7 @@ def _outputs(out_json: Path, args) -> list[Path]:
 
 
 def _analyse_one(video: Path, out_json: Path, args, tempo) -> str:
+    cli.check_name_lengths(_outputs(out_json, args), video.name)
     a = analysis.analyse(video, exact=args.exact, tempo=tempo, cache_dir=args.cache_dir,
                          use_cache=not args.no_cache, workers=args.workers)
     meta = a.metadata
@@ -90,7 +91,7 @@ def main(argv=None):
         out_dir = Path(args.meta_data) if args.meta_data else REPO / "inference"
         if out_dir.suffix.lower() == ".json" or out_dir.is_file():
             raise cli.UserError(f"--meta_data {out_dir}: give a folder when --video is a folder")
-        cli.check_outputs(videos, [o for v in videos for o in _outputs(out_dir / f"{v.stem}.json", args)],
+        cli.check_outputs(videos, [o for v in videos for o in _outputs(metadata.metadata_path(out_dir, v.stem), args)],
                           hint="choose another --meta_data folder")
         cli.check_out_dir(out_dir, "--meta_data")
         failed = []

@@ -21,7 +21,7 @@ import cli
 import rendering
 from pipeline import VIDEO_EXTS
 
-PREVIEW_ENCODER = "libx264"
+PREVIEW_ENCODER = rendering.H264[1]
 
 
 @dataclass
@@ -90,13 +90,11 @@ def make_preview(src: str | os.PathLike, dst: str | os.PathLike) -> str:
     with cli.atomic_path(dst) as tmp:
         res = subprocess.run(
             [ffmpeg, "-v", "error", "-y", "-i", str(src), "-map", "0:v:0", "-map", "0:a:0?",
-             "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2", "-c:v", PREVIEW_ENCODER, "-preset", "veryfast",
-             "-crf", "23", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "160k",
+             "-vf", rendering.EVEN_SIZE, *rendering.H264, "-crf", "23", "-c:a", "aac", "-b:a", "160k",
              "-movflags", "+faststart", tmp],
-            capture_output=True, text=True)
+            capture_output=True, text=True, errors="replace")
         if res.returncode != 0:
-            tail = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise RuntimeError(f"ffmpeg could not make the browser preview: {tail}")
+            raise rendering.RenderError(f"ffmpeg could not make the browser preview: {rendering.reason(res.stderr)}")
     return str(dst)
 
 
