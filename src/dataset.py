@@ -66,7 +66,11 @@ def read_label_file(path: str | os.PathLike, what: str, to_id, known: list[str])
     path = Path(path)
     if not path.is_file():
         raise cli.UserError(f"{what} file {path} does not exist")
-    text = path.read_text(encoding="utf-8", errors="replace")
+    raw = path.read_bytes()
+    if b"\x00" in raw[:8192]:
+        raise cli.UserError(f"{what} file {path} is not a text table (it holds binary data); give a text file of "
+                            f"'id<TAB>{what}' lines or a JSON object {{id: {what}}}")
+    text = raw.decode("utf-8", errors="replace")
     pairs = []
     if path.suffix.lower() == ".json":
         try:
@@ -88,7 +92,7 @@ def read_label_file(path: str | os.PathLike, what: str, to_id, known: list[str])
             else:
                 k, _, v = line.partition(" ")
             if not v.strip():
-                raise cli.UserError(f"{what} file {path} line {n}: expected 'id<TAB>{what}', got {line!r}")
+                raise cli.UserError(f"{what} file {path} line {n}: expected 'id<TAB>{what}', got {line[:80]!r}")
             pairs.append((k.strip(), v.strip(), n))
     out = {}
     for k, v, n in pairs:
@@ -96,7 +100,7 @@ def read_label_file(path: str | os.PathLike, what: str, to_id, known: list[str])
             out[k] = to_id(v)
         except KeyError:
             where = f" line {n}" if n else ""
-            raise cli.UserError(f"{what} file {path}{where}: unknown {what} {v!r}; known: "
+            raise cli.UserError(f"{what} file {path}{where}: unknown {what} {v[:80]!r}; known: "
                                 f"{', '.join(known)} (or a numeric id)") from None
     return out
 

@@ -67,9 +67,14 @@ def source_files(source: str, args) -> tuple[list, dict, dict | None]:
         src = corpus.DEBIAN_MIDI_SOURCES[source]
         return files, genres, {"what": f"General MIDI files of the Debian package {src.package}",
                                "midi_dir": src.folder, "genre": src.genre, "licence": src.licence}
-    if not args.midi_dir or not Path(args.midi_dir).is_dir():
+    if not args.midi_dir:
         raise cli.UserError("--source midi needs --midi_dir, a folder of MIDI files")
-    return dataset.find_midi_files(args.midi_dir), {}, None
+    if not Path(args.midi_dir).is_dir():
+        raise cli.UserError(f"--midi_dir {args.midi_dir} is not a folder; give the folder of your MIDI files")
+    files = dataset.find_midi_files(args.midi_dir)
+    if not files:
+        raise cli.UserError(f"--midi_dir {args.midi_dir} holds no .mid/.midi files (its subfolders are searched too)")
+    return files, {}, None
 
 
 def overlay_files(files: list, source_of: dict, args) -> list:

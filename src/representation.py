@@ -121,6 +121,9 @@ def extract_notes(src, min_track_notes: int = D.MIN_TRACK_NOTES, check_time_sign
     midi = load_midi(src)
     tpb = int(midi.ticks_per_beat)
     if tpb <= 0:
+        if tpb < 0:     # the header's division with its top bit set: frames a second and ticks a frame
+            raise BadMidiError("timed in SMPTE frames, not in beats (only ticks-per-beat files are read; "
+                               "export it again from a sequencer with PPQ timing)")
         raise BadMidiError(f"unsupported time division ({tpb} ticks per beat)")
     if not midi.instruments:
         raise BadMidiError("no tracks with notes")

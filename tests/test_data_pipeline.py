@@ -176,6 +176,32 @@ def test_an_output_that_cannot_be_written_is_one_line_before_any_work(tmp_path):
     assert blocker.read_text() == "a file where a folder should be\n" and not (tmp_path / "o.npz").exists()
 
 
+def test_smpte_files_binary_label_files_and_missing_folders_say_what_they_are(tmp_path):
+    import mido
+    d = tmp_path / "midi"
+    d.mkdir()
+    smpte = mido.MidiFile(ticks_per_beat=480)
+    smpte.tracks.append(mido.MidiTrack([mido.Message("note_on", note=60, velocity=90, time=0),
+                                        mido.Message("note_off", note=60, velocity=0, time=480)]))
+    smpte.save(str(d / "timecode.mid"))
+    raw = bytearray((d / "timecode.mid").read_bytes())
+    raw[12:14] = bytes([0x100 - 25, 40])              # the header's division: 25 frames a second, 40 ticks each
+    (d / "timecode.mid").write_bytes(bytes(raw))
+    with pytest.raises(R.BadMidiError, match="timed in SMPTE frames, not in beats"):
+        R.extract_notes(d / "timecode.mid")
+    make_midi(d / "good.mid", [("Piano", 0, False, scale_notes(60, 3))])
+    r = run_script("src/midi2numpy_mix.py", "--midi_dir", d, "--out_name", tmp_path / "o.npz",
+                   "--genre_file", d / "good.mid")
+    assert r.returncode == 2 and "is not a text table (it holds binary data)" in r.stderr and "\x00" not in r.stderr
+    r = run_script("src/prepare_corpus.py", "--source", "midi", "--midi_dir", tmp_path / "nope",
+                   "--out_name", tmp_path / "o.npz")
+    assert r.returncode == 2 and "nope is not a folder" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = run_script("src/prepare_corpus.py", "--source", "midi", "--midi_dir", tmp_path / "empty",
+                   "--out_name", tmp_path / "o.npz")
+    assert r.returncode == 2 and "empty holds no .mid/.midi files" in r.stderr
+
+
 def test_no_usable_file_is_a_user_error(tmp_path):
     d = tmp_path / "bad"
     d.mkdir()
