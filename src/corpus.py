@@ -53,6 +53,13 @@ def _call(func, item):
         return item, False, f"unexpected error ({type(e).__name__}: {msg})"
 
 
+def _worker_ignores_ctrl_c() -> None:
+    """Pool workers leave Ctrl-C to the main process, which stops the pool (one 'interrupted'
+    line instead of a traceback from every worker)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run_jobs(func, items: list, workers: int | None = None, desc: str = ""):
     """Yield ``(item, ok, value_or_reason)`` for ``func(item)`` over ``items`` (completion order).
 
@@ -70,7 +77,7 @@ def run_jobs(func, items: list, workers: int | None = None, desc: str = ""):
                 bar.update(1)
         else:
             chunk = max(1, min(16, len(items) // (workers * 8)))
-            with mp.get_context("fork").Pool(workers) as pool:
+            with mp.get_context("fork").Pool(workers, initializer=_worker_ignores_ctrl_c) as pool:
                 for res in pool.imap_unordered(call, items, chunksize=chunk):
                     yield res
                     bar.update(1)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import io
 import json
 import os
 import re
@@ -31,9 +30,11 @@ import numpy as np
 import cli
 import corpus
 import dictionary_mix as D
-from representation import BadMidiError, init_tokens, midi_to_windows
+from representation import BadMidiError, init_tokens, midi_from_bytes, midi_to_windows
 
-TOKENISER_VERSION = 2  # 2: the original's rounding (duration 0) and chorder chords; bump when the tokens a file produces change (invalidates the cache)
+# bump when the tokens (or the reason) a file gives change; it invalidates the token cache
+# (2: the original's rounding (duration 0) and chorder chords; 3: RIFF .rmi files are read)
+TOKENISER_VERSION = 3
 MIDI_SUFFIXES = D.MIDI_SUFFIXES
 
 
@@ -185,27 +186,13 @@ def tokenise_file(job: tuple) -> dict:
             raise
         except Exception:
             pass  # unreadable cache entry: recompute below
-    if len(data) == 0:
-        err = "empty file (0 bytes)"
-    elif data[:4] != b"MThd":
-        err = "not a MIDI file (no MThd header)"
-    else:
-        err = None
-    windows = []
-    if err is None:
-        try:
-            import miditoolkit
-
-            midi = miditoolkit.MidiFile(file=io.BytesIO(data))
-        except Exception as e:
-            err = f"corrupt MIDI ({type(e).__name__}: {' '.join(str(e).split())[:120]})"
-        else:
-            try:
-                windows = midi_to_windows(midi, max_len=max_len, preset=preset)
-                if not windows:
-                    err = "no notes"
-            except BadMidiError as e:
-                err = str(e)
+    err, windows = None, []
+    try:
+        windows = midi_to_windows(midi_from_bytes(data), max_len=max_len, preset=preset)
+        if not windows:
+            err = "no notes"
+    except BadMidiError as e:
+        err = str(e)
     if cfile is not None:
         if err is not None:
             n_cols = D.preset(preset).n_cols

@@ -22,6 +22,7 @@ is a one-line reason, so folder tools can skip them and report why.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -72,21 +73,38 @@ def load_midi(src):
         return src
     path = Path(src)
     try:
-        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(12)
+            _check_head(head)               # before reading a large file that is not MIDI at all
+            data = head + f.read()
     except OSError as e:
         raise BadMidiError(f"cannot open: {e.strerror or e}") from None
-    if size == 0:
+    return midi_from_bytes(data)
+
+
+def _check_head(head: bytes) -> None:
+    if not head:
         raise BadMidiError("empty file (0 bytes)")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head != b"MThd":
+    if head[:4] != b"MThd" and not (head[:4] == b"RIFF" and head[8:12] == b"RMID"):
         raise BadMidiError("not a MIDI file (no MThd header)")
+
+
+def midi_from_bytes(data: bytes):
+    """A ``miditoolkit.MidiFile`` from a MIDI file's bytes (or a Windows RIFF .rmi around one);
+    BadMidiError with a one-line reason if they are not a readable MIDI file."""
+    import miditoolkit
+
+    _check_head(data[:12])
+    if data[:4] == b"RIFF":                 # .rmi: the MIDI file is the RIFF's data chunk
+        at = data.find(b"MThd", 12)
+        if at < 0:
+            raise BadMidiError("a RIFF MIDI (.rmi) file without a MIDI file inside")
+        data = data[at:]
     try:
-        midi = miditoolkit.MidiFile(str(path))
+        return miditoolkit.MidiFile(file=io.BytesIO(data))
     except Exception as e:  # mido/miditoolkit raise many types for corrupt data
         msg = " ".join(str(e).split())[:120]
         raise BadMidiError(f"corrupt MIDI ({type(e).__name__}: {msg})") from None
-    return midi
 
 
 def check_meter(midi, until_tick: int | None = None) -> None:

@@ -202,6 +202,19 @@ def test_smpte_files_binary_label_files_and_missing_folders_say_what_they_are(tm
     assert r.returncode == 2 and "empty holds no .mid/.midi files" in r.stderr
 
 
+def test_a_windows_rmi_file_is_the_midi_file_inside_it(tmp_path):
+    make_midi(tmp_path / "plain.mid", [("Piano", 0, False, scale_notes(60, 3))])
+    smf = (tmp_path / "plain.mid").read_bytes()
+    data = b"RMID" + b"data" + len(smf).to_bytes(4, "little") + smf
+    (tmp_path / "wrapped.mid").write_bytes(b"RIFF" + len(data).to_bytes(4, "little") + data)
+    a, _ = R.extract_notes(tmp_path / "plain.mid")
+    b, _ = R.extract_notes(tmp_path / "wrapped.mid")
+    np.testing.assert_array_equal(a, b)
+    (tmp_path / "hollow.mid").write_bytes(b"RIFF\x04\x00\x00\x00RMIDdata\x00\x00\x00\x00")
+    with pytest.raises(R.BadMidiError, match="RIFF MIDI .* without a MIDI file inside"):
+        R.load_midi(tmp_path / "hollow.mid")
+
+
 def test_no_usable_file_is_a_user_error(tmp_path):
     d = tmp_path / "bad"
     d.mkdir()
