@@ -23,7 +23,7 @@ import numpy as np
 
 import cli
 import dictionary_mix as D
-from representation import BadMidiError, instrument_class
+from representation import BadMidiError, instrument_class, load_midi
 
 
 class SkipFile(Exception):
@@ -720,13 +720,12 @@ def drum_loops(files: list[tuple[str, Path]], bars: int = OVERLAY_LOOP_BARS,
     with times in 16th notes from the loop's start, one loop per ``bars``-bar window (16
     sixteenths a bar) of a song's channel-10 part that has at least ``min_onsets`` distinct
     onsets.  Files that cannot be read are skipped."""
-    import miditoolkit
     span = 16 * bars
     out = []
     for sid, path in files:
         try:
-            midi = miditoolkit.MidiFile(str(path))
-        except Exception:  # noqa: BLE001 - a broken file has no loops
+            midi = load_midi(path)
+        except BadMidiError:        # a broken file has no loops
             continue
         sixteenth = midi.ticks_per_beat / 4
         notes = [(int(round(n.start / sixteenth)), n.pitch, max(1, int(round((n.end - n.start) / sixteenth))),
@@ -747,7 +746,7 @@ def overlay_drums(pitched: Path, loop: list[tuple[int, int, int, int]], out: Pat
     ``loop`` (:func:`drum_loops`) from its first bar to its last note.  The pitched parts are
     kept as they are.  Atomic; ``pitched`` is never changed."""
     import miditoolkit
-    midi = miditoolkit.MidiFile(str(pitched))
+    midi = load_midi(pitched)
     sixteenth = midi.ticks_per_beat / 4
     end = max((n.end for i in midi.instruments for n in i.notes), default=0)
     length = int(np.ceil(end / sixteenth))
