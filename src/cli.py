@@ -12,6 +12,7 @@ import contextlib
 import math
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -23,10 +24,24 @@ class UserError(Exception):
     """An error the user can fix; its message is one line saying what and how."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, ``docker stop``, a cluster's pre-emption), raised where the script is
+    so that it stops as on Ctrl-C: temporary files removed, one line, no traceback."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def run(main: Callable[[], object]) -> None:
     """Run a script's main function with the project's error conventions."""
+    with contextlib.suppress(ValueError):      # (only the main thread can set a handler)
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         rc = main()
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     except UserError as e:
         prog = os.path.basename(sys.argv[0]) or "error"
         msg = " ".join(str(e).split())  # always one line

@@ -55,9 +55,11 @@ def _call(func, item):
 
 def _worker_ignores_ctrl_c() -> None:
     """Pool workers leave Ctrl-C to the main process, which stops the pool (one 'interrupted'
-    line instead of a traceback from every worker)."""
+    line instead of a traceback from every worker), and die quietly on the SIGTERM it stops them
+    with (not through :func:`cli.run`'s handler, which they inherit)."""
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def run_jobs(func, items: list, workers: int | None = None, desc: str = ""):

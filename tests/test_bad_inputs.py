@@ -474,6 +474,35 @@ def test_long_video_is_refused_before_analysis(env, ckpt, video, tmp_path):
     assert_refused(res, before, tmp_path, says="max_video_s")
 
 
+# ------------------------------------------------------------------------------ stopped from outside
+@pytest.mark.parametrize("sig, line, rc", [("SIGTERM", "terminated", 143), ("SIGINT", "interrupted", 130)])
+def test_a_stopped_script_leaves_no_part_file_and_says_so_in_one_line(tmp_path, sig, line, rc):
+    """``timeout``, ``docker stop`` or a cluster's pre-emption send SIGTERM: the script stops as on
+    Ctrl-C, inside a write and inside a running program, and removes what it was writing."""
+    import signal
+    import time
+    script = tmp_path / "writer.py"
+    script.write_text(f"""
+import subprocess, sys
+sys.path.insert(0, {str(SRC)!r})
+import cli
+def main():
+    with cli.atomic_path({str(tmp_path / 'out.bin')!r}) as tmp:
+        open(tmp, "wb").write(b"half")
+        print("writing", flush=True)
+        subprocess.run(["sleep", "30"])
+cli.run(main)
+""")
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "writing"
+    assert len(list(tmp_path.glob(".out.*.part.bin"))) == 1
+    time.sleep(0.2)
+    p.send_signal(getattr(signal, sig))
+    out, err = p.communicate(timeout=20)
+    assert p.returncode == rc and err.strip() == line, err
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["writer.py"]
+
+
 # ------------------------------------------------------------------------------ web app
 def test_web_app_ratings_and_stale_parts(ckpt, tmp_path):
     from model import load_checkpoint
