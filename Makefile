@@ -52,8 +52,9 @@ corpus: setup
 
 # Retrain the bundled model (see README, "The bundled model"), in three stages; a stage whose
 # result exists is skipped, and stages 1 and 2 ship with the repository, so by default only
-# stage 3 runs (~12 min on 2 cores); to retrain from an earlier stage, delete its model.pt
-# and those of the stages after it (exp/bundled/model.pt is always remade).
+# stage 3 runs (~12 min on 2 cores); to retrain from an earlier stage, delete its folder
+# (exp/music21/ or exp/drums/) and the model.pt of the stages after it (exp/bundled/model.pt is
+# always remade).  An interrupted stage 1 or 2 continues where it stopped (--resume 1).
 # 1: a model of the music21 scores alone (exp/music21/model.pt; ~1 h).
 # 2: that model fine-tuned on music21 plus the drummed songs, these repeated BUNDLED_WEIGHTS
 #    times per pass, Pop (their genre) the default genre (exp/drums/model.pt; ~50 min).
@@ -63,16 +64,16 @@ BUNDLED_WEIGHTS ?= openmsx=6,blupi=2
 BEST = $$(ls exp/$(1)/loss_*_params.pt | sort -t_ -k2 -n | head -1)
 train-bundled: corpus
 	test -f exp/music21/model.pt || { \
-	  $(PY) src/main_cp.py --mode train --preset small --train_data music21.npz --name music21 --transpose 6 && \
+	  $(PY) src/main_cp.py --mode train --preset small --train_data music21.npz --name music21 --transpose 6 --resume 1 && \
 	  $(PY) src/export_checkpoint.py --ckpt "$(call BEST,music21)" --out exp/music21/model.pt --data dataset/music21.npz; }
 	test -f exp/drums/model.pt || { \
-	  $(PY) src/main_cp.py --mode train --preset small --train_data bundled.npz --name drums --transpose 6 \
+	  $(PY) src/main_cp.py --mode train --preset small --train_data bundled.npz --name drums --transpose 6 --resume 1 \
 		--init_ckpt exp/music21/model.pt --source_weights $(BUNDLED_WEIGHTS) --default_genre Pop \
 		--max_tokens 8192 --epochs 8 && \
 	  $(PY) src/export_checkpoint.py --ckpt "$(call BEST,drums)" \
 		--out exp/drums/model.pt --half --data dataset/bundled.npz --default_genre Pop; }
 	$(PY) src/main_cp.py --mode train --preset small --train_data bundled_overlay.npz --name bundled --transpose 6 \
-		--init_ckpt exp/drums/model.pt --source_weights $(BUNDLED_WEIGHTS) --default_genre Pop \
+		--overwrite 1 --init_ckpt exp/drums/model.pt --source_weights $(BUNDLED_WEIGHTS) --default_genre Pop \
 		--max_tokens 8192 --epochs 2
 	$(PY) src/export_checkpoint.py --ckpt "$(call BEST,bundled)" \
 		--out exp/bundled/model.pt --half --data dataset/bundled_overlay.npz --default_genre Pop

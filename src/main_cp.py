@@ -58,6 +58,7 @@ HP = dict(
     gid="",                      # GPU ids as in BMT, e.g. "0" or "0,1" (several: one process each); relative to CUDA_VISIBLE_DEVICES when that is set
     data_parallel=0,             # 1: use every visible GPU (BMT's flag)
     resume=0,                    # 1: continue from exp/<name>/last.pt
+    overwrite=0,                 # 1: a new run replaces the checkpoints of an earlier run of this --name (0: such a run is refused)
     init_ckpt="",                # fine-tune: start from this checkpoint's weights and sizes (a new optimizer, epoch 0)
     # inference (SPEC section 5)
     videos="videos/demo.mp4",    # a video, a video npz, or a folder of them

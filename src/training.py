@@ -44,6 +44,10 @@ def load_data(path: str | os.PathLike) -> dict:
             return original_npz.read(path)
         except original_npz.OriginalNpzError as e:
             raise cli.UserError(f"training data: {e}") from None
+    import zipfile
+    if not zipfile.is_zipfile(path):
+        raise cli.UserError(f"training data {path} is not an .npz file (a zip archive of arrays, as "
+                            "midi2numpy_mix.py writes); it may be cut short or another kind of file")
     try:
         z = np.load(path, allow_pickle=False)
         data = {k: z[k] for k in z.files}
@@ -62,8 +66,46 @@ def load_data(path: str | os.PathLike) -> dict:
     if "split" not in data:  # the original had no validation split: hold out every 20th song
         data["split"] = (np.arange(n) % 20 == 19).astype(np.uint8)
     for key in ("metadata", "vocab"):
-        data[key] = json.loads(str(data[key])) if key in data else None
+        try:
+            data[key] = json.loads(str(data[key])) if key in data else None
+        except ValueError:
+            raise cli.UserError(f"{path}: its '{key}' entry is not JSON; rebuild the file with midi2numpy_mix.py") \
+                from None
+    check_arrays(data, path)
     return data
+
+
+def check_arrays(data: dict, path) -> None:
+    """One-line errors for arrays no model can train on (checked once, where they are read)."""
+    x, y, mask = data["x"], data["y"], data["mask"]
+    bad = None
+    if x.ndim != 3 or y.shape != x.shape:
+        bad = f"x {x.shape} and y {y.shape} must both be (songs, tokens, columns)"
+    elif mask.shape != x.shape[:2]:
+        bad = f"mask {mask.shape} must be (songs, tokens) {x.shape[:2]}"
+    elif not all(np.issubdtype(a.dtype, np.integer) for a in (x, y, data["init"])):
+        bad = f"x, y and init must hold integer tokens (got {x.dtype}, {y.dtype}, {data['init'].dtype})"
+    elif min(int(x.min()), int(y.min()), int(data["init"].min())) < 0:
+        bad = "x, y or init holds negative tokens"
+    elif not np.issubdtype(mask.dtype, np.number) or not np.isin(mask, (0, 1)).all():
+        bad = "mask must hold only 0 and 1"
+    elif data["init"].ndim != 3 or len(data["init"]) != len(x):
+        bad = f"init {data['init'].shape} must be (songs, rows, fields) for its {len(x)} songs"
+    elif len(data["seq_len"]) != len(x) or not (0 <= int(np.min(data["seq_len"]))
+                                                and int(np.max(data["seq_len"])) <= x.shape[1] + 1):
+        bad = f"seq_len must give each of the {len(x)} songs a length of 0..{x.shape[1] + 1} tokens"
+    elif len(data["split"]) != len(x) or not np.isin(data["split"], (0, 1)).all():
+        bad = f"split must mark each of the {len(x)} songs 0 (train) or 1 (validation)"
+    if bad:
+        raise cli.UserError(f"{path} is not a usable training npz: {bad}; rebuild it with midi2numpy_mix.py")
+    named = (data.get("vocab") or {}).get("preset")
+    if x.shape[-1] not in {P.n_cols for P in D.PRESETS.values()}:
+        raise cli.UserError(f"{path}: its rows have {x.shape[-1]} columns, the representations "
+                            f"{', '.join(f'{P.n_cols} ({P.name})' for P in D.PRESETS.values())}; "
+                            "rebuild it with midi2numpy_mix.py")
+    if named in D.PRESETS and x.shape[-1] != D.PRESETS[named].n_cols:
+        raise cli.UserError(f"{path}: its vocab says {named} ({D.PRESETS[named].n_cols} columns) but its rows "
+                            f"have {x.shape[-1]} columns; rebuild it with midi2numpy_mix.py")
 
 
 def resplit(data: dict, val_fraction: float) -> np.ndarray:
@@ -358,6 +400,8 @@ def setup(hp: dict) -> Run:
         cli.clean_stale_parts(exp_dir)
         cli.clean_stale_parts(log_dir, recursive=False)
     resuming = bool(hp["resume"]) and last.exists()
+    if not resuming:
+        previous_run(exp_dir, bool(hp.get("overwrite")), rank == 0)
     if resuming:
         model = load_checkpoint(last, device=device)
         check_resume(model, data, last)
@@ -405,6 +449,34 @@ def setup(hp: dict) -> Run:
     return run
 
 
+def previous_run(exp_dir: Path, overwrite: bool, main: bool) -> None:
+    """A new run must not silently replace another's checkpoints: refused while ``exp_dir`` holds
+    them (``last.pt``, ``loss_*_params.pt``), unless ``overwrite``, which removes them first (on
+    the main rank) so that no stale checkpoint is left beside the new run's."""
+    old = [p for p in [exp_dir / "last.pt", *sorted(exp_dir.glob("loss_*_params.pt"))] if p.is_file()]
+    if not old:
+        return
+    if not overwrite:
+        raise cli.UserError(f"{exp_dir} already holds a run ({', '.join(p.name for p in old[:3])}"
+                            f"{', ...' if len(old) > 3 else ''}): --resume 1 continues it, --overwrite 1 replaces it, "
+                            "or choose another --name")
+    if main:
+        for p in old:
+            p.unlink()
+
+
+def check_representation(model, data: dict, path: Path, flag: str) -> None:
+    """Refuse a checkpoint (``--resume``, ``--init_ckpt``) on data of another representation."""
+    preset, P = data_preset(data), model.config.layout
+    if preset != P.name or data["x"].shape[-1] != P.n_cols:
+        raise cli.UserError(f"{flag} {path} is a {P.name} model ({P.n_cols} columns) but the training data is "
+                            f"{preset} ({data['x'].shape[-1]} columns); use data of its representation "
+                            f"(midi2numpy_mix.py --representation {P.name})")
+    if data["init"].shape[-1] != len(P.init_fields):
+        raise cli.UserError(f"{flag} {path} expects {len(P.init_fields)} init fields, the data has "
+                            f"{data['init'].shape[-1]}")
+
+
 def new_model(hp: dict, data: dict) -> CMT:
     """A freshly initialised model of the hp block's size for the data's representation."""
     preset = data_preset(data)   # the representation (cmt/bmt) comes from the data
@@ -426,6 +498,7 @@ def fine_tune_model(path: Path, data: dict, device) -> CMT:
     """The checkpoint at ``path`` to fine-tune on ``data``: its weights and sizes; refused when the
     data holds classes beyond its vocabularies."""
     model = load_checkpoint(path, device=device)
+    check_representation(model, data, path, "--init_ckpt")
     config = model.config
     for c, n in list(enumerate(config.n_class))[:D.COL_IBEAT]:
         top = int(max(data["x"][..., c].max(), data["y"][..., c].max()))
@@ -547,18 +620,26 @@ def check_hp(hp: dict) -> None:
     for key in ("epochs", "steps_per_epoch", "val_max_songs", "max_len", "seed"):
         number(key, 0)
     number("transpose", 0, 127)
+    for key in ("amp", "compile", "resume", "overwrite", "data_parallel"):
+        if hp.get(key) not in (None, 0, 1, False, True):
+            raise cli.UserError(f"--{key} is 0 or 1, got {hp[key]!r}")
+    if hp.get("threads") is not None:
+        number("threads", 0)
+    check_name(hp.get("name"))
+
+
+def check_name(name) -> None:
+    """A run's name is one folder name: exp/<name>/ and logs/<name>.* must stay where they are."""
+    name = "" if name is None else str(name)
+    if not name or name in (".", "..") or name.startswith(".") or any(c in name for c in "/\\\0"):
+        raise cli.UserError(f"--name {name!r}: give a plain name for the run (letters, digits, '-', '_'; no '/', "
+                            "no leading '.'): it names exp/<name>/ and logs/<name>.*")
 
 
 def check_resume(model, data: dict, path: Path) -> None:
     """Refuse to resume a checkpoint on data of another representation or vocabulary."""
-    preset, P = data_preset(data), model.config.layout
-    if preset != P.name or data["x"].shape[-1] != P.n_cols:
-        raise cli.UserError(f"--resume: {path} is a {P.name} model ({P.n_cols} columns) but the training data is "
-                            f"{preset} ({data['x'].shape[-1]} columns); use matching data, or another --name "
-                            "to start a new run")
-    if data["init"].shape[-1] != len(P.init_fields):
-        raise cli.UserError(f"--resume: {path} expects {len(P.init_fields)} init fields, the data has "
-                            f"{data['init'].shape[-1]}")
+    check_representation(model, data, path, "--resume:")
+    P = model.config.layout
     need = [max(int(data["x"][..., c].max()), int(data["y"][..., c].max())) + 1 for c in range(P.n_cols)]
     check_vocab(model, dict(zip(P.columns, need)), source=f"--resume {path} on this data")
     init_need = [int(data["init"][..., c].max()) + 1 for c in range(len(P.init_fields))]

@@ -465,6 +465,67 @@ def test_resume_checks_the_checkpoint_against_the_data(env, tmp_path):
     assert "resuming" in res.stdout
 
 
+def test_a_new_run_never_replaces_another_and_names_stay_in_their_folders(env, tmp_path):
+    data = tiny_training_npz(tmp_path / "tiny.npz")
+    assert train(env, tmp_path, data, "--epochs", 1).returncode == 0
+    run_dir = tmp_path / "exp" / "t"
+    (run_dir / "loss_999_params.pt").write_bytes((run_dir / "last.pt").read_bytes())   # an earlier run's best
+    before = snapshot(tmp_path)
+    line = assert_refused(train(env, tmp_path, data, "--epochs", 1), before, tmp_path)
+    assert "already holds a run" in line and "--resume 1" in line and "--overwrite 1" in line
+    res = train(env, tmp_path, data, "--epochs", 1, "--overwrite", 1)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert not (run_dir / "loss_999_params.pt").exists() and (run_dir / "last.pt").is_file()   # no stale best
+    before = snapshot(tmp_path)
+    for name in ("../escape", "/abs/name", ".", "..", "", ".hidden", "a/b", "a\\b"):
+        res = run(env, "main_cp.py", "--mode", "train", "--train_data", data, "--name", name,
+                  "--exp_dir", tmp_path / "exp", "--log_dir", tmp_path / "logs", *TRAIN_TINY)
+        assert "--name" in assert_refused(res, before, tmp_path), name
+    for flags in (["--amp", 2], ["--compile", 7], ["--threads", -3]):
+        assert_refused(train(env, tmp_path, data, *flags), before, tmp_path)
+
+
+def test_init_ckpt_of_another_representation_is_refused(env, tmp_path):
+    data = tiny_training_npz(tmp_path / "tiny.npz")
+    bmt = save_tiny_checkpoint(tmp_path / "bmt.pt", preset="bmt")
+    before = snapshot(tmp_path)
+    line = assert_refused(train(env, tmp_path, data, "--init_ckpt", bmt), before, tmp_path)
+    assert "--init_ckpt" in line and "bmt model" in line and "cmt" in line
+
+
+def _broken_npz(folder: Path, good: Path) -> dict[str, Path]:
+    z = dict(np.load(good))
+    cases = {}
+
+    def save(kind, **change):
+        cases[kind] = folder / f"{kind}.npz"
+        np.savez(cases[kind], **{**z, **change})
+    save("float_nan_tokens", x=np.where(z["x"] == 0, np.nan, z["x"]).astype(np.float32))
+    save("negative_token", x=np.where(z["x"] == 0, -1, z["x"]))
+    mask = z["mask"].copy()
+    mask[0, 0] = np.nan
+    save("nan_mask", mask=mask)
+    save("x_y_columns_differ", x=np.concatenate([z["x"], z["x"][..., :1]], -1))
+    save("eight_columns", x=z["x"][..., :8], y=z["y"][..., :8])
+    save("metadata_not_json", metadata=np.array("{not json"))
+    save("seq_len_too_long", seq_len=z["seq_len"] * 100)
+    save("split_is_2", split=np.full_like(z["split"], 2))
+    cases["text_file"] = folder / "text_file.npz"
+    cases["text_file"].write_text("x,y\n1,2\n")
+    return cases
+
+
+@pytest.mark.parametrize("kind", ["float_nan_tokens", "negative_token", "nan_mask", "x_y_columns_differ",
+                                  "eight_columns", "metadata_not_json", "seq_len_too_long", "split_is_2",
+                                  "text_file"])
+def test_broken_training_npz(env, tmp_path, kind):
+    data = tiny_training_npz(tmp_path / "tiny.npz")
+    case = _broken_npz(tmp_path, data)[kind]
+    before = snapshot(tmp_path)
+    line = assert_refused(train(env, tmp_path, case, "--epochs", 1), before, tmp_path)
+    assert case.name in line and ("midi2numpy_mix.py" in line), line
+
+
 # ------------------------------------------------------------------------------ unbounded work
 def test_long_video_is_refused_before_analysis(env, ckpt, video, tmp_path):
     clip = tmp_path / "clip.mp4"
