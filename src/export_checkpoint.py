@@ -36,8 +36,9 @@ def main() -> None:
         import numpy as np
 
         import calibration
-        from training import label_vocab, load_data
+        from training import check_representation, label_vocab, load_data
         data = load_data(args.data)
+        check_representation(model, data, src, "--ckpt")
         train_idx = np.flatnonzero(data["split"] == 0)
         model.vocab = {**(model.vocab or {}), **label_vocab(data, train_idx, default_genre=args.default_genre),
                        "data_stats": calibration.data_stats(data, train_idx)}

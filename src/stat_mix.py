@@ -121,6 +121,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.response_songs < 0:
         raise cli.UserError("--response_songs: give 0 or more songs")
+    import controls
+    args.density_threshold = controls.parse_min_strength(args.density_threshold)   # the CLI's own check
 
     ref_path = Path(args.reference)
     if args.rebuild_reference:
@@ -138,6 +140,8 @@ def main() -> None:
     out = src if args.in_place else Path(args.out)
     if not args.in_place and out.exists() and out.resolve() == src.resolve():
         raise cli.UserError("--out is --ckpt: pass --in_place to overwrite the input")
+    cli.check_outputs([args.data, ref_path] + ([] if args.in_place else [src]), [out],
+                      hint="choose another --out (inputs are never overwritten; --in_place rewrites --ckpt)")
     if not ref_path.is_file():
         raise cli.UserError(f"{ref_path} not found: run with --rebuild_reference")
     ref = calibration.load_reference(ref_path)
@@ -150,8 +154,12 @@ def main() -> None:
                                 "original's thresholds, fitted for its LPD data)")
     vocab = dict(obj.get("vocab") or {})
     if args.data:
-        from training import load_data
+        from training import data_preset, load_data
         data = load_data(args.data)
+        preset = (obj.get("config") or {}).get("preset", "cmt")
+        if data_preset(data) != preset:
+            raise cli.UserError(f"--data {args.data} is {data_preset(data)} data but {src} is a {preset} model; "
+                                "give the data it was trained on")
         vocab["data_stats"] = calibration.data_stats(data, np.flatnonzero(data["split"] == 0))
     stats = vocab.get("data_stats")
     if not stats:

@@ -491,6 +491,10 @@ def test_init_ckpt_of_another_representation_is_refused(env, tmp_path):
     before = snapshot(tmp_path)
     line = assert_refused(train(env, tmp_path, data, "--init_ckpt", bmt), before, tmp_path)
     assert "--init_ckpt" in line and "bmt model" in line and "cmt" in line
+    # exporting it with labels of data of the other representation: the same check
+    line = assert_refused(run(env, "export_checkpoint.py", "--ckpt", bmt, "--out", tmp_path / "x.pt", "--data", data),
+                          before, tmp_path)
+    assert "bmt model" in line and "cmt" in line
 
 
 def _broken_npz(folder: Path, good: Path) -> dict[str, Path]:

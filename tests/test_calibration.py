@@ -304,6 +304,20 @@ def test_stat_mix_refuses_bad_input_in_one_line(tmp_path):
                              capture_output=True, text=True, timeout=120)
         assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert not (tmp_path / "y.pt").exists()
+    # --out never lands on an input: the training data or the reference file
+    data, ref = tmp_path / "train.npz", tmp_path / "reference.json"
+    data.write_bytes(b"PK data")
+    ref.write_text("{}")
+    for out in (data, ref):
+        res = subprocess.run([sys.executable, str(root / "src" / "stat_mix.py"), "--ckpt", str(ckpt), "--out", str(out),
+                              "--data", str(data), "--reference", str(ref), "--density_threshold", "2"],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2 and "would overwrite an input" in res.stderr, res.stderr
+    assert data.read_bytes() == b"PK data" and ref.read_text() == "{}"
+    res = subprocess.run([sys.executable, str(root / "src" / "stat_mix.py"), "--ckpt", str(ckpt), "--out",
+                          str(tmp_path / "y.pt"), "--density_threshold", "99"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2 and "--density_threshold must be from" in res.stderr, res.stderr
     # a damaged file gets the same reason as everywhere else a checkpoint is read (model.read_checkpoint)
     cut = tmp_path / "cut.pt"
     cut.write_bytes(ckpt.read_bytes()[:-40])
