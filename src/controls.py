@@ -37,7 +37,7 @@ def _split(text: str) -> list[str]:
     return [t.strip() for t in str(text).split(",") if t.strip()]
 
 
-def parse_instruments(text: str, known: list[int] | None = None) -> tuple[int, ...]:
+def parse_instruments(text: str, known: list[int] | None = None, what: str = "--instruments") -> tuple[int, ...]:
     """'Piano,Bass' or '2,4' -> (2, 4); each must be one the model knows."""
     ids = []
     for tok in _split(text):
@@ -46,84 +46,84 @@ def parse_instruments(text: str, known: list[int] | None = None) -> tuple[int, .
         else:
             match = [i for i, n in enumerate(D.INSTRUMENTS, 1) if n.lower() == tok.lower()]
             if not match:
-                raise cli.UserError(f"--instruments: unknown instrument {tok!r}; use {', '.join(D.INSTRUMENTS)}")
+                raise cli.UserError(f"{what}: unknown instrument {tok!r}; use {', '.join(D.INSTRUMENTS)}")
             cid = match[0]
         if not 1 <= cid <= len(D.INSTRUMENTS):
-            raise cli.UserError(f"--instruments: class ids are 1..{len(D.INSTRUMENTS)} ({', '.join(D.INSTRUMENTS)})")
+            raise cli.UserError(f"{what}: class ids are 1..{len(D.INSTRUMENTS)} ({', '.join(D.INSTRUMENTS)})")
         if known and cid not in known:
             have = ", ".join(D.INSTRUMENTS[k - 1] for k in known)
-            raise cli.UserError(f"--instruments: this model was not trained with {D.INSTRUMENTS[cid - 1]}; it knows {have}")
+            raise cli.UserError(f"{what}: this model was not trained with {D.INSTRUMENTS[cid - 1]}; it knows {have}")
         if cid not in ids:
             ids.append(cid)
     if not ids:
-        raise cli.UserError("--instruments: name at least one instrument")
+        raise cli.UserError(f"{what}: name at least one instrument")
     return tuple(ids)
 
 
-def parse_key(text: str, n_key: int, known: list[int] | None = None) -> int:
+def parse_key(text: str, n_key: int, known: list[int] | None = None, what: str = "--key") -> int:
     """'D minor' / 'd min' / '15' -> key id; the model must have a key vocabulary and, when
     ``known`` (the keys of its training data) is given, have seen the key."""
     if n_key <= 1:
-        raise cli.UserError("--key: this checkpoint has no key control (it was trained without key labels)")
+        raise cli.UserError(f"{what}: this checkpoint has no key control (it was trained without key labels)")
     t = str(text).strip()
     if t.isdigit():
         kid = int(t)
     else:
         m = re.fullmatch(r"([A-Ga-g])\s*([#b♯♭]?)\s*(major|maj|minor|min|m)?", t.replace("-", " ").strip())
         if not m:
-            raise cli.UserError(f"--key: unknown key {text!r}; use e.g. 'C major', 'A minor', 'F# minor', 'Bb'")
+            raise cli.UserError(f"{what}: unknown key {text!r}; use e.g. 'C major', 'A minor', 'F# minor', 'Bb'")
         pc = ("C", "D", "E", "F", "G", "A", "B").index(m.group(1).upper())
         pc = [0, 2, 4, 5, 7, 9, 11][pc] + {"#": 1, "♯": 1, "b": -1, "♭": -1}.get(m.group(2), 0)
         minor = (m.group(3) or "").lower() in ("minor", "min", "m")
         kid = 1 + pc % 12 + (12 if minor else 0)
     if not 1 <= kid < min(n_key, len(D.KEY_NAMES)):
-        raise cli.UserError(f"--key: key ids are 1..{min(n_key, len(D.KEY_NAMES)) - 1}")
+        raise cli.UserError(f"{what}: key ids are 1..{min(n_key, len(D.KEY_NAMES)) - 1}")
     if known and kid not in known:
         have = ", ".join(D.KEY_NAMES[k] for k in known if 0 < k < len(D.KEY_NAMES))
-        raise cli.UserError(f"--key: this model never saw {D.KEY_NAMES[kid]} in training (its key token "
+        raise cli.UserError(f"{what}: this model never saw {D.KEY_NAMES[kid]} in training (its key token "
                             f"would be untrained noise); it knows {have}")
     return kid
 
 
-def parse_genre(text: str, n_genre: int, known: list[int] | None = None) -> int:
+def parse_genre(text: str, n_genre: int, known: list[int] | None = None, what: str = "--genre") -> int:
     """'Folk' / '8' -> genre id; with ``known`` (the genres of its training data) it must be one of them."""
     try:
         gid = D.genre_id(text.strip() if not str(text).strip().isdigit() else int(text))
     except (KeyError, ValueError):
-        raise cli.UserError(f"--genre: unknown genre {text!r}; use one of {', '.join(D.GENRES[1:])}") from None
+        raise cli.UserError(f"{what}: unknown genre {text!r}; use one of {', '.join(D.GENRES[1:])}") from None
     if not 0 <= gid < n_genre:
-        raise cli.UserError(f"--genre: this checkpoint knows genre ids below {n_genre}")
+        raise cli.UserError(f"{what}: this checkpoint knows genre ids below {n_genre}")
     if known and gid not in known:
         have = ", ".join(D.GENRES[g] for g in known if 0 <= g < len(D.GENRES))
-        raise cli.UserError(f"--genre: this model was not trained with {D.GENRES[gid]} songs; it knows {have}")
+        raise cli.UserError(f"{what}: this model was not trained with {D.GENRES[gid]} songs; it knows {have}")
     return gid
 
 
-def parse_emotion(text: str, model) -> int:
+def parse_emotion(text: str, model, what: str = "--emotion") -> int:
     """'Q1'..'Q4' (or 1..4) -> 1..4, for a bmt model that saw that emotion in training."""
     if model.config.preset != "bmt":
-        raise cli.UserError(f"--emotion: this checkpoint is a {model.config.preset} model without an emotion field; "
+        raise cli.UserError(f"{what}: this checkpoint is a {model.config.preset} model without an emotion field; "
                             "train a bmt model (midi2numpy_mix.py --representation bmt) on emotion-labelled MIDI")
     try:
         eid = D.emotion_id(text)
     except KeyError:
-        raise cli.UserError(f"--emotion: unknown emotion {text!r}; use Q1 (happy, excited), Q2 (tense, angry), "
+        raise cli.UserError(f"{what}: unknown emotion {text!r}; use Q1 (happy, excited), Q2 (tense, angry), "
                             "Q3 (sad) or Q4 (calm)") from None
     known = (getattr(model, "vocab", None) or {}).get("emotions")
     if known is not None and eid not in known:
         have = ", ".join(D.EMOTIONS[k] for k in known if k) or "none (its data had no emotion labels)"
-        raise cli.UserError(f"--emotion: this model was not trained with {D.EMOTIONS[eid]} songs; it knows {have}")
+        raise cli.UserError(f"{what}: this model was not trained with {D.EMOTIONS[eid]} songs; it knows {have}")
     return eid
 
 
-def parse_programs(text: str) -> dict:
+def parse_programs(text: str, what: str = "--program") -> dict:
     """'Piano=0,Strings=48' -> {'Piano': 0, 'Strings': 48} merged over the default programs."""
     programs = dict(D.PROGRAMS)
     for tok in _split(text):
         name, _, value = tok.partition("=")
         match = [n for n in D.INSTRUMENTS if n.lower() == name.strip().lower()]
         if not match or not value.strip().isdigit() or not 0 <= int(value) <= 127:
-            raise cli.UserError(f"--program: expected TRACK=PROGRAM with TRACK in {', '.join(D.INSTRUMENTS)} "
+            raise cli.UserError(f"{what}: expected TRACK=PROGRAM with TRACK in {', '.join(D.INSTRUMENTS)} "
                                 f"and PROGRAM a General MIDI number 0..127, got {tok!r}")
         programs[match[0]] = int(value)
     return programs
@@ -174,20 +174,20 @@ def is_released(model) -> bool:
     return (getattr(model, "checkpoint_info", None) or {}).get("format") == "released"
 
 
-def _no_released(flag: str, model) -> None:
+def _no_released(what: str, model) -> None:
     if is_released(model):
-        raise cli.UserError(f"--{flag}: the released CMT checkpoint was trained with one constant "
+        raise cli.UserError(f"{what}: the released CMT checkpoint was trained with one constant "
                             "init block, so this control cannot act on it")
 
 
-def _parse_key(text, model):
-    _no_released("key", model)
-    return parse_key(text, model.config.init_n_class[1], _vocab(model).get("keys"))
+def _parse_key(text, model, what):
+    _no_released(what, model)
+    return parse_key(text, model.config.init_n_class[1], _vocab(model).get("keys"), what)
 
 
-def _parse_genre(text, model):
-    _no_released("genre", model)
-    return parse_genre(text, model.config.init_n_class[0], _vocab(model).get("genres"))
+def _parse_genre(text, model, what):
+    _no_released(what, model)
+    return parse_genre(text, model.config.init_n_class[0], _vocab(model).get("genres"), what)
 
 
 @dataclass(frozen=True)
@@ -196,26 +196,31 @@ class Control:
     flag: str                            # --flag of main_cp.py's hyperparameter block
     form: str                            # the web form's field ("" where the page does not offer it)
     init_cell: tuple[int, int] | None    # (row, column) in the init block; None: acts elsewhere
-    parse: Callable[[Any, Any], Any]     # (text, model) -> value; one-line cli.UserError when bad
+    parse: Callable[[Any, Any, str], Any]   # (text, model, what) -> value; one-line cli.UserError naming what
     seen: str | None = None              # checkpoint vocab: the values its training data had
     default: str | None = None           # checkpoint vocab: the default (the commonest of them)
     help: str = ""
 
+    def read(self, text, model, what: str | None = None):
+        """The value of ``text`` for ``model``; errors name ``what`` (default: the flag; the web
+        form names its field)."""
+        return self.parse(text, model, what or f"--{self.flag}")
+
 
 CONTROLS: dict[str, Control] = {c.name: c for c in (
     Control("instruments", "instruments", "instruments", None,
-            lambda t, m: parse_instruments(t, _vocab(m).get("instruments")), seen="instruments",
+            lambda t, m, w: parse_instruments(t, _vocab(m).get("instruments"), w), seen="instruments",
             help="instrument classes the music may use (init rows 2..6, column INIT_INSTRUMENT_COLUMN)"),
     Control("key", "key", "", D.INIT_CELL["key"], _parse_key, seen="keys", default="default_key",
             help="the key"),
     Control("genre", "genre", "", D.INIT_CELL["genre"], _parse_genre, seen="genres", default="default_genre",
             help="the genre"),
-    Control("emotion", "emotion", "emotion", D.INIT_CELL["emotion"], lambda t, m: parse_emotion(t, m),
+    Control("emotion", "emotion", "emotion", D.INIT_CELL["emotion"], lambda t, m, w: parse_emotion(t, m, w),
             seen="emotions", default="default_emotion", help="Q1..Q4 (bmt models)"),
-    Control("tempo", "my_tempo", "tempo", None, lambda t, m: check_tempo(t), help="the music's tempo (bpm)"),
-    Control("min_strength", "density_threshold", "threshold", None, lambda t, m: parse_min_strength(t),
+    Control("tempo", "my_tempo", "tempo", None, lambda t, m, w: check_tempo(t, w), help="the music's tempo (bpm)"),
+    Control("min_strength", "density_threshold", "threshold", None, lambda t, m, w: parse_min_strength(t, w),
             help="visual beats of a weaker strength class are not forced"),
-    Control("programs", "program", "", None, lambda t, m: parse_programs(t),
+    Control("programs", "program", "", None, lambda t, m, w: parse_programs(t, w),
             help="General MIDI programs for rendering"),
 )}
 
@@ -230,7 +235,7 @@ def parse_flags(values: Mapping[str, Any], model) -> dict:
             continue
         if v is None or (isinstance(v, str) and not v.strip()):
             continue
-        out[c.name] = c.parse(v, model)
+        out[c.name] = c.read(v, model)
     return out
 
 

@@ -278,7 +278,8 @@ class Preset:
         if len(sizes) == len(self.fields):
             return sizes
         if len(sizes) != 7:
-            raise ValueError(f"emb_sizes needs 7 (cmt) or {len(self.fields)} ({self.name}) entries")
+            need = "7" if len(self.fields) == 7 else f"7 (the cmt fields) or {len(self.fields)} (all {self.name} fields)"
+            raise ValueError(f"{self.name} data needs {need} sizes, got {len(sizes)}")
         pitch = sizes[3]
         extra = {"tempo": max(pitch // 4, 2), "chord": max(pitch // 2, 2), "velocity": max(pitch // 4, 2)}
         return sizes + [extra[f.name] for f in self.fields[7:]]

@@ -321,9 +321,9 @@ def train(hp: dict) -> Path:
                 (len(run.val_idx) and not math.isfinite(val_loss)):
             raise cli.UserError(f"training diverged in epoch {epoch}: the weights or the validation loss are "
                                 f"not finite; {_kept(run.last)}")
-        if run.main:
-            saved = save_epoch(run, epoch, train_loss, val_loss)
+        if run.main:   # the row first: stopped before the checkpoint, a resume redoes the epoch and its row
             run.log.epoch(epoch, run.step, train_loss, val_loss, val_parts, tok_s, time.time() - t0)
+            saved = save_epoch(run, epoch, train_loss, val_loss)
             run.log.line(f"epoch {epoch}: train {train_loss:.4f} val {val_loss:.4f} ({tok_s:.0f} tokens/s)"
                          + (f" -> {saved}" if saved else ""))
         run.best = min(run.best, val_loss)
@@ -409,6 +409,16 @@ def setup(hp: dict) -> Run:
         model = fine_tune_model(Path(hp["init_ckpt"]), data, device)
     else:
         model = new_model(hp, data)
+    notes = []
+    if resuming or hp.get("init_ckpt"):     # the checkpoint's sizes train, whatever the flags say
+        sizes = {k: getattr(model.config, k) for k in ("n_layer", "d_model", "n_head", "d_ff")}
+        differ = [f"{k} {v} (not {hp[k]})" for k, v in sizes.items() if k in hp and hp[k] != v]
+        if differ:
+            notes.append(f"note: the sizes are {last if resuming else hp['init_ckpt']}'s: {', '.join(differ)}")
+        hp = {**hp, **sizes}                # so the log and the checkpoint record what trains
+    if len(val_idx) == 0:
+        notes.append("note: no validation songs, so no validation loss and no loss_X_params.pt (only last.pt); "
+                     "--val_fraction 0.1 sets a tenth of the songs aside")
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=hp["lr"])
     info = model.checkpoint_info if resuming else {}
@@ -440,6 +450,8 @@ def setup(hp: dict) -> Run:
         run.log.line(f"fine-tuning {hp['init_ckpt']} (its weights and sizes; a new optimizer, epochs counted from 0)")
     elif hp["resume"]:
         run.log.line(f"no {last} to resume from: starting afresh")
+    for note in notes:
+        run.log.line(note)
     n_params = sum(p.numel() for p in model.parameters())
     run.log.line(f"model {n_params / 1e6:.2f} M parameters, {len(train_idx)} train / {len(val_idx)} "
                  f"validation sequences, {world} process(es) on {device.type}; hp {json.dumps(hp, sort_keys=True)}")
@@ -617,7 +629,8 @@ def check_hp(hp: dict) -> None:
     number("dropout", 0, 0.99)
     for key in ("batch_size", "max_tokens"):
         number(key, 1)
-    for key in ("epochs", "steps_per_epoch", "val_max_songs", "max_len", "seed"):
+    number("epochs", 1)
+    for key in ("steps_per_epoch", "val_max_songs", "max_len", "seed"):
         number(key, 0)
     number("transpose", 0, 127)
     for key in ("amp", "compile", "resume", "overwrite", "data_parallel"):

@@ -89,7 +89,7 @@ def parse_label(name: str, value, model) -> int | None:
         return None
     if not {"key": key_choices, "genre": genre_choices}[name](model):
         raise cli.UserError(f"this model has no {name} control; leave the {name} unset")
-    return controls.CONTROLS[name].parse(value, model)
+    return controls.CONTROLS[name].read(value, model, f"the {name}")
 
 
 def gm_programs() -> list[tuple[str, list[tuple[int, str]]]]:
