@@ -107,6 +107,23 @@ def test_resume_continues_from_last_epoch(tiny_data, tmp_path):
     assert steps == sorted(steps) and steps[-1] == 4 * steps[0]
 
 
+def test_a_resumed_run_keeps_its_sizes_and_says_so(tiny_data, tmp_path):
+    training.train(hp_for(tmp_path, epochs=1))
+    training.train(hp_for(tmp_path, epochs=2, resume=1, d_model=64, n_layer=3))
+    log = (tmp_path / "logs" / "tiny.log").read_text()
+    assert f"note: the sizes are {tmp_path / 'exp' / 'tiny' / 'last.pt'}'s: n_layer 1 (not 3), d_model 32 (not 64)" in log
+    model = load_checkpoint(tmp_path / "exp" / "tiny" / "last.pt")
+    hp = model.checkpoint_info["extra"]["hp"]
+    assert (hp["d_model"], hp["n_layer"]) == (model.config.d_model, model.config.n_layer) == (32, 1)
+
+
+def test_no_validation_songs_is_said_in_the_log(tmp_path):
+    write_npz(tmp_path / "tiny.npz", [notes_to_tokens(song(s)) for s in (0, 2, 5)], [0, 0, 0])
+    training.train(hp_for(tmp_path))
+    assert "note: no validation songs" in (tmp_path / "logs" / "tiny.log").read_text()
+    assert not list((tmp_path / "exp" / "tiny").glob("loss_*_params.pt"))
+
+
 def test_ddp_two_cpu_processes_train_and_save(tiny_data, tmp_path):
     # steps_per_epoch counts optimizer steps whatever the number of ranks: 3 steps on 2 ranks
     # take 6 batches (one song pass each: 2 training songs, batch 4), 3 on each rank.
