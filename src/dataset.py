@@ -222,7 +222,8 @@ def assign_split(song_ids, val_fraction: float = 0.1) -> dict[str, int]:
     Adding songs never moves existing ones (except the one fallback song of a collection,
     below).  Within each collection (the id's first folder, e.g. ``bach/...``) of at least
     1 / ``val_fraction`` songs at least one is validation and, with two songs or more, at least
-    one trains (the lowest / highest hash is moved if needed); the same holds over all songs.
+    one trains (the lowest / highest hash is moved if needed); the same holds over all songs,
+    and a corpus of one song trains on it.
     """
     ids = sorted(set(song_ids))
     h = {s: _unit_hash(s) for s in ids}
@@ -239,6 +240,8 @@ def assign_split(song_ids, val_fraction: float = 0.1) -> dict[str, int]:
             split[min(members, key=h.get)] = 1
         if all(split[s] for s in members):
             split[max(members, key=h.get)] = 0
+    if len(ids) == 1:
+        split[ids[0]] = 0
     return split
 
 

@@ -293,6 +293,8 @@ def launch(hp: dict) -> None:
     world = n_gids if (n_gids > 1 or hp.get("data_parallel")) else 1
     if hp.get("data_parallel") and not n_gids and torch.cuda.is_available():
         world = torch.cuda.device_count()
+    if n_gids and not torch.cuda.is_available():
+        print(f"note: --gid {hp.get('gid')}: torch sees no GPU, so {world} CPU process(es) train", flush=True)
     if world > 1 and "WORLD_SIZE" not in os.environ:
         import socket
 
@@ -383,7 +385,8 @@ def setup(hp: dict) -> Run:
     train_idx = np.flatnonzero(data["split"] == 0)
     val_idx = np.flatnonzero(data["split"] == 1)
     if len(train_idx) == 0:
-        raise cli.UserError("the training data has no training songs (all are in the validation split)")
+        raise cli.UserError("the training data has no training songs (all are in the validation split); "
+                            "--val_fraction 0.1 re-splits its songs, or rebuild it with more songs")
     try:   # small sources (the drummed songs) repeated so they make a fair share of the batches
         batch_idx = dataset.oversample(train_idx, data["metadata"], dataset.parse_weights(hp.get("source_weights")))
     except ValueError as e:

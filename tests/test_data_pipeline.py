@@ -235,6 +235,10 @@ def test_split_is_deterministic_and_stable():
     assert dataset.assign_split(ids) == s
     two = dataset.assign_split(["a", "b"])
     assert sorted(two.values()) == [0, 1]
+    # a corpus of one song trains on it, whatever its hash (some of these hash below 0.1)
+    lone = [f"only{i}" for i in range(60)]
+    assert any(dataset._unit_hash(i) < 0.1 for i in lone)
+    assert all(dataset.assign_split([i]) == {i: 0} for i in lone)
 
 
 def test_genre_file_formats(tmp_path):
