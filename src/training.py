@@ -106,6 +106,12 @@ def check_arrays(data: dict, path) -> None:
     if named in D.PRESETS and x.shape[-1] != D.PRESETS[named].n_cols:
         raise cli.UserError(f"{path}: its vocab says {named} ({D.PRESETS[named].n_cols} columns) but its rows "
                             f"have {x.shape[-1]} columns; rebuild it with midi2numpy_mix.py")
+    P = D.preset(data_preset(data))
+    top = np.maximum(x.reshape(-1, x.shape[-1]).max(0), y.reshape(-1, y.shape[-1]).max(0))
+    for c, (name, n) in enumerate(zip(P.columns, P.n_class)):
+        if c != D.COL_IBEAT and top[c] >= n:      # only the time column grows with the songs
+            raise cli.UserError(f"{path}: its {name} column holds {int(top[c])}, beyond the {P.name} "
+                                f"vocabulary of {n}; these are not {P.name} tokens, rebuild it with midi2numpy_mix.py")
 
 
 def resplit(data: dict, val_fraction: float) -> np.ndarray:

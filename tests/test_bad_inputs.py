@@ -514,6 +514,9 @@ def _broken_npz(folder: Path, good: Path) -> dict[str, Path]:
     save("metadata_not_json", metadata=np.array("{not json"))
     save("seq_len_too_long", seq_len=z["seq_len"] * 100)
     save("split_is_2", split=np.full_like(z["split"], 2))
+    x = z["x"].copy()
+    x[0, 1, 3] = 99999                                    # the pitch column
+    save("pitch_99999", x=x)
     cases["text_file"] = folder / "text_file.npz"
     cases["text_file"].write_text("x,y\n1,2\n")
     return cases
@@ -521,7 +524,7 @@ def _broken_npz(folder: Path, good: Path) -> dict[str, Path]:
 
 @pytest.mark.parametrize("kind", ["float_nan_tokens", "negative_token", "nan_mask", "x_y_columns_differ",
                                   "eight_columns", "metadata_not_json", "seq_len_too_long", "split_is_2",
-                                  "text_file"])
+                                  "pitch_99999", "text_file"])
 def test_broken_training_npz(env, tmp_path, kind):
     data = tiny_training_npz(tmp_path / "tiny.npz")
     case = _broken_npz(tmp_path, data)[kind]
