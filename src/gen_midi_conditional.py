@@ -51,8 +51,7 @@ def main() -> None:
         import torch
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", hp["gid"])
         hp["device"] = "cuda" if torch.cuda.is_available() else "cpu"
-    for f in files:
-        main_cp.inference(dict(hp, videos=f))
+    main_cp.inference(hp, videos=files)         # one batch, as a folder: a bad file does not stop the others
 
 
 if __name__ == "__main__":

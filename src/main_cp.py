@@ -136,7 +136,10 @@ def resolve_paths(hp: dict) -> dict:
     return hp
 
 
-def inference(hp: dict) -> None:
+def inference(hp: dict, videos: list | None = None) -> None:
+    """Compose for ``hp["videos"]`` (a file or folder), or for every path of ``videos`` (files or
+    folders; gen_midi_conditional's glob) as one batch: one model load, one plan checked up front,
+    a bad input reported and the others done."""
     import pipeline
 
     ckpt = Path(hp["ckpt"]) if hp["ckpt"] else pipeline.DEFAULT_CKPT
@@ -147,7 +150,7 @@ def inference(hp: dict) -> None:
         raise cli.UserError(f"--num_songs must be 1..{MAX_SONGS} (songs are composed together, in memory)")
     if not hp["max_video_s"] > 0:
         raise cli.UserError("--max_video_s must be a positive number of seconds")
-    inputs = pipeline.collect_inputs(hp["videos"])
+    inputs = [q for v in (videos if videos is not None else [hp["videos"]]) for q in pipeline.collect_inputs(v)]
     pipeline.check_plan(inputs, pipeline.Options(out_dir=hp["out_dir"], num_songs=hp["num_songs"]), (ckpt,))
     model = pipeline.load_model(ckpt, hp["device"], hp["dtype"], threads=hp["threads"], batch=hp["num_songs"])
     opts = pipeline.options_from_hp(hp, model)

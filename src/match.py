@@ -20,6 +20,8 @@ def main() -> None:
     ap.add_argument("music_npz", help="a training npz (midi2numpy_mix.py / prepare_corpus.py)")
     ap.add_argument("--top", type=int, default=5, help="how many songs to print (default 5)")
     args = ap.parse_args()
+    import paths
+    args.video_npz, args.music_npz = paths.repo_path(args.video_npz), paths.repo_path(args.music_npz)
     import retrieval
     from representation import load_training_npz
     from video2npz.metadata import load_video_npz

@@ -19,6 +19,7 @@ tempo is given, the tokens' tempo changes become the MIDI's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 
 import numpy as np
@@ -117,15 +118,24 @@ def tokens_to_midi(tokens: np.ndarray, out_path: str | os.PathLike, tempo_bpm: f
 def _load_tokens(path: str, key: str | None, index: int | None) -> np.ndarray:
     if not os.path.exists(path):
         raise cli.UserError(f"{path} does not exist; give a .npy of token rows or a training/generation .npz")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise cli.UserError(f"cannot read {path} as numpy data ({type(e).__name__}); give a .npy or .npz") from None
+    import original_npz
+    if original_npz.is_original(path):     # CMT's processed file (10 raw columns): converted as training reads it
+        try:
+            data = original_npz.read(path)
+        except original_npz.OriginalNpzError as e:
+            raise cli.UserError(str(e)) from None
+        data = {k: data[k] for k in ("x", "y")}
+    else:
+        try:
+            data = np.load(path, allow_pickle=False)
+        except Exception as e:
+            raise cli.UserError(f"cannot read {path} as numpy data ({type(e).__name__}); give a .npy or .npz") \
+                from None
     if isinstance(data, np.ndarray):
         arr = data
     else:
-        with data:
-            names = data.files
+        with data if hasattr(data, "files") else contextlib.nullcontext():
+            names = data.files if hasattr(data, "files") else list(data)
             k = key or next((n for n in ("tokens", "x", "y", "sequence") if n in names), None)
             if k is None or k not in names:
                 raise cli.UserError(f"{path} has arrays {names}; choose one with --key")
@@ -145,9 +155,15 @@ def _load_tokens(path: str, key: str | None, index: int | None) -> np.ndarray:
         if not 0 <= index < arr.shape[0]:
             raise cli.UserError(f"--index {index} out of range 0..{arr.shape[0] - 1}")
         arr = arr[index]
-    if arr.ndim != 2 or arr.shape[1] < D.N_COLS:
-        raise cli.UserError(f"expected token rows with at least {D.N_COLS} columns, got shape {arr.shape}")
-    return check_tokens(arr, path)
+    widths = sorted({P.n_cols for P in D.PRESETS.values()})
+    if arr.ndim != 2 or arr.shape[1] not in widths:
+        raise cli.UserError(f"{path}: expected token rows of {' or '.join(map(str, widths))} columns (cmt, bmt), "
+                            f"got an array of shape {arr.shape}; choose the token array with --key")
+    tokens = check_tokens(arr, path)
+    if not len(tokens_to_notes(tokens)):
+        raise cli.UserError(f"{path}: these token rows hold no notes, so there is no MIDI to write; "
+                            "choose another --key or --index")
+    return tokens
 
 
 def check_tokens(arr: np.ndarray, source: str) -> np.ndarray:
@@ -180,6 +196,8 @@ def main() -> int:
     ap.add_argument("--program", action="append", default=[], metavar="NAME=PROGRAM",
                     help="override a General MIDI program, e.g. --program Strings=48 (repeatable)")
     args = ap.parse_args()
+    import paths
+    args.inp, args.out = paths.repo_path(args.inp), paths.repo_path(args.out)   # dataset/..., inference/...
     cli.check_outputs([args.inp], [args.out], hint="choose another --out (inputs are never overwritten)")
     if args.tempo is not None:
         from video2npz.metadata import check_tempo

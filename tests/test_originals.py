@@ -312,6 +312,15 @@ def test_cmt_gen_midi_conditional_from_src(video_npz, tiny_ckpt, tmp_path):
     assert [p.name for p in (tmp_path / "glob").glob("*.mid")] == ["test_0.mid"]
     r = run([sys.executable, "gen_midi_conditional.py", "-f", "x.npz", "-g", "0,1"], cwd=SRC)
     assert "one GPU" in one_line_error(r)
+    # a glob is one batch: a bad file is reported and the others are still done
+    mix = tmp_path / "mix"
+    mix.mkdir()
+    shutil.copy(video_npz["npz"], mix / "b_good.npz")
+    (mix / "a_bad.npz").write_text("not an npz")
+    r = run([sys.executable, "gen_midi_conditional.py", "-f", str(mix / "*.npz"), "-c", tiny_ckpt,
+             "--out_dir", tmp_path / "batch"], cwd=SRC)
+    assert r.returncode == 2 and "1 of 2 inputs failed (a_bad" in r.stderr and "Traceback" not in r.stderr
+    assert [p.name for p in (tmp_path / "batch").glob("*.mid")] == ["b_good_0.mid"]
 
 
 def test_cmt_train_py_fine_tunes_and_resumes_with_two_processes(originals, tiny_ckpt, tmp_path):

@@ -80,7 +80,10 @@ def main(argv=None):
     if args.workers is not None and args.workers < 1:
         raise cli.UserError("--workers must be at least 1")
     tempo = _user_tempo(args)
-    src = Path(args.video)
+    import paths
+    src = paths.repo_path(args.video)                  # videos/..., inference/...: the repository's folders
+    if args.meta_data:
+        args.meta_data = str(paths.repo_path(args.meta_data))
     if not src.exists():
         raise cli.UserError(f"{src}: no such file or folder")
     if src.is_dir():
