@@ -736,6 +736,11 @@ def _read_checkpoint_file(path: Path):
         if bad is not None:
             raise UserError(f"checkpoint {path} is damaged: a record inside it ({bad.rsplit('/', 1)[-1]}) fails "
                             "its checksum; copy or download it again")
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+        if names and all(n.endswith(".npy") for n in names):
+            raise UserError(f"{path} is a numpy .npz (training data or an analysed video), not a checkpoint; "
+                            "pass a .pt checkpoint (exp/NAME/last.pt, or the bundled exp/bundled/model.pt)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - classified below, one line each

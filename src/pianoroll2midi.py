@@ -22,9 +22,15 @@ def main() -> int:
     ap.add_argument("--out_dir", required=True, help="output folder for the .mid files")
     ap.add_argument("--workers", type=int, default=0, help="worker processes (default: all cores)")
     args = ap.parse_args()
-    in_dir = Path(args.in_dir)
+    import paths
+    in_dir, args.out_dir = paths.repo_path(args.in_dir), paths.repo_path(args.out_dir)
+    if not in_dir.exists():
+        raise cli.UserError(f"--in_dir {in_dir} does not exist; give the folder of pypianoroll .npz files")
     if not in_dir.is_dir():
         raise cli.UserError(f"--in_dir {in_dir} is not a folder")
+    if args.workers < 0:
+        raise cli.UserError("--workers must be 0 (all cores) or more")
+    cli.check_out_dir(args.out_dir, "--out_dir")
     if not corpus.find_pianoroll_files(in_dir):
         raise cli.UserError(f"no .npz files under {in_dir}")
     t0 = time.perf_counter()
@@ -33,7 +39,9 @@ def main() -> int:
     n = report.n_ok + len(report.skipped)
     print("\n".join(report.lines()))
     print(f"{n} files in {dt:.1f} s ({n / dt:.1f} files/s); MIDI under {args.out_dir}")
-    return 0 if report.n_ok else 1
+    if not report.n_ok:
+        raise cli.UserError(f"none of the {n} files under {in_dir} could be converted (reasons above)")
+    return 0
 
 
 if __name__ == "__main__":

@@ -278,6 +278,9 @@ META_CASES = {
     "tempo_huge": _meta(tempo=1e9),
     "duration_days": _meta(duration=10 ** 6),
     "not_an_object": [1, 2, 3],
+    "start_time_negative": _meta(vbeat={"start_time": -1.0}),
+    "start_time_after_the_video": _meta(vbeat={"start_time": 10 ** 4}),
+    "start_time_string": _meta(vbeat={"start_time": "0:01"}),
 }
 
 
@@ -388,12 +391,13 @@ def _bad_checkpoints(folder: Path, good: Path) -> dict[str, Path]:
     out["empty"].write_bytes(b"")
     out["runs_code"] = folder / "runs_code.pt"
     torch.save({**obj, "extra": torch.nn.Linear(2, 2)}, out["runs_code"])
+    out["an_npz"] = save_video_npz(folder / "an_npz.npz", good_rows()).rename(folder / "an_npz.pt")  # data as ckpt
     return out
 
 
 CKPT_KINDS = ["model_is_a_list", "vocab_is_a_string", "config_is_a_list", "nan_weights", "huge_config",
               "config_not_matching_weights", "config_sizes_strings", "truncated", "corrupt", "garbage", "empty",
-              "runs_code"]
+              "runs_code", "an_npz"]
 
 
 @pytest.mark.parametrize("kind", CKPT_KINDS)
@@ -404,7 +408,8 @@ def test_bad_checkpoint(env, ckpt, tmp_path, kind):
     line = assert_refused(infer(env, tmp_path, ckpt=bad, videos=npz), before, tmp_path)
     assert "weights_only" not in line and "Errno" not in line     # says what is wrong with the file
     expected = {"truncated": "truncated", "corrupt": "damaged", "nan_weights": "nan", "huge_config": "billion",
-                "runs_code": "run code", "empty": "empty", "garbage": "not a pytorch checkpoint"}.get(kind)
+                "runs_code": "run code", "empty": "empty", "garbage": "not a pytorch checkpoint",
+                "an_npz": "is a numpy .npz"}.get(kind)
     if expected:
         assert expected in line.lower(), line
 

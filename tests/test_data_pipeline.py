@@ -309,6 +309,13 @@ def test_pianoroll_to_midi_folder(tmp_path):
     mtime = midi_path.stat().st_mtime_ns
     r2 = run_script("src/pianoroll2midi.py", "--in_dir", src, "--out_dir", out, "--workers", 1)
     assert r2.returncode == 0 and "(1 cached)" in r2.stdout and midi_path.stat().st_mtime_ns == mtime
+    # an --out_dir that is a file, and bad --workers, are refused before any file is converted
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    for extra in (["--out_dir", blocker], ["--out_dir", tmp_path / "o2", "--workers", -1]):
+        r3 = run_script("src/pianoroll2midi.py", "--in_dir", src, *extra)
+        assert r3.returncode == 2 and r3.stderr.count("\n") == 1 and "files in" not in r3.stdout, r3.stderr
+    assert not (tmp_path / "o2").exists()
 
 
 def test_pianoroll_pickup_is_padded_to_a_bar_line(tmp_path):

@@ -242,6 +242,10 @@ def check_metadata(meta) -> None:
             raise UserError(f"metadata vbeat {k}: bar and tick must be whole numbers, got {bar!r} and {tick!r}")
         if not _is_number(weight):
             raise UserError(f"metadata vbeat {k}: weight must be a finite number, got {weight!r}")
+        start = vb.get("start_time")      # optional (the beat's time in seconds); evaluation reads it
+        if start is not None and not (_is_number(start) and 0 <= start <= duration + 0.5):
+            raise UserError(f"metadata vbeat {k}: start_time must be a time in the video (0..{duration:g} s), "
+                            f"got {start!r}")
         if not (0 <= tick < TICKS_PER_BAR and 0 <= bar < MAX_BARS):
             raise UserError(f"metadata vbeat {k} out of range (bar 0..{MAX_BARS - 1}, tick 0..{TICKS_PER_BAR - 1}): "
                             f"bar {bar!r}, tick {tick!r}")
@@ -303,6 +307,10 @@ def load_video_npz(path, limit_s: float = MAX_DURATION_S) -> tuple[np.ndarray, f
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file (a video npz from src/video2npz/video2npz.sh)")
+    import zipfile
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path} is not an .npz file (a video npz from src/video2npz/video2npz.sh); a video "
+                        "itself goes to main_cp.py --videos")
     try:
         with np.load(path, allow_pickle=False) as z:
             if "input" not in z.files:
