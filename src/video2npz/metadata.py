@@ -351,9 +351,11 @@ def load_metadata(path, video_name: str | None = None) -> dict:
     if not path.is_file():
         raise UserError(f"{path}: no such metadata file (run video2metadata.py first)")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
+        what = " (it is binary: a video or an npz? give the metadata JSON that video2metadata.py writes)" \
+            if isinstance(e, UnicodeDecodeError) else ""
+        raise UserError(f"{path}: not valid JSON ({' '.join(str(e).split())[:100]}){what}") from None
     if isinstance(data, dict) and "vbeats" not in data and data and all(isinstance(v, dict) for v in data.values()):
         if video_name and video_name in data:
             data = data[video_name]

@@ -58,6 +58,10 @@ def main(argv=None):
     meta_path, out_dir = paths.repo_path(args.meta_data), paths.repo_path(args.out_dir)
     folder = video is not None and video.is_dir()
     cli.check_out_dir(out_dir)
+    if args.is_path == 1 and video is None:
+        raise cli.UserError("--is_path 1 needs --video, the folder of the videos")
+    if video is not None and not video.exists():
+        raise cli.UserError(f"--video {video} does not exist; give the video the metadata was made from")
     if args.is_path == 1 and not folder:
         raise cli.UserError(f"--is_path 1: --video {args.video} must be a folder of videos")
     if args.is_path == 0 and folder:

@@ -32,7 +32,7 @@ def parse_args(argv=None):
     p.add_argument("--is_tempo", type=int, choices=(0, 1), default=0,
                    help="1: use --my_tempo instead of the tempo estimated from the video")
     p.add_argument("--my_tempo", type=float, default=None, help="user tempo in bpm (with --is_tempo 1)")
-    p.add_argument("--is_path", nargs="?", const=1, default=None,
+    p.add_argument("--is_path", nargs="?", const=1, default=None, type=int, choices=(0, 1),
                    help="accepted for compatibility with BMT; the path itself decides file or folder")
     p.add_argument("--exact", action="store_true",
                    help="optical flow on 360p frames, reproducing the original (about 4x slower); "
