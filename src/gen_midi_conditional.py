@@ -51,6 +51,8 @@ def main() -> None:
         import torch
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", hp["gid"])
         hp["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+        if hp["device"] == "cpu":
+            print(f"note: -g {hp['gid']}: torch sees no GPU, so the songs are composed on the CPU", flush=True)
     main_cp.inference(hp, videos=files)         # one batch, as a folder: a bad file does not stop the others
 
 
