@@ -108,6 +108,10 @@ def test_video2metadata_never_replaces_the_video_with_json(env, video, tmp_path)
     for out in (clip, tmp_path / "sub" / ".." / "clip.mp4"):
         assert_refused(run(env, "video2npz/video2metadata.py", "--video", clip, "--meta_data", out),
                        before, tmp_path, says="overwrite")
+    # "--meta_data new/" names a folder to make, not a file called "new"
+    res = run(env, "video2npz/video2metadata.py", "--video", clip, "--meta_data", f"{tmp_path / 'new'}/")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "new" / "clip_metadata.json").is_file()
 
 
 def test_numpy2midi_never_replaces_its_input(env, tmp_path):

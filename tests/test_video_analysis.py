@@ -334,3 +334,26 @@ def test_a_video_opencv_cannot_decode_names_its_codec_and_the_conversion(tmp_pat
     assert undecodable_hint(junk) == ""                       # nothing to name: the plain message stays
     with pytest.raises(UserError, match="implausible frame rate 0.25 fps .* ffmpeg -i IN -r 25 OUT.mp4"):
         timeline.build_timeline(np.arange(5) * 4.0, 0.25, "slides.mp4")
+
+
+@pytest.mark.skipif(not shutil.which("ffmpeg"), reason="ffmpeg is installed by `make test`")
+def test_a_codec_opencv_cannot_decode_is_read_through_ffmpeg(tmp_path):
+    """AV1 (no software decoder in most OpenCV builds): the analysis reads an ffmpeg copy, and the
+    beats are those of the same motion in H.264, which OpenCV reads itself."""
+    raw = vf.write_jumping_square(tmp_path / "raw.mp4", fps=25, seconds=4, size=(320, 180), square=30).path
+    src = tmp_path / "jump.mp4"                          # the same frames in H.264, near lossless
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(raw), "-c:v", "libx264", "-crf", "10", "-pix_fmt", "yuv420p",
+                    str(src)], check=True)
+    av1 = tmp_path / "clip.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(src), "-c:v", "libaom-av1", "-cpu-used", "8", "-crf", "10",
+                    "-pix_fmt", "yuv420p", str(av1)], check=True)
+    cap = cv2.VideoCapture(str(av1))
+    opencv_reads_it = cap.read()[0]
+    cap.release()
+    got = analysis.analyse(av1, use_cache=False)
+    ref = analysis.analyse(src, use_cache=False)
+    assert got.metadata.get("decoded_by", "").startswith("ffmpeg") == (not opencv_reads_it)
+    assert (got.metadata["width"], got.metadata["height"]) == (ref.metadata["width"], ref.metadata["height"])
+    assert got.metadata["duration"] == pytest.approx(ref.metadata["duration"], abs=0.05)
+    times = lambda a: [round(b["start_time"], 2) for b in a.metadata["vbeats"]]   # noqa: E731
+    assert times(got) == times(ref)

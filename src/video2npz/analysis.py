@@ -88,6 +88,8 @@ def analyse_features(feats: features.FlowFeatures, tempo: float | None = None, e
         "still": still,
         "analysis_version": ANALYSIS_VERSION,
     }
+    if info.get("decoded_by"):
+        more["decoded_by"] = info["decoded_by"]
     if extra:
         more.update(extra)
     meta = metadata.build_metadata(

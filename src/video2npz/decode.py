@@ -131,6 +131,27 @@ def _describe_mp4(path: Path) -> str:
     return "an MP4/MOV file OpenCV cannot decode (unsupported codec, or damaged)"
 
 
+class Undecodable(UserError):
+    """OpenCV decoded no frame of the file: a codec this build lacks (AV1 on most), or damage."""
+
+
+def ffmpeg_copy_for_analysis(path, folder) -> Path | None:
+    """A copy of ``path`` that OpenCV can read, made by ffmpeg for a file OpenCV cannot decode:
+    H.264, at most ``BASE_HEIGHT`` lines (the most the analysis reads), frame times kept (VFR
+    too), no sound.  None where ffmpeg is missing or cannot decode it either."""
+    import shutil
+    import subprocess
+    ffmpeg = shutil.which("ffmpeg")
+    if not ffmpeg:
+        return None
+    out = Path(folder) / "decoded.mkv"
+    res = subprocess.run([ffmpeg, "-v", "error", "-nostdin", "-y", "-i", str(path), "-map", "0:v:0", "-an", "-sn",
+                          "-vf", f"scale=-2:'2*trunc(min(ih,{BASE_HEIGHT})/2)'", "-fps_mode", "passthrough",
+                          "-c:v", "libx264", "-preset", "ultrafast", "-crf", "12", "-pix_fmt", "yuv420p", str(out)],
+                         capture_output=True, text=True, errors="replace")
+    return out if res.returncode == 0 and out.is_file() and out.stat().st_size > 0 else None
+
+
 def undecodable_hint(path) -> str:
     """What to add when OpenCV decodes no frame: the codec ffprobe sees, when it sees one (a
     codec this OpenCV build lacks, e.g. AV1 without hardware), and how to convert the file."""
@@ -234,7 +255,7 @@ class VideoSource:
         """Raise a UserError if fewer frames came out than the container announced."""
         p = self.props
         if n_decoded == 0:
-            raise UserError(f"{self.path}: contains no decodable video frames{undecodable_hint(self.path)}")
+            raise Undecodable(f"{self.path}: contains no decodable video frames{undecodable_hint(self.path)}")
         if n_decoded < 2:
             raise UserError(f"{self.path}: has a single frame; a video needs at least 2 frames for motion")
         if p.frame_count <= 0:

@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import os
 import sys
+import tempfile
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -96,10 +97,28 @@ def _opencv_threads(n: int):
 
 
 def extract(path, *, exact: bool = False, workers: int | None = None, progress: bool = True) -> FlowFeatures:
-    """Decode ``path`` once and compute the flow features of every frame pair.
+    """Decode ``path`` once and compute the flow features of every frame pair.  A file OpenCV
+    cannot decode at all (AV1 on most builds) is read through a copy ffmpeg makes
+    (:func:`decode.ffmpeg_copy_for_analysis`).
 
     Raises :class:`cli.UserError` for files that are not usable videos.
     """
+    try:
+        return _extract(path, exact=exact, workers=workers, progress=progress)
+    except decode.Undecodable:
+        with tempfile.TemporaryDirectory(prefix="cmt-decode-") as folder:
+            copy = decode.ffmpeg_copy_for_analysis(path, folder)
+            if copy is None:
+                raise
+            features = _extract(copy, exact=exact, workers=workers, progress=progress)
+        features.info["decoded_by"] = "ffmpeg (OpenCV cannot decode this file's codec)"
+        with contextlib.suppress(cli.UserError), decode.VideoSource(path) as src:   # the file's size, not the copy's
+            if src.props.width > 0 and src.props.height > 0:
+                features.info["width"], features.info["height"] = src.props.width, src.props.height
+        return features
+
+
+def _extract(path, *, exact: bool, workers: int | None, progress: bool) -> FlowFeatures:
     workers = workers or default_workers()
     _tune_malloc()
     with decode.VideoSource(path) as src:

@@ -6,6 +6,7 @@ Writes metadata.json as in SPEC section 6 (one JSON per video for a folder).
     python src/video2npz/video2metadata.py --video clip.mp4 --meta_data inference/clip_metadata.json
     python src/video2npz/video2metadata.py --video videos/ --meta_data inference/meta/
 """
+import os
 import sys
 from pathlib import Path
 
@@ -82,6 +83,7 @@ def main(argv=None):
     tempo = _user_tempo(args)
     import paths
     src = paths.repo_path(args.video)                  # videos/..., inference/...: the repository's folders
+    meta_folder = bool(args.meta_data) and args.meta_data.endswith(("/", os.sep))   # "out/": a folder, made
     if args.meta_data:
         args.meta_data = str(paths.repo_path(args.meta_data))
     if not src.exists():
@@ -107,7 +109,7 @@ def main(argv=None):
             raise cli.UserError(f"{len(failed)} of {len(videos)} videos failed: " + "; ".join(failed))
         return 0
     out = Path(args.meta_data) if args.meta_data else metadata.metadata_path(REPO / "inference", src.stem)
-    if out.is_dir():
+    if out.is_dir() or meta_folder:
         out = metadata.metadata_path(out, src.stem)
     cli.check_outputs([src], _outputs(out, args), hint="choose another --meta_data")
     cli.check_out_dir(out.parent, "--meta_data folder")
