@@ -110,8 +110,7 @@ def busy_cores(sample_s: float = SAMPLE_S, since=None) -> float:
             time.sleep(wait)
         end = cpu_reading()
         if end is not None:
-            own = (end[3] - start[3]) * _clock_ticks()
-            share, n_cpu = busy_share(start[0], end[0], own), end[1]
+            share, n_cpu = _others_share(start, end), end[1]
     try:
         running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1
     except (OSError, ValueError, IndexError):
@@ -166,13 +165,18 @@ def recheck_threads() -> int | None:
     _POLICY["last"] = now
     if now is None or now[2] - last[2] > LOOK_BACK_S:   # (a long-idle server: start a new window)
         return None
-    share = busy_share(last[0], now[0], (now[3] - last[3]) * _clock_ticks())
+    share = _others_share(last, now)
     if share is None:
         return None
     n = max(1, policy_threads(usable_cores(), share * now[1]) // _POLICY["share"])
     if n != torch.get_num_threads():
         torch.set_num_threads(n)
     return n
+
+
+def _others_share(start, end) -> float | None:
+    """:func:`busy_share` between two :func:`cpu_reading`\ s, less this process's CPU time."""
+    return busy_share(start[0], end[0], (end[3] - start[3]) * _clock_ticks())
 
 
 def _clock_ticks() -> int:

@@ -55,7 +55,10 @@ def check_build_args(args) -> None:
     cli.check_outputs([args.genre_file, args.emotion_file],
                       [out, out.with_name(f"{out.stem}_vocab.json"), out.with_name(f"{out.stem}_stats.json")],
                       hint="choose another --out_name")
-    cache_dir_for(args)
+    folder = cache_dir_for(args)
+    if folder is not None:
+        cli.check_out_dir(folder, "--cache_dir", name=None if args.cache_dir else
+                          f"the token cache {folder} (--cache_dir, or --no_cache)")
 
 
 def label_maps(args) -> tuple[dict | None, dict | None]:
@@ -66,17 +69,15 @@ def label_maps(args) -> tuple[dict | None, dict | None]:
 
 
 def cache_dir_for(args) -> Path | None:
-    """The token cache's folder (None with --no_cache), checked writable (UserError if not)."""
+    """The token cache's folder (None with --no_cache; check_build_args checks it can be written)."""
     if args.no_cache:
         return None
     if args.cache_dir:
-        return cli.check_out_dir(args.cache_dir, "--cache_dir")
+        return Path(args.cache_dir)
     out_dir = Path(args.out_name).resolve().parent
     if out_dir == paths.REPO / "src" or paths.REPO / "src" in out_dir.parents:
-        folder = paths.CACHE / "tokens"   # caches never land inside src/
-    else:
-        folder = out_dir / ".cache" / "tokens"
-    return cli.check_out_dir(folder, name=f"the token cache {folder} (--cache_dir, or --no_cache)")
+        return paths.CACHE / "tokens"   # caches never land inside src/
+    return out_dir / ".cache" / "tokens"
 
 
 def main() -> int:

@@ -728,16 +728,16 @@ def _read_checkpoint_file(path: Path):
         raise UserError(f"checkpoint {path} is truncated or damaged: its zip archive ({size} bytes) has no "
                         "end; copy or download it again")
     if is_zip:
+        names = []
         try:
             with zipfile.ZipFile(path) as z:
                 bad = z.testzip()           # every record against its checksum
+                names = z.namelist()
         except (OSError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError):
             bad = "?"
         if bad is not None:
             raise UserError(f"checkpoint {path} is damaged: a record inside it ({bad.rsplit('/', 1)[-1]}) fails "
                             "its checksum; copy or download it again")
-        with zipfile.ZipFile(path) as z:
-            names = z.namelist()
         if names and all(n.endswith(".npy") for n in names):
             raise UserError(f"{path} is a numpy .npz (training data or an analysed video), not a checkpoint; "
                             "pass a .pt checkpoint (exp/NAME/last.pt, or the bundled exp/bundled/model.pt)")

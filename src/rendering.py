@@ -119,6 +119,11 @@ def _duration(info: dict) -> float:
     return float(info["format"]["duration"])
 
 
+def video_codec(path: str | os.PathLike) -> str | None:
+    """The codec of the file's first video stream as ffprobe names it (h264, av1, ...), or None."""
+    return _video_codec(_probe(path))
+
+
 def _video_codec(info: dict) -> str | None:
     return next((s.get("codec_name") for s in info.get("streams", []) if s.get("codec_type") == "video"), None)
 

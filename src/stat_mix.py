@@ -138,8 +138,6 @@ def main() -> None:
     if args.in_place == bool(args.out):
         raise cli.UserError("give either --out PATH or --in_place (overwrite --ckpt)")
     out = src if args.in_place else Path(args.out)
-    if not args.in_place and out.exists() and out.resolve() == src.resolve():
-        raise cli.UserError("--out is --ckpt: pass --in_place to overwrite the input")
     cli.check_outputs([args.data, ref_path] + ([] if args.in_place else [src]), [out],
                       hint="choose another --out (inputs are never overwritten; --in_place rewrites --ckpt)")
     if not ref_path.is_file():

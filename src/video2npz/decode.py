@@ -132,7 +132,12 @@ def _describe_mp4(path: Path) -> str:
 
 
 class Undecodable(UserError):
-    """OpenCV decoded no frame of the file: a codec this build lacks (AV1 on most), or damage."""
+    """OpenCV decoded no frame of the file: a codec this build lacks (AV1 on most), or damage.
+    ``props``: what the container announced (its size survives where the codec is missing)."""
+
+    def __init__(self, message: str, props: "VideoProps"):
+        super().__init__(message)
+        self.props = props
 
 
 def ffmpeg_copy_for_analysis(path, folder) -> Path | None:
@@ -155,17 +160,10 @@ def ffmpeg_copy_for_analysis(path, folder) -> Path | None:
 def undecodable_hint(path) -> str:
     """What to add when OpenCV decodes no frame: the codec ffprobe sees, when it sees one (a
     codec this OpenCV build lacks, e.g. AV1 without hardware), and how to convert the file."""
-    import json
-    import shutil
-    import subprocess
-    ffprobe = shutil.which("ffprobe")
-    if not ffprobe:
-        return ""
+    import rendering
     try:
-        res = subprocess.run([ffprobe, "-v", "error", "-select_streams", "v:0", "-show_entries",
-                              "stream=codec_name", "-of", "json", str(path)], capture_output=True, text=True, timeout=30)
-        codec = (json.loads(res.stdout or "{}").get("streams") or [{}])[0].get("codec_name")
-    except (OSError, ValueError, subprocess.SubprocessError):
+        codec = rendering.video_codec(path)
+    except (rendering.MissingProgram, rendering.RenderError, ValueError):
         return ""
     if not codec:
         return ""
@@ -255,7 +253,7 @@ class VideoSource:
         """Raise a UserError if fewer frames came out than the container announced."""
         p = self.props
         if n_decoded == 0:
-            raise Undecodable(f"{self.path}: contains no decodable video frames{undecodable_hint(self.path)}")
+            raise Undecodable(f"{self.path}: contains no decodable video frames", p)
         if n_decoded < 2:
             raise UserError(f"{self.path}: has a single frame; a video needs at least 2 frames for motion")
         if p.frame_count <= 0:

@@ -105,16 +105,15 @@ def extract(path, *, exact: bool = False, workers: int | None = None, progress: 
     """
     try:
         return _extract(path, exact=exact, workers=workers, progress=progress)
-    except decode.Undecodable:
+    except decode.Undecodable as e:
         with tempfile.TemporaryDirectory(prefix="cmt-decode-") as folder:
             copy = decode.ffmpeg_copy_for_analysis(path, folder)
-            if copy is None:
-                raise
+            if copy is None:      # ffmpeg cannot either: say which codec, and how to convert it
+                raise decode.Undecodable(f"{e}{decode.undecodable_hint(path)}", e.props) from None
             features = _extract(copy, exact=exact, workers=workers, progress=progress)
         features.info["decoded_by"] = "ffmpeg (OpenCV cannot decode this file's codec)"
-        with contextlib.suppress(cli.UserError), decode.VideoSource(path) as src:   # the file's size, not the copy's
-            if src.props.width > 0 and src.props.height > 0:
-                features.info["width"], features.info["height"] = src.props.width, src.props.height
+        if e.props.width > 0 and e.props.height > 0:          # the file's size, not the copy's
+            features.info["width"], features.info["height"] = e.props.width, e.props.height
         return features
 
 
