@@ -41,14 +41,14 @@ os.environ.setdefault("CMT_NO_PROGRESS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import compute  # noqa: E402
-import dictionary_mix as D  # noqa: E402
-import generation  # noqa: E402
-import metrics  # noqa: E402
-import pipeline  # noqa: E402
-import representation  # noqa: E402
-from model import load_checkpoint  # noqa: E402
-from numpy2midi_mix import tokens_to_midi  # noqa: E402
+from vidscore import compute  # noqa: E402
+from vidscore import constants as D  # noqa: E402
+from vidscore.generation import generate as generation  # noqa: E402
+from vidscore.evaluation import metrics  # noqa: E402
+from vidscore.generation import job as pipeline  # noqa: E402
+from vidscore.music import representation  # noqa: E402
+from vidscore.model.cmt import load_checkpoint  # noqa: E402
+from vidscore.music.midi_write import tokens_to_midi  # noqa: E402
 
 T0 = time.perf_counter()
 
@@ -103,7 +103,7 @@ def mean_se(values) -> tuple[float, float]:
 def generate(model, meta: dict, opts: pipeline.Options, n: int, seed: int):
     """Songs for one setting, exactly as pipeline.run builds its video rows (the checkpoint's
     calibration), controls and init block; returns (songs, seconds, rows, min_strength of the rows)."""
-    import calibration
+    from vidscore.generation import calibration
     mapping = calibration.mapping_for(model, opts.thresholds, opts.min_strength)
     rows = mapping.rows(meta)
     controls = pipeline.make_controls(model, opts, mapping)
@@ -423,7 +423,7 @@ def main() -> None:
 
     results: dict = {}
     tempo_rows: list[dict] = []
-    from video2npz import analyse_video, metadata_to_rows
+    from vidscore.video import analyse_video, metadata_to_rows
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
         log(f"analysing {args.video} (cold cache)")

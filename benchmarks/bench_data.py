@@ -27,10 +27,10 @@ os.environ.setdefault("CMT_NO_PROGRESS", "1")
 
 import numpy as np  # noqa: E402
 
-import cli  # noqa: E402
-import corpus  # noqa: E402
-import dataset  # noqa: E402
-import dictionary_mix as D  # noqa: E402
+from vidscore import cli  # noqa: E402
+from vidscore.training import corpus  # noqa: E402
+from vidscore.training import dataset  # noqa: E402
+from vidscore import constants as D  # noqa: E402
 
 
 def make_pianorolls(files, out_dir: Path, resolution: int = 24) -> int:

@@ -28,9 +28,9 @@ os.environ.setdefault("CMT_NO_PROGRESS", "1")
 import miditoolkit  # noqa: E402
 import torch  # noqa: E402
 
-import dictionary_mix as D  # noqa: E402
-import pipeline  # noqa: E402
-from model import load_checkpoint  # noqa: E402
+from vidscore import constants as D  # noqa: E402
+from vidscore.generation import job as pipeline  # noqa: E402
+from vidscore.model.cmt import load_checkpoint  # noqa: E402
 
 
 def song_drums(mid: Path, report: Path) -> dict:
@@ -48,7 +48,7 @@ def song_drums(mid: Path, report: Path) -> dict:
 def data_drum_pitches(path: Path) -> collections.Counter:
     """The drum sounds (GM percussion keys) of a training npz's Drums notes."""
     import numpy as np
-    from training import load_data
+    from vidscore.training.loop import load_data
     data = load_data(str(path))
     out = collections.Counter()
     for i in range(len(data["x"])):

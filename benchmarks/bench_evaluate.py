@@ -24,8 +24,8 @@ os.environ.setdefault("CMT_NO_PROGRESS", "1")
 
 import numpy as np  # noqa: E402
 
-import cli  # noqa: E402
-import metrics as M  # noqa: E402
+from vidscore import cli  # noqa: E402
+from vidscore.evaluation import metrics as M  # noqa: E402
 
 
 def make_song(seconds: float, tempo: float = 120.0, seed: int = 0) -> np.ndarray:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("CMT_NO_PROGRESS", "1")
 
 import bench_video  # noqa: E402
-from video2npz import analysis, flow  # noqa: E402
+from vidscore.video import analysis, flow  # noqa: E402
 
 VARIANTS = {
     "today (levels L, winsize 15, 3 iterations)": lambda p: p,

@@ -30,10 +30,10 @@ os.environ.setdefault("CMT_NO_PROGRESS", "1")
 
 import torch  # noqa: E402
 
-import compute  # noqa: E402
+from vidscore import compute  # noqa: E402
 import main_cp  # noqa: E402
-import training  # noqa: E402
-from model import CMT, ModelConfig  # noqa: E402
+from vidscore.training import loop as training  # noqa: E402
+from vidscore.model.cmt import CMT, ModelConfig  # noqa: E402
 
 TINY = dict(n_layer=1, d_model=32, n_head=2, d_ff=64, emb_sizes="8,4,8,16,8,4,8", time_emb_size=8, init_emb_size=8)
 

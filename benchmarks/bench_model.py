@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT / "src"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import attention  # noqa: E402
-import cli  # noqa: E402
-import model as M  # noqa: E402
-import sampling  # noqa: E402
+from vidscore.model import attention  # noqa: E402
+from vidscore import cli  # noqa: E402
+from vidscore.model import cmt as M  # noqa: E402
+from vidscore.model import sampling  # noqa: E402
 
 ASSUMED_GBPS = 10.0
 

@@ -30,11 +30,11 @@ os.environ.setdefault("CMT_NO_PROGRESS", "1")
 
 import torch  # noqa: E402
 
-import compute  # noqa: E402
-import pipeline  # noqa: E402
-import rendering  # noqa: E402
+from vidscore import compute  # noqa: E402
+from vidscore.generation import job as pipeline  # noqa: E402
+from vidscore import rendering  # noqa: E402
 from make_demo_video import render_demo  # noqa: E402
-from model import CMT, ModelConfig, load_checkpoint, save_checkpoint  # noqa: E402
+from vidscore.model.cmt import CMT, ModelConfig, load_checkpoint, save_checkpoint  # noqa: E402
 
 
 def timed_run(video: Path, ckpt: Path, out: Path, dtype: str, seed: int = 0, device: str = "auto") -> dict:

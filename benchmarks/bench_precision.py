@@ -23,9 +23,9 @@ os.environ.setdefault("CMT_NO_PROGRESS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import generation  # noqa: E402
-import pipeline  # noqa: E402
-from model import load_checkpoint  # noqa: E402
+from vidscore.generation import generate as generation  # noqa: E402
+from vidscore.generation import job as pipeline  # noqa: E402
+from vidscore.model.cmt import load_checkpoint  # noqa: E402
 
 
 def main():
@@ -35,7 +35,7 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "precision.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from video2npz import analyse_video, metadata_to_rows
+    from vidscore.video import analyse_video, metadata_to_rows
     rows = metadata_to_rows(analyse_video(args.video, progress=False))
     ref = load_checkpoint(pipeline.DEFAULT_CKPT)
     init = pipeline.init_block(ref, pipeline.Options())

@@ -43,16 +43,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import calibration  # noqa: E402
-import dictionary_mix as D  # noqa: E402
-import evaluate  # noqa: E402
-import generation  # noqa: E402
-import metrics  # noqa: E402
-import pipeline  # noqa: E402
-import reference_videos as RV  # noqa: E402
-import representation  # noqa: E402
+from vidscore.generation import calibration  # noqa: E402
+from vidscore import constants as D  # noqa: E402
+from vidscore.evaluation import report as evaluate  # noqa: E402
+from vidscore.generation import generate as generation  # noqa: E402
+from vidscore.evaluation import metrics  # noqa: E402
+from vidscore.generation import job as pipeline  # noqa: E402
+from vidscore.generation import reference_videos as RV  # noqa: E402
+from vidscore.music import representation  # noqa: E402
 from bench_controls import in_scale_share  # noqa: E402
-from model import load_checkpoint  # noqa: E402
+from vidscore.model.cmt import load_checkpoint  # noqa: E402
 
 T0 = time.perf_counter()
 TRACKS = {D.DRUMS: "Drums", D.PIANO: "Piano", D.GUITAR: "Guitar", D.BASS: "Bass", D.STRINGS: "Strings"}
@@ -219,7 +219,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = load_checkpoint(args.ckpt).freeze()   # the traced step: the eager one's songs, faster
-    from video2npz import analyse_video
+    from vidscore.video import analyse_video
     metas = {}
     for name, path in make_videos(Path(args.videos_dir)).items():
         metas[name] = analyse_video(str(path), progress=False)

@@ -19,8 +19,8 @@ sys.path.insert(0, str(ROOT / "src"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import fast_sampling  # noqa: E402
-import sampling  # noqa: E402
+from vidscore.model import fast_sampling  # noqa: E402
+from vidscore.model import sampling  # noqa: E402
 
 FIELDS = ["barbeat", "density", "pitch", "duration", "instr", "strength"]
 SIZES = [18, 18, 129, 18, 6, 20]

@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT / "src"))
 def worker(policy: str, steps: int) -> None:
     import torch
 
-    import compute
-    from model import CMT, ModelConfig
+    from vidscore import compute
+    from vidscore.model.cmt import CMT, ModelConfig
     n = compute.thread_policy(0) if policy == "policy" else torch.get_num_threads()
     torch.manual_seed(0)
     m = CMT(ModelConfig()).eval()

@@ -35,9 +35,9 @@ os.environ.setdefault("CMT_NO_PROGRESS", "1")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-import cli  # noqa: E402
+from vidscore import cli  # noqa: E402
 import video_fixtures as vf  # noqa: E402
-from video2npz import analysis  # noqa: E402
+from vidscore.video import analysis  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data"
 RESULTS = ROOT / "benchmarks" / "results"

@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 os.environ.setdefault("CMT_NO_PROGRESS", "1")
 
-import evaluate  # noqa: E402
-import pipeline  # noqa: E402
+from vidscore.evaluation import report as evaluate  # noqa: E402
+from vidscore.generation import job as pipeline  # noqa: E402
 from make_demo_video import render_demo  # noqa: E402
-from model import load_checkpoint  # noqa: E402
+from vidscore.model.cmt import load_checkpoint  # noqa: E402
 from video_fixtures import write_accelerating, write_jumping_square  # noqa: E402
 
 def make_videos(folder: Path) -> list[Path]:

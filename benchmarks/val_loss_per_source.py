@@ -23,8 +23,8 @@ os.environ.setdefault("CMT_NO_PROGRESS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import training  # noqa: E402
-from model import load_checkpoint  # noqa: E402
+from vidscore.training import loop as training  # noqa: E402
+from vidscore.model.cmt import load_checkpoint  # noqa: E402
 
 
 def per_source(model, data: dict, max_songs: int, hp: dict) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import cli
+from vidscore import cli
 
 
 def main() -> None:
@@ -23,7 +23,7 @@ def main() -> None:
     ap.add_argument("--default_genre", help="the genre inference uses when none is chosen (a genre of the "
                     "training data; default: the checkpoint's, or with --data the commonest of the data)")
     args = ap.parse_args()
-    from model import load_checkpoint, save_checkpoint
+    from vidscore.model.cmt import load_checkpoint, save_checkpoint
 
     src, out = Path(args.ckpt), Path(args.out)
     if not src.is_file():
@@ -35,15 +35,15 @@ def main() -> None:
     if args.data:
         import numpy as np
 
-        import calibration
-        from training import check_representation, label_vocab, load_data
+        from vidscore.generation import calibration
+        from vidscore.training.loop import check_representation, label_vocab, load_data
         data = load_data(args.data)
         check_representation(model, data, src, "--ckpt")
         train_idx = np.flatnonzero(data["split"] == 0)
         model.vocab = {**(model.vocab or {}), **label_vocab(data, train_idx, default_genre=args.default_genre),
                        "data_stats": calibration.data_stats(data, train_idx)}
     elif args.default_genre:
-        import dictionary_mix as D
+        from vidscore import constants as D
         try:
             gid = D.genre_id(args.default_genre)
         except KeyError:

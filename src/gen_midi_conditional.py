@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import glob
 
-import cli
+from vidscore import cli
 import main_cp
-import paths
+from vidscore import paths
 
 ORIGINAL_CKPT = "loss_8_params.pt"
 

@@ -12,11 +12,8 @@ representation (cmt or bmt) comes from the training data (``midi2numpy_mix.py
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-import cli
-import dictionary_mix as D
+from vidscore import cli, hparams
+from vidscore import constants as D
 
 # ------------------------------------------------------------------ hyperparameters
 # Edit here; every entry is also a flag (--name value).  Defaults are the published CMT.
@@ -96,78 +93,18 @@ PRESETS = {
 }
 
 
-def _comments() -> dict[str, str]:
-    """The comment beside each entry of the HP block, reused as the flag's help."""
-    import re
-    text = Path(__file__).read_text()
-    block = text[text.index("HP = dict("):text.index("PRESETS = {")]
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+)=.*?#\s*(.*)$", block, re.M)}
-
-
 def parse_args(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    notes = _comments()
-    ap.add_argument("--mode", choices=["train", "inference"], default=None,
-                    help=f"{notes.get('mode', '')} (default: {HP['mode']!r}, from the block at the top of this file)")
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="published",
-                    help="a named set of hyperparameters applied before the other flags")
-    for key, default in HP.items():
-        if key == "mode":
-            continue
-        kind = type(default)
-        ap.add_argument(f"--{key}", type=kind, default=None, metavar=kind.__name__.upper(),
-                        help=f"{notes.get(key, '')} (default: {default!r})".strip())
-    args = ap.parse_args(argv)
-    hp = dict(HP)
-    hp.update(PRESETS[args.preset])
-    hp.update({k: v for k, v in vars(args).items() if k in HP and v is not None})
-    hp["mode"], hp["preset"] = args.mode or hp["mode"], args.preset
-    if hp["mode"] not in ("train", "inference"):
-        raise cli.UserError(f"mode {hp['mode']!r} in the HP block of main_cp.py: use 'train' or 'inference'")
-    return resolve_paths(hp)
+    """The HP block, then --preset, then the flags given (see vidscore.hparams)."""
+    return hparams.parse(HP, PRESETS, argv, doc=__doc__, source=__file__)
 
 
-def resolve_paths(hp: dict) -> dict:
-    """dataset/, exp/, logs/, inference/, videos/ are the repository's folders from any working folder."""
-    import paths
-    for key in ("data_root", "exp_dir", "log_dir", "out_dir", "videos", "ckpt", "train_data", "init_ckpt"):
-        if hp.get(key):
-            hp[key] = str(paths.repo_path(hp[key]))
-    return hp
+resolve_paths = hparams.resolve_paths
 
 
 def inference(hp: dict, videos: list | None = None) -> None:
-    """Compose for ``hp["videos"]`` (a file or folder), or for every path of ``videos`` (files or
-    folders; gen_midi_conditional's glob) as one batch: one model load, one plan checked up front,
-    a bad input reported and the others done."""
-    import pipeline
-
-    ckpt = Path(hp["ckpt"]) if hp["ckpt"] else pipeline.DEFAULT_CKPT
-    if not ckpt.is_file():
-        raise cli.UserError(f"no checkpoint at {ckpt}: train one with `python src/main_cp.py --mode train` "
-                            "or pass --ckpt pointing at a checkpoint (the released CMT loss_8_params.pt works)")
-    if not 1 <= hp["num_songs"] <= MAX_SONGS:
-        raise cli.UserError(f"--num_songs must be 1..{MAX_SONGS} (songs are composed together, in memory)")
-    if not hp["max_video_s"] > 0:
-        raise cli.UserError("--max_video_s must be a positive number of seconds")
-    inputs = [q for v in (videos if videos is not None else [hp["videos"]]) for q in pipeline.collect_inputs(v)]
-    pipeline.check_plan(inputs, pipeline.Options(out_dir=hp["out_dir"], num_songs=hp["num_songs"]), (ckpt,))
-    model = pipeline.load_model(ckpt, hp["device"], hp["dtype"], threads=hp["threads"], batch=hp["num_songs"])
-    opts = pipeline.options_from_hp(hp, model)
-    results = pipeline.run(inputs, model, opts, keep_going=True)
-    if any(r.files for r in results):
-        print("\nwritten:")
-    for r in results:
-        for f in r.files:
-            print(f"  {f}")
-    failed = [r.name for r in results if r.error]
-    if failed:
-        raise cli.UserError(f"{len(failed)} of {len(results)} inputs failed ({', '.join(failed)}; "
-                            "reasons above); the others were done")
-
-
-#: The most songs one run composes per video (they are generated together, in memory).
-MAX_SONGS = 64
+    """Compose for ``hp["videos"]`` or for every path of ``videos``, as one batch."""
+    from vidscore.generation import batch
+    batch.compose(hp, videos)
 
 
 def main() -> None:
@@ -175,7 +112,7 @@ def main() -> None:
     if hp["seed"] < 0:
         raise cli.UserError("--seed must be 0 or more")
     if hp["mode"] == "train":
-        import training
+        from vidscore.training import loop as training
         training.launch(hp)
     else:
         inference(hp)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 
-import cli
+from vidscore import cli
 
 
 def render_demo(out: str, seconds: float = 20.0, fps: int = 30, width: int = 640, height: int = 360) -> str:

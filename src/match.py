@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import cli
+from vidscore import cli
 
 
 def main() -> None:
@@ -20,11 +20,11 @@ def main() -> None:
     ap.add_argument("music_npz", help="a training npz (midi2numpy_mix.py / prepare_corpus.py)")
     ap.add_argument("--top", type=int, default=5, help="how many songs to print (default 5)")
     args = ap.parse_args()
-    import paths
+    from vidscore import paths
     args.video_npz, args.music_npz = paths.repo_path(args.video_npz), paths.repo_path(args.music_npz)
-    import retrieval
-    from representation import load_training_npz
-    from video2npz.metadata import load_video_npz
+    from vidscore.generation import retrieval
+    from vidscore.music.representation import load_training_npz
+    from vidscore.video.metadata import load_video_npz
 
     for p in (args.video_npz, args.music_npz):
         if not Path(p).is_file():
@@ -32,7 +32,7 @@ def main() -> None:
     if args.top < 1:
         raise cli.UserError("--top must be at least 1")
     rows, _, _ = load_video_npz(args.video_npz)
-    import original_npz
+    from vidscore.music import original_npz
     try:
         data = (original_npz.read(args.music_npz) if original_npz.is_original(args.music_npz)
                 else load_training_npz(args.music_npz))

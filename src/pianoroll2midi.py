@@ -12,8 +12,8 @@ import argparse
 import time
 from pathlib import Path
 
-import cli
-import corpus
+from vidscore import cli
+from vidscore.training import corpus
 
 
 def main() -> int:
@@ -22,7 +22,7 @@ def main() -> int:
     ap.add_argument("--out_dir", required=True, help="output folder for the .mid files")
     ap.add_argument("--workers", type=int, default=0, help="worker processes (default: all cores)")
     args = ap.parse_args()
-    import paths
+    from vidscore import paths
     in_dir, args.out_dir = paths.repo_path(args.in_dir), paths.repo_path(args.out_dir)
     if not in_dir.exists():
         raise cli.UserError(f"--in_dir {in_dir} does not exist; give the folder of pypianoroll .npz files")

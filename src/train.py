@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 
-import cli
+from vidscore import cli
 import main_cp
-import paths
+from vidscore import paths
 
 ORIGINAL_DATA = "lpd_5_prcem_mix_v8_10000.npz"
 
@@ -57,7 +57,7 @@ def parse_args(argv=None) -> dict:
 
 def main() -> None:
     hp = parse_args()
-    import training
+    from vidscore.training import loop as training
     training.launch(hp)
 
 

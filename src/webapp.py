@@ -20,7 +20,7 @@ import os
 import socket
 from pathlib import Path
 
-import cli
+from vidscore import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERIC_STEMS = {"model", "best", "last", "checkpoint", "ckpt"}
@@ -67,7 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    import pipeline
+    from vidscore.generation import job as pipeline
 
     if not 0 <= args.port <= 65535:
         raise cli.UserError(f"--port must be 0..65535, got {args.port}")
@@ -82,8 +82,8 @@ def main() -> int:
     from werkzeug.serving import make_server
 
     from main_cp import HP
-    from webui import media
-    from webui.server import AppConfig, create_app
+    from vidscore.webui import media
+    from vidscore.webui.server import AppConfig, create_app
 
     missing = media.missing_tools()
     if missing:

@@ -23,8 +23,8 @@ def save_tiny_checkpoint(path, instruments=(1, 2, 3, 4, 5), vocab=None, **config
     ``preset="bmt"`` makes a bmt model (its full vocabulary, an emotion init field)."""
     import torch
 
-    import dictionary_mix as D
-    from model import CMT, ModelConfig, save_checkpoint
+    from vidscore import constants as D
+    from vidscore.model.cmt import CMT, ModelConfig, save_checkpoint
     torch.manual_seed(0)
     cfg = tiny_config(n_layer=1, init_n_class=[7, 25, 6])
     if config.get("preset") == "bmt":
@@ -46,7 +46,7 @@ def tiny():
     change its vocab)."""
     import torch
 
-    from model import CMT, ModelConfig
+    from vidscore.model.cmt import CMT, ModelConfig
     torch.manual_seed(0)
     cfg = ModelConfig(**tiny_config(n_layer=2, dropout=0.0))
     return CMT(cfg).eval()

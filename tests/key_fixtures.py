@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-import dictionary_mix as D
-from representation import init_tokens, notes_to_tokens, pitch_class_histogram, tokens_to_notes
+from vidscore import constants as D
+from vidscore.music.representation import init_tokens, notes_to_tokens, pitch_class_histogram, tokens_to_notes
 
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
 KEY_C, KEY_EB, KEY_FS, KEY_A = 1, 4, 7, 10            # dictionary_mix.KEY_NAMES ids
@@ -88,8 +88,8 @@ def write_key_npz(path: Path, per_key: int = 48, seed: int = 0) -> Path:
 
 def train_key_model(d: Path, seed: int = 0):
     """Train KEY_MODEL on write_key_npz's songs in ``d``; returns the loaded last checkpoint."""
-    import training
-    from model import load_checkpoint
+    from vidscore.training import loop as training
+    from vidscore.model.cmt import load_checkpoint
 
     d = Path(d)
     write_key_npz(d / "keys4.npz", seed=seed)

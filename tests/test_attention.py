@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import attention as A
+from vidscore.model import attention as A
 
 FT_SKIP = "pytorch-fast-transformers is not installed (its causal_product kernel cannot be imported)"
 

@@ -61,7 +61,7 @@ def assert_refused(res, before: dict, folder: Path, *, says: str | None = None):
 
 def good_rows() -> np.ndarray:
     """Rows of a 4-bar video at 120 bpm with a visual beat in each bar (metadata_to_rows)."""
-    from video2npz.metadata import metadata_to_rows
+    from vidscore.video.metadata import metadata_to_rows
     meta = {"duration": 8.0, "tempo": 120.0, "flow_magnitude_per_bar": [0.1, 0.5, 1.0, 2.0],
             "vbeats": [{"bar": b, "tick": 4 * b, "weight": 0.95} for b in range(4)]}
     return metadata_to_rows(meta)
@@ -90,7 +90,7 @@ def video(tmp_path_factory):
 
 
 def tiny_training_npz(path: Path) -> Path:
-    from representation import notes_to_tokens
+    from vidscore.music.representation import notes_to_tokens
     from test_training import song, write_npz
     return write_npz(path, [notes_to_tokens(song(s)) for s in (0, 2, 5)], [0, 0, 1])
 
@@ -562,7 +562,7 @@ def test_a_stopped_script_leaves_no_part_file_and_says_so_in_one_line(tmp_path, 
     script.write_text(f"""
 import subprocess, sys
 sys.path.insert(0, {str(SRC)!r})
-import cli
+from vidscore import cli
 def main():
     with cli.atomic_path({str(tmp_path / 'out.bin')!r}) as tmp:
         open(tmp, "wb").write(b"half")
@@ -582,8 +582,8 @@ cli.run(main)
 
 # ------------------------------------------------------------------------------ web app
 def test_web_app_ratings_and_stale_parts(ckpt, tmp_path):
-    from model import load_checkpoint
-    from webui.server import AppConfig, create_app
+    from vidscore.model.cmt import load_checkpoint
+    from vidscore.webui.server import AppConfig, create_app
     data = tmp_path / "data"
     (data / "jobs" / "abc").mkdir(parents=True)
     dead = data / "jobs" / "abc" / f".clip_0.{_dead_pid()}-abcd1234.part.mp4"
@@ -607,8 +607,8 @@ def test_web_app_ratings_and_stale_parts(ckpt, tmp_path):
 def test_capped_corpus_keeps_about_ten_percent_validation_in_every_collection():
     from types import SimpleNamespace
 
-    import corpus
-    import dataset
+    from vidscore.training import corpus
+    from vidscore.training import dataset
     units = [SimpleNamespace(uid=f"coll{c}/piece{i}", collection=f"coll{c}") for c in range(8) for i in range(400)]
     for cap in (10, 20, 100, 400):
         kept, skipped = corpus.cap_per_collection(list(units), cap)
@@ -623,8 +623,8 @@ def test_capped_corpus_keeps_about_ten_percent_validation_in_every_collection():
 
 # ------------------------------------------------------------------------------ library-level promises
 def test_report_json_and_midi_tempo_promises(tmp_path):
-    import cli
-    from numpy2midi_mix import notes_to_midi
+    from vidscore import cli
+    from vidscore.music.midi_write import notes_to_midi
     cli.write_json_atomic(tmp_path / "r.json", {"a": float("nan"), "b": [np.float32("inf"), 1.5]})
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": None, "b": [None, 1.5]}
     notes = np.array([[0, 60, 4, 2]])

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from miditoolkit.midi.containers import Instrument, Note, TempoChange
 
-import chords as CH
-import dictionary_mix as D
-import training
+from vidscore.music import chords as CH
+from vidscore import constants as D
+from vidscore.training import loop as training
 from conftest import save_tiny_checkpoint
-from model import load_checkpoint
-from numpy2midi_mix import tokens_to_midi
-from representation import midi_to_tokens, midi_to_windows, notes_to_tokens
+from vidscore.model.cmt import load_checkpoint
+from vidscore.music.midi_write import tokens_to_midi
+from vidscore.music.representation import midi_to_tokens, midi_to_windows, notes_to_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 TPB = 480
@@ -130,7 +130,7 @@ def bmt_data(tmp_path_factory):
 
 
 def test_corpus_builder_writes_bmt_rows_and_emotion_labels(bmt_data):
-    from representation import load_training_npz
+    from vidscore.music.representation import load_training_npz
     z = load_training_npz(bmt_data)
     assert z["x"].shape[2] == 12 and z["init"].shape[1:] == (7, 4)
     assert z["vocab"]["preset"] == "bmt"
@@ -178,7 +178,7 @@ def test_training_records_the_preset_and_inference_reads_it(bmt_model, bmt_data)
 
 
 def test_bmt_model_composes_for_a_video_at_its_tempo(bmt_model, tmp_path):
-    import pipeline
+    from vidscore.generation import job as pipeline
     rows = np.array([[17, 5, 0, 0, 64, 1], [5, 0, 3, 4, 64, 7], [17, 4, 0, 16, 64, 26], [9, 0, 4, 24, 64, 38],
                      [17, 3, 0, 32, 64, 51], [17, 6, 0, 48, 64, 76]])
     np.savez(tmp_path / "clip.npz", input=rows, tempo=np.float64(104.0), duration=np.float64(9.2))
@@ -195,8 +195,8 @@ def test_bmt_model_composes_for_a_video_at_its_tempo(bmt_model, tmp_path):
 
 
 def test_bmt_generation_writes_the_tempo_it_is_given(bmt_model):
-    import generation
-    import pipeline
+    from vidscore.generation import generate as generation
+    from vidscore.generation import job as pipeline
     model = load_checkpoint(bmt_model)
     rows = np.array([[17, 5, 0, 0, 32, 1], [17, 4, 0, 16, 32, 51]])
     init = pipeline.init_block(model, pipeline.Options(emotion=1))
@@ -213,8 +213,8 @@ def test_bmt_generation_writes_the_tempo_it_is_given(bmt_model):
 
 
 def test_emotion_control_is_refused_where_it_cannot_act(tmp_path, bmt_model):
-    import cli
-    import controls
+    from vidscore import cli
+    from vidscore import controls
     cmt = load_checkpoint(save_tiny_checkpoint(tmp_path / "cmt.pt"))
     with pytest.raises(cli.UserError, match="without an emotion field"):
         controls.parse_emotion("Q1", cmt)
@@ -246,9 +246,9 @@ def emotion_song(emotion: int, rng, bars: int = 4) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def emotion_model(tmp_path_factory):
-    from dataset import assemble_arrays, vocab_seen
+    from vidscore.training.dataset import assemble_arrays, vocab_seen
     from key_fixtures import KEY_MODEL
-    from representation import init_tokens
+    from vidscore.music.representation import init_tokens
     d = tmp_path_factory.mktemp("emotion")
     rng = np.random.default_rng(0)
     seqs, inits = [], []
@@ -269,10 +269,10 @@ def emotion_model(tmp_path_factory):
 
 
 def test_emotion_control_moves_loudness_and_register(emotion_model):
-    import generation
-    import pipeline
+    from vidscore.generation import generate as generation
+    from vidscore.generation import job as pipeline
     from key_fixtures import KEY_ROWS
-    from representation import tokens_to_notes
+    from vidscore.music.representation import tokens_to_notes
     model = emotion_model
     assert model.vocab["default_emotion"] == 1 and model.vocab["emotions"] == [1, 3]
 

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-import calibration
-import dictionary_mix as D
-import generation
-from generation import Controls, Song, barbeat_mask, beat_density, clamp_strength, generate
-from representation import notes_to_tokens
-from video2npz import metadata as M
+from vidscore.generation import calibration
+from vidscore import constants as D
+from vidscore.generation import generate as generation
+from vidscore.generation.generate import Controls, Song, barbeat_mask, beat_density, clamp_strength, generate
+from vidscore.music.representation import notes_to_tokens
+from vidscore.video import metadata as M
 
 
 # ----------------------------------------------------------------------------- the quantile fit
@@ -200,7 +200,7 @@ ROWS = np.array([[17, 6, 0, 0, N_BEAT, 1], [5, 0, 2, 4, N_BEAT, 4], [17, 3, 0, 1
 
 def test_density_control_acts_at_C_1(tiny):
     """A random model, C = 1: every bar realises the video's density (distinct onset positions + 1)."""
-    import metrics
+    from vidscore.evaluation import metrics
     songs = generate(tiny, ROWS, np.asarray(D.RELEASED_INIT_BLOCK), 4, seed=3,
                      controls=Controls(C=1.0, max_tokens_per_bar=10 ** 4))   # (a random model stalls)
     want = ROWS[ROWS[:, 0] == 17, 1]
@@ -258,7 +258,7 @@ def test_released_and_original_keep_the_original_thresholds(tiny):
 def test_npz_input_uses_the_metadata_beside_it(tmp_path, capsys):
     import json
 
-    import pipeline
+    from vidscore.generation import job as pipeline
     meta = {"duration": 4.0, "tempo": 120.0, "flow_magnitude_per_bar": [0.5, 3.0],
             "vbeats": [{"bar": 0, "tick": 4, "weight": 0.5}, {"bar": 1, "tick": 8, "weight": 0.95}]}
     orig = M.metadata_to_rows(meta)

@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import calibration
-import dictionary_mix as D
-import generation
-import metrics
-import pipeline
-import training
-from model import load_checkpoint
-from representation import init_tokens, notes_to_tokens
+from vidscore.generation import calibration
+from vidscore import constants as D
+from vidscore.generation import generate as generation
+from vidscore.evaluation import metrics
+from vidscore.generation import job as pipeline
+from vidscore.training import loop as training
+from vidscore.model.cmt import load_checkpoint
+from vidscore.music.representation import init_tokens, notes_to_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(n_layer=2, d_model=48, n_head=2, d_ff=96, emb_sizes="8,4,8,24,8,4,8", time_emb_size=8,

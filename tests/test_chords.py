@@ -10,9 +10,9 @@ import miditoolkit
 import numpy as np
 import pytest
 
-import chords as CH
-import dictionary_mix as D
-from representation import extract_notes
+from vidscore.music import chords as CH
+from vidscore import constants as D
+from vidscore.music.representation import extract_notes
 
 C_MAJ = 2                    # 2 + 0*11 + 0
 G_DOM7 = 2 + 7 * 11 + 4      # 83

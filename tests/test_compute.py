@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-import cli
-import compute
-from model import CMT, ModelConfig
+from vidscore import cli
+from vidscore import compute
+from vidscore.model.cmt import CMT, ModelConfig
 
 
 @contextlib.contextmanager

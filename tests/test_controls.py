@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-import cli
-import controls
-import dictionary_mix as D
-from model import CMT, ModelConfig, save_checkpoint
+from vidscore import cli
+from vidscore import controls
+from vidscore import constants as D
+from vidscore.model.cmt import CMT, ModelConfig, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

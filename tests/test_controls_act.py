@@ -20,13 +20,13 @@ import miditoolkit
 import numpy as np
 import pytest
 
-import dictionary_mix as D
-import generation
-import pipeline
-import training
+from vidscore import constants as D
+from vidscore.generation import generate as generation
+from vidscore.generation import job as pipeline
+from vidscore.training import loop as training
 from make_demo_video import render_demo
-from model import load_checkpoint
-from representation import init_tokens, notes_to_tokens
+from vidscore.model.cmt import load_checkpoint
+from vidscore.music.representation import init_tokens, notes_to_tokens
 
 import key_fixtures as kf
 

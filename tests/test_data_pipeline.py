@@ -12,10 +12,10 @@ import pypianoroll
 import pytest
 from miditoolkit.midi.containers import Instrument, Note, TimeSignature
 
-import corpus
-import dataset
-import dictionary_mix as D
-import representation as R
+from vidscore.training import corpus
+from vidscore.training import dataset
+from vidscore import constants as D
+from vidscore.music import representation as R
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable

@@ -17,14 +17,14 @@ import mido
 import numpy as np
 import pytest
 
-import cli
-import corpus
-import dataset
-import dictionary_mix as D
-import pipeline
-import training
-from model import load_checkpoint
-from representation import init_tokens, notes_to_tokens, tokens_to_notes
+from vidscore import cli
+from vidscore.training import corpus
+from vidscore.training import dataset
+from vidscore import constants as D
+from vidscore.generation import job as pipeline
+from vidscore.training import loop as training
+from vidscore.model.cmt import load_checkpoint
+from vidscore.music.representation import init_tokens, notes_to_tokens, tokens_to_notes
 
 ROOT = Path(__file__).resolve().parents[1]
 KICK, HAT = 36, 42           # General MIDI percussion: bass drum 1, closed hi-hat
@@ -318,8 +318,8 @@ def spectral_centroid(path: Path) -> float:
 
 @pytest.mark.skipif(not shutil.which("fluidsynth"), reason="needs fluidsynth")
 def test_drums_render_on_channel_10_with_a_gm_kit(tmp_path):
-    import rendering
-    from numpy2midi_mix import tokens_to_midi
+    from vidscore import rendering
+    from vidscore.music.midi_write import tokens_to_midi
     hats = np.array([[t, HAT, 1, D.DRUMS] for t in range(0, 32, 2)])
     tokens_to_midi(notes_to_tokens(hats), tmp_path / "drums.mid", 120.0)
     tokens_to_midi(notes_to_tokens(hats * [1, 1, 1, 0] + [0, 0, 0, D.PIANO]), tmp_path / "piano.mid", 120.0)
@@ -337,8 +337,8 @@ def test_drums_render_on_channel_10_with_a_gm_kit(tmp_path):
 # ------------------------------------------------------------------------- web app and CLI agree
 def test_web_form_offers_only_the_instruments_the_model_knows(tmp_path):
     from conftest import save_tiny_checkpoint
-    from webui import soundtrack
-    from webui.server import AppConfig, create_app
+    from vidscore.webui import soundtrack
+    from vidscore.webui.server import AppConfig, create_app
     model = load_checkpoint(save_tiny_checkpoint(tmp_path / "nodrums.pt", instruments=(2, 3, 4, 5)))
     assert soundtrack.known_instruments(model) == {2: "Piano", 3: "Guitar", 4: "Bass", 5: "Strings"}
     html = create_app(AppConfig(data_dir=tmp_path / "a", model=model, start_worker=False)).test_client().get("/")
@@ -347,7 +347,7 @@ def test_web_form_offers_only_the_instruments_the_model_knows(tmp_path):
     with pytest.raises(cli.UserError, match="not trained with Drums"):
         soundtrack.parse_options({}, ["1", "2"], model, 5)
     with pytest.raises(cli.UserError, match="not trained with Drums"):   # the CLI's check says the same
-        import controls
+        from vidscore import controls
         controls.parse_instruments("Drums", model.vocab["instruments"])
     drummed = load_checkpoint(save_tiny_checkpoint(tmp_path / "drums.pt"))
     assert list(soundtrack.known_instruments(drummed)) == [1, 2, 3, 4, 5]
@@ -356,7 +356,7 @@ def test_web_form_offers_only_the_instruments_the_model_knows(tmp_path):
 def test_calibrated_control_forces_each_beat_on_one_rhythm_track(drum_model, tmp_path):
     """Calibrated: every visual beat on Drums alone (the data's rhythm track), not on Drums and
     Piano as the original did; without Drums (--instruments) the next rhythm track takes them."""
-    import calibration
+    from vidscore.generation import calibration
     assert calibration.mapping_for(drum_model).max_forced_tracks == 1
     assert calibration.mapping_for(drum_model, "original").max_forced_tracks is None
     rows_npz = tmp_path / "clip.npz"

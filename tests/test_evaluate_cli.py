@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from miditoolkit import Instrument, MidiFile, Note, TempoChange
 
-import evaluate
-import metrics as M
+from vidscore.evaluation import report as evaluate
+from vidscore.evaluation import metrics as M
 
 ROOT = Path(__file__).resolve().parents[1]
 TPB = 480

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-import fast_sampling
-import sampling
+from vidscore.model import fast_sampling
+from vidscore.model import sampling
 
 
 class Replay:

@@ -2,8 +2,8 @@
 import miditoolkit
 import numpy as np
 
-import dictionary_mix as D
-from generation import Controls, generate
+from vidscore import constants as D
+from vidscore.generation.generate import Controls, generate
 
 N_BEAT = 64  # 4 bars of 16 ticks
 
@@ -60,7 +60,7 @@ def test_every_kept_visual_beat_is_forced_on_each_track(tiny):
         # Note rows as the tokenizer writes them for training (SPEC 2): bar-beat, density and
         # strength 0 (the model never saw a Note with its position in the bar-beat field)
         assert (notes[:, [D.COL_BARBEAT, D.COL_DENSITY, D.COL_STRENGTH]] == 0).all()
-        from representation import notes_to_tokens, tokens_to_notes
+        from vidscore.music.representation import notes_to_tokens, tokens_to_notes
         again = notes_to_tokens(tokens_to_notes(t))
         ref = again[again[:, D.COL_TYPE] == D.TYPE_NOTE]
         assert (ref[:, [D.COL_BARBEAT, D.COL_DENSITY, D.COL_STRENGTH]] == 0).all() and len(ref) == len(notes)
@@ -135,7 +135,7 @@ def test_forced_tracks_limited_to_allowed_instruments(tiny):
 
 
 def test_midi_has_the_given_tempo(tiny, tmp_path):
-    from numpy2midi_mix import tokens_to_midi
+    from vidscore.music.midi_write import tokens_to_midi
     song = generate(tiny, ROWS, init(), num_songs=1, seed=2)[0]
     tokens_to_midi(np.asarray(song.tokens), tmp_path / "song.mid", 97.5)
     midi = miditoolkit.MidiFile(str(tmp_path / "song.mid"))

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-import retrieval
-from representation import notes_to_tokens
+from vidscore.generation import retrieval
+from vidscore.music.representation import notes_to_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 # video: bar 0 density 3 with a beat of strength 4 at position 4; bar 1 density 2, strength 7 at 0

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-import metrics as M
+from vidscore.evaluation import metrics as M
 
 C_MAJOR = [60, 62, 64, 65, 67, 69, 71]
 
@@ -157,7 +157,7 @@ def test_strength_error_by_hand():
 
 
 def test_threshold_class_follows_spec():
-    from video2npz import metadata as VM     # the class rule's owner
+    from vidscore.video import metadata as VM     # the class rule's owner
     assert VM.classify(-0.1, VM.STRENGTH_THRESHOLDS) == 0
     assert VM.classify(0.1, VM.STRENGTH_THRESHOLDS) == 1
     assert VM.classify(0.5, VM.STRENGTH_THRESHOLDS) == 3

@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-import attention
-import model as M
-from cli import UserError
+from vidscore.model import attention
+from vidscore.model import cmt as M
+from vidscore.cli import UserError
 
 FT_SKIP = "pytorch-fast-transformers is not installed (its causal_product kernel cannot be imported)"
 SMALL = dict(n_class=[18, 3, 18, 40, 18, 6, 20, 102, 600], init_n_class=[7, 1, 6],

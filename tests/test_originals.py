@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import dataset
-import dictionary_mix as D
-import original_npz
-import paths
+from vidscore.training import dataset
+from vidscore import constants as D
+from vidscore.music import original_npz
+from vidscore import paths
 from original_songs import SEEDS, write_songs
-from representation import midi_to_tokens
+from vidscore.music.representation import midi_to_tokens
 from video_fixtures import write_jumping_square
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +121,7 @@ def test_the_fixture_covers_what_differed():
 # ----------------------------------------------------------------------------- the original's npz
 
 def test_reading_the_original_npz_converts_columns_and_makes_a_deterministic_split(originals):
-    import training
+    from vidscore.training import loop as training
     data = training.load_data(originals["npz"])
     again = training.load_data(originals["npz"])
     ids = [m["id"] for m in data["metadata"]]
@@ -232,7 +232,7 @@ def test_cmt_midi2numpy_mix_from_src_writes_dataset_and_no_cache_in_src(original
 
 
 def training_data(path):
-    from representation import load_training_npz
+    from vidscore.music.representation import load_training_npz
     return load_training_npz(path)
 
 
@@ -285,7 +285,7 @@ def test_bmt_metadata2numpy_mix_with_is_path(video_npz, tmp_path):
 
 
 def test_cmt_match_on_the_original_npz(video_npz, originals):
-    import retrieval
+    from vidscore.generation import retrieval
     r = run([sys.executable, "src/match.py", video_npz["npz"], originals["npz"]], cwd=ROOT)
     assert r.returncode == 0, r.stderr
     printed = [line.split()[2] for line in r.stdout.strip().splitlines()[1:]]
@@ -337,7 +337,7 @@ def test_cmt_train_py_fine_tunes_and_resumes_with_two_processes(originals, tiny_
              "-p", exp / "ft" / "last.pt", *common], cwd=SRC)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resuming" in (logs / "ft.log").read_text()
-    from model import load_checkpoint
+    from vidscore.model.cmt import load_checkpoint
     assert load_checkpoint(exp / "ft" / "last.pt").checkpoint_info["epoch"] == 1
 
 

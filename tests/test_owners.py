@@ -9,11 +9,11 @@ import pytest
 import torch
 from miditoolkit import Instrument, MidiFile, Note, TempoChange
 
-import dictionary_mix as D
-import evaluate
-import metrics as M
-import representation as R
-from video2npz import metadata as VM
+from vidscore import constants as D
+from vidscore.evaluation import report as evaluate
+from vidscore.evaluation import metrics as M
+from vidscore.music import representation as R
+from vidscore.video import metadata as VM
 
 TPB = 480
 STEP = TPB // 4  # MIDI ticks per 16th
@@ -133,8 +133,8 @@ def test_metadata_file_is_named_one_way_where_written_and_where_looked_for(tmp_p
 
 
 def test_video_suffixes_are_one_list():
-    import pipeline
-    from video2npz import pipeline as vp
+    from vidscore.generation import job as pipeline
+    from vidscore.video import pipeline as vp
     assert pipeline.VIDEO_EXTS == vp.VIDEO_EXTENSIONS == D.VIDEO_SUFFIXES
     assert evaluate.MIDI_SUFFIXES == D.MIDI_SUFFIXES
 
@@ -142,7 +142,7 @@ def test_video_suffixes_are_one_list():
 # ----------------------------------------------------------------------------- the loss
 
 def test_the_loss_is_written_once_and_matches_hand_values():
-    from model import CMT, ModelConfig, field_losses
+    from vidscore.model.cmt import CMT, ModelConfig, field_losses
     torch.manual_seed(0)
     # all-zero logits: each masked token costs log(n_classes) in every field
     n = {"type": 4, "barbeat": 18, "density": 18}
@@ -192,9 +192,9 @@ def test_metrics_agree_with_muspy_on_a_real_midi_file(tmp_path):
 # ----------------------------------------------------------------------------- settings: one place, one translation
 
 def test_the_hyperparameter_block_is_what_the_libraries_use():
-    import generation
-    import pipeline
-    import sampling
+    from vidscore.generation import generate as generation
+    from vidscore.generation import job as pipeline
+    from vidscore.model import sampling
     from main_cp import HP
     assert pipeline.parse_sampling(HP["sampling"]) == sampling.SAMPLING
     assert HP["max_tokens_per_bar"] == generation.Controls().max_tokens_per_bar == pipeline.Options().max_tokens_per_bar
@@ -203,9 +203,9 @@ def test_the_hyperparameter_block_is_what_the_libraries_use():
 
 
 def test_cli_and_web_app_turn_the_same_settings_into_the_same_options(tmp_path, tiny_ckpt):
-    import pipeline
+    from vidscore.generation import job as pipeline
     from main_cp import HP
-    from webui import soundtrack
+    from vidscore.webui import soundtrack
     model = pipeline.load_model(tiny_ckpt, "cpu", "float32")
     hp = dict(HP, C=0.5, sampling="barbeat=1.0/0.8", max_tokens_per_bar=99)   # an edited block reaches both
     cli_opts = pipeline.options_from_hp(dict(hp, out_dir=str(tmp_path), num_songs=2, seed=7, density_threshold=3,
@@ -219,11 +219,11 @@ def test_cli_and_web_app_turn_the_same_settings_into_the_same_options(tmp_path, 
 
 @pytest.mark.parametrize("bad", ["0", "20", "250", "fast"])
 def test_tempo_is_checked_one_way_everywhere(bad, tmp_path):
-    import cli
-    import controls
-    import pipeline
-    from video2npz import analysis
-    from webui import soundtrack
+    from vidscore import cli
+    from vidscore import controls
+    from vidscore.generation import job as pipeline
+    from vidscore.video import analysis
+    from vidscore.webui import soundtrack
     for check in (lambda: controls.check_tempo(bad), lambda: analysis.check_tempo(bad),
                   lambda: soundtrack.parse_options({"tempo_mode": "manual", "tempo": bad}, ["1"], None, 5),
                   lambda: pipeline.options_from_hp({"is_tempo": 1, "my_tempo": bad}, None)):
@@ -233,8 +233,8 @@ def test_tempo_is_checked_one_way_everywhere(bad, tmp_path):
 
 
 def test_controls_table_names_each_init_cell_once_and_training_reads_it():
-    import controls
-    import training
+    from vidscore import controls
+    from vidscore.training import loop as training
     cells = [c.init_cell for c in controls.CONTROLS.values() if c.init_cell]
     assert len(cells) == len(set(cells)) == 3
     block = R.init_tokens([2, 4], key_id=8, genre_id=5, emotion=3)
@@ -249,9 +249,9 @@ def test_controls_table_names_each_init_cell_once_and_training_reads_it():
 
 
 def test_val_fraction_from_the_hyperparameter_block_resplits_by_song():
-    import cli
-    import training
-    from dataset import assign_split
+    from vidscore import cli
+    from vidscore.training import loop as training
+    from vidscore.training.dataset import assign_split
     ids = [f"song{i // 2}" for i in range(40)]            # two windows per song
     data = {"x": np.zeros((40, 2, D.N_COLS)), "split": np.zeros(40, np.uint8),
             "metadata": [{"id": i} for i in ids]}

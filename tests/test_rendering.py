@@ -17,7 +17,7 @@ import miditoolkit
 import numpy as np
 import pytest
 
-import rendering
+from vidscore import rendering
 from make_demo_video import render_demo
 
 ROOT = Path(__file__).resolve().parents[1]

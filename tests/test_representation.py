@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from miditoolkit.midi.containers import Instrument, Note, TimeSignature
 
-import dictionary_mix as D
-import representation as R
-from numpy2midi_mix import notes_to_midi, tokens_to_midi
+from vidscore import constants as D
+from vidscore.music import representation as R
+from vidscore.music.midi_write import notes_to_midi, tokens_to_midi
 
 TPB = 480
 SIX = TPB // 4  # MIDI ticks per 16th

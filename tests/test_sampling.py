@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from sampling import nucleus_mask, sample
+from vidscore.model.sampling import nucleus_mask, sample
 
 
 def test_nucleus_keeps_smallest_prefix_passing_p():

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-import cli
-import dictionary_mix as D
-from model import load_checkpoint
-from representation import init_tokens, notes_to_tokens
-import training
+from vidscore import cli
+from vidscore import constants as D
+from vidscore.model.cmt import load_checkpoint
+from vidscore.music.representation import init_tokens, notes_to_tokens
+from vidscore.training import loop as training
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(n_layer=1, d_model=32, n_head=2, d_ff=64, emb_sizes="8,4,8,16,8,4,8", time_emb_size=8,
@@ -197,8 +197,8 @@ def test_bf16_autocast_training_learns_on_cpu(tiny_data, tmp_path):
 
 
 def test_transposition_moves_notes_key_and_chords_but_not_drums():
-    import chords as CH
-    from representation import init_tokens, notes_to_tokens
+    from vidscore.music import chords as CH
+    from vidscore.music.representation import init_tokens, notes_to_tokens
     notes = np.array([[0, 60, 4, D.PIANO, 80], [0, 64, 4, D.PIANO, 80], [0, 67, 4, D.PIANO, 80],
                       [0, 36, 4, D.DRUMS, 80], [4, 69, 4, D.PIANO, 80], [8, 125, 4, D.PIANO, 80]])
     song = notes_to_tokens(notes, preset="bmt")

@@ -13,8 +13,8 @@ import pytest
 from scipy import signal
 
 import video_fixtures as vf
-from cli import UserError
-from video2npz import analysis, beats, envelope, flow, tempo, timeline
+from vidscore.cli import UserError
+from vidscore.video import analysis, beats, envelope, flow, tempo, timeline
 
 FPS = 30
 # The envelope keeps *decelerations* of the smoothed directogram.  A jump is one frame
@@ -323,7 +323,7 @@ def test_opencv_writes_what_the_fixtures_claim(tmp_path):
 
 @pytest.mark.skipif(not shutil.which("ffmpeg"), reason="ffmpeg is installed by `make test`")
 def test_a_video_opencv_cannot_decode_names_its_codec_and_the_conversion(tmp_path):
-    from video2npz.decode import undecodable_hint
+    from vidscore.video.decode import undecodable_hint
     clip = tmp_path / "clip.mkv"                              # FFV1: ffprobe names it whatever OpenCV can do
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10", "-t", "1",
                     "-c:v", "ffv1", str(clip)], check=True)

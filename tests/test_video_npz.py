@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import video_fixtures as vf
-from cli import UserError
-from video2npz import analysis, cache, features, metadata, metadata_to_rows, video_to_npz
+from vidscore.cli import UserError
+from vidscore.video import analysis, cache, features, metadata, metadata_to_rows, video_to_npz
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "src" / "video2npz"

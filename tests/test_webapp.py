@@ -25,15 +25,15 @@ from types import SimpleNamespace
 
 import pytest
 
-import cli
-import dictionary_mix as D
+from vidscore import cli
+from vidscore import constants as D
 from make_demo_video import render_demo
 from conftest import save_tiny_checkpoint
-from model import load_checkpoint
-from webui import ratings as R
-from webui import soundtrack
-from webui.jobs import Cancelled, JobStore, Worker
-from webui.server import AppConfig, create_app
+from vidscore.model.cmt import load_checkpoint
+from vidscore.webui import ratings as R
+from vidscore.webui import soundtrack
+from vidscore.webui.jobs import Cancelled, JobStore, Worker
+from vidscore.webui.server import AppConfig, create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 WEBAPP = ROOT / "src" / "webapp.py"

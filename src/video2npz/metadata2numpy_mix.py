@@ -17,10 +17,10 @@ sys.path.insert(0, str(_HERE.parent))
 
 import argparse  # noqa: E402
 
-import cli  # noqa: E402
-import paths  # noqa: E402
-from video2npz import metadata  # noqa: E402
-from video2npz.pipeline import list_videos  # noqa: E402
+from vidscore import cli  # noqa: E402
+from vidscore import paths  # noqa: E402
+from vidscore.video import metadata  # noqa: E402
+from vidscore.video.pipeline import list_videos  # noqa: E402
 
 REPO = _HERE.parents[1]
 

@@ -16,8 +16,8 @@ sys.path.insert(0, str(_HERE.parent))
 
 import argparse  # noqa: E402
 
-import cli  # noqa: E402
-from video2npz import analysis, metadata, pipeline  # noqa: E402
+from vidscore import cli  # noqa: E402
+from vidscore.video import analysis, metadata, pipeline  # noqa: E402
 
 REPO = _HERE.parents[1]
 
@@ -68,7 +68,7 @@ def _analyse_one(video: Path, out_json: Path, args, tempo) -> str:
     meta = a.metadata
     pipeline.write_json(out_json, meta)
     if args.visualize:
-        from video2npz import visualize
+        from vidscore.video import visualize
 
         visualize.plot_analysis(a, out_json.with_suffix(".png"))
     return (f"{video.name}: {len(meta['vbeats'])} visual beats, tempo {meta['tempo']:.2f} bpm "
@@ -81,7 +81,7 @@ def main(argv=None):
     if args.workers is not None and args.workers < 1:
         raise cli.UserError("--workers must be at least 1")
     tempo = _user_tempo(args)
-    import paths
+    from vidscore import paths
     src = paths.repo_path(args.video)                  # videos/..., inference/...: the repository's folders
     meta_folder = bool(args.meta_data) and args.meta_data.endswith(("/", os.sep))   # "out/": a folder, made
     if args.meta_data:

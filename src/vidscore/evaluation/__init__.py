@@ -1,0 +1,1 @@
+"""Evaluation: objective metrics (metrics), the report of evaluate.py (report) and its plots."""

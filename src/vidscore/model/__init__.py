@@ -1,0 +1,1 @@
+"""The compound-word linear-attention Transformer (cmt), its attention and per-field sampling."""

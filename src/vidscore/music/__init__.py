@@ -1,0 +1,1 @@
+"""The music representation: MIDI <-> notes <-> compound tokens, chords, the original's npz."""

@@ -1,0 +1,1 @@
+"""Training: offline corpora (corpus), the training npz (dataset) and the training loop (loop)."""
