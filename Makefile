@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat py3_requirements.txt | md5sum | cut -c1-
 FT_STAMP := $(VENV)/.fast-transformers
 DEMO_VIDEO ?= videos/demo.mp4
 
-.PHONY: all setup system-deps demo test fast-transformers corpus train-bundled bench evaluate webapp clean
+.PHONY: all setup system-deps demo test fast-transformers sources corpus train-bundled bench evaluate webapp clean
 
 all: demo
 
@@ -44,11 +44,18 @@ webapp: setup
 
 # Offline training corpora (see README, "Training data"): the scores that music21 ships; those
 # plus the General MIDI songs with drums of two Debian packages; and those plus drum overlays
-# (music21 pieces with a drummed song's drum loop laid under them).
-corpus: setup
+# (music21 pieces with a drummed song's drum loop laid under them); and Freedoom's songs, each
+# with a genre (docs/corpus_freedoom.md).
+corpus: setup sources
 	$(PY) src/prepare_corpus.py --source music21 --out_name dataset/music21.npz
 	$(PY) src/prepare_corpus.py --source music21 openmsx blupi --out_name dataset/bundled.npz
 	$(PY) src/prepare_corpus.py --source music21 openmsx blupi overlay --out_name dataset/bundled_overlay.npz
+	$(PY) src/prepare_corpus.py --source freedoom --out_name dataset/freedoom.npz
+
+# The training sources from Debian's archive (docs/corpus_freedoom.md), fetched without root into
+# .cache/debian/ and checked by sha256; a checked copy is reused.
+sources: setup
+	$(PY) src/fetch_sources.py
 
 # Retrain the bundled model (see README, "The bundled model"), in three stages; a stage whose
 # result exists is skipped, and stages 1 and 2 ship with the repository, so by default only

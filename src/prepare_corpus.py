@@ -12,12 +12,15 @@ genre Folk for the tune collections and Classical for the rest.  Writes the npz,
 ``<stem>_vocab.json`` and ``<stem>_stats.json`` (songs, tokens, bars, per-field vocab,
 skipped pieces with reasons).  openmsx / blupi: the General MIDI songs (with drums) of the
 Debian packages openttd-openmsx and planetblupi-music-midi, genre Pop (see README, "Training
-data").  Several sources give one npz whose metadata names each song's source.
+data").  freedoom: the 66 distinct MIDI music lumps of Freedoom's two WADs (Debian package
+freedoom, fetched into .cache/ by ``make sources``), each labelled Metal, Rock, Electronic,
+NewAge or Pop by a rule on its instruments, drums and tempo (docs/corpus_freedoom.md).
+Several sources give one npz whose metadata names each song's source.
 
-overlay (with music21 and openmsx and/or blupi): ``--overlays`` music21 pieces of the training
-split with a 4-bar drum loop of a training-split drummed song laid under them (written to
-``--overlay_out``, default dataset/overlay_midi), genre Pop: the drummed songs' drums only ever
-sit among other drums, and the overlays show the model drums among pitched parts.
+overlay (with music21 and a drummed source: openmsx, blupi, freedoom): ``--overlays`` music21
+pieces of the training split with a 4-bar drum loop of a training-split drummed song laid under
+them (written to ``--overlay_out``, default dataset/overlay_midi), genre Pop: the drummed songs'
+drums only ever sit among other drums, and the overlays show the model drums among pitched parts.
 """
 from __future__ import annotations
 

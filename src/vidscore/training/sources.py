@@ -9,9 +9,14 @@ from vidscore import cli
 from vidscore import constants as D
 from vidscore.training import corpus
 from vidscore.training import dataset
+from vidscore.training import freedoom
 
 #: every --source name; "lpd" only alone, "overlay" with music21 and a drummed source
-NAMES = ["music21", "midi", "lpd", *corpus.DEBIAN_MIDI_SOURCES, "overlay"]
+NAMES = ["music21", "midi", "lpd", *corpus.DEBIAN_MIDI_SOURCES, "freedoom", "overlay"]
+#: the sources whose songs have drums (overlay takes its drum loops from them)
+DRUMMED = {*corpus.DEBIAN_MIDI_SOURCES, "freedoom"}
+#: the sources fetched from Debian's archive into .cache/debian/ (training.debian; `make sources`)
+DEBIAN_PINS = {"freedoom": freedoom.PIN}
 
 
 def source_files(source: str, args) -> tuple[list, dict, dict | None]:
@@ -46,6 +51,8 @@ def source_files(source: str, args) -> tuple[list, dict, dict | None]:
         src = corpus.DEBIAN_MIDI_SOURCES[source]
         return files, genres, {"what": f"General MIDI files of the Debian package {src.package}",
                                "midi_dir": src.folder, "genre": src.genre, "licence": src.licence}
+    if source == "freedoom":
+        return freedoom.source_files()
     if not args.midi_dir:
         raise cli.UserError("--source midi needs --midi_dir, a folder of MIDI files")
     if not Path(args.midi_dir).is_dir():
@@ -61,9 +68,10 @@ def overlay_files(files: list, source_of: dict, args) -> list:
     ``files`` (the split every song will get, so no validation piece or drum part is seen in
     training through an overlay)."""
     pitched = [f for f in files if source_of[f[0]] == "music21"]
-    drummed = [f for f in files if source_of[f[0]] in corpus.DEBIAN_MIDI_SOURCES]
+    drummed = [f for f in files if source_of[f[0]] in DRUMMED]
     if not pitched or not drummed:
-        raise cli.UserError("--source overlay needs music21 and openmsx and/or blupi among the sources")
+        raise cli.UserError(f"--source overlay needs music21 and a drummed source ({', '.join(sorted(DRUMMED))}) "
+                            "among the sources")
     if args.overlays < 1:
         raise cli.UserError("--overlays must be at least 1")
     split = dataset.assign_split([sid for sid, _ in files], args.val_fraction)
