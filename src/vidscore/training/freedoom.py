@@ -11,6 +11,7 @@ docs/corpus_freedoom.md).  Freedoom is BSD-3-Clause (the package's copyright fil
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 import time
 from collections import Counter
@@ -173,7 +174,7 @@ def songs_of(wads: list[Path], out_dir: Path) -> tuple[list[Song], list[dict]]:
             sid = f"freedoom/{name}"
             if any(s.id == sid for s in songs):       # the same name with other music in another WAD
                 sid = f"freedoom/{Path(wad).stem}_{name}"
-            path = out_dir / f"{sid.split('/', 1)[1]}.mid"
+            path = out_dir / f"{re.sub(r'[^A-Za-z0-9_-]', '_', sid.split('/', 1)[1])}.mid"   # a name is 8 bytes
             if not (path.is_file() and path.read_bytes() == data):
                 with cli.atomic_path(path) as tmp:
                     Path(tmp).write_bytes(data)
