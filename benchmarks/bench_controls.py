@@ -408,8 +408,7 @@ def main() -> None:
 
     log(f"loading {args.ckpt}")
     model = load_checkpoint(args.ckpt)
-    dtype = compute.inference_dtype("auto", model)
-    model.to(dtype).freeze()   # the traced step (the same songs as the eager one, faster)
+    dtype = compute.prepare(model, "auto")   # the CLI's default precision, and the traced step
     vocab = model.vocab or {}
     known_keys = list(vocab.get("keys") or [])
     default_key = pipeline.init_block(model, pipeline.Options())[1, 1]

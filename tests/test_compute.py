@@ -134,7 +134,7 @@ def tiny_model():
                            time_emb_size=8, init_emb_size=8)).eval()
 
 
-def test_auto_dtype_is_the_faster_one_measured_and_cached(tmp_path, monkeypatch):
+def test_fastest_is_the_faster_one_measured_and_cached(tmp_path, monkeypatch):
     model = tiny_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     # make bfloat16 slower than float32 whatever the machine: the choice must follow the timing
@@ -142,7 +142,7 @@ def test_auto_dtype_is_the_faster_one_measured_and_cached(tmp_path, monkeypatch)
     slow16 = lambda m, batch=1, **kw: real(m, batch, **kw) + (1.0 if next(m.parameters()).dtype == torch.bfloat16 else 0.0)  # noqa: E731
     monkeypatch.setattr(compute, "time_steps", slow16)
     cache = tmp_path / "dtype.json"
-    assert compute.fastest_dtype(model, cache=cache) == torch.float32
+    assert compute.fastest(model, cache=cache) == "float32"
     key = compute.dtype_key(model, 1, torch.device("cpu")) + " | float32,bfloat16"
     assert json.loads(cache.read_text()) == {key: "float32"}
     # the model itself is untouched (bfloat16 was timed on a copy)
@@ -150,16 +150,16 @@ def test_auto_dtype_is_the_faster_one_measured_and_cached(tmp_path, monkeypatch)
     assert next(model.parameters()).dtype == torch.float32
     # the cached choice holds (no timing: a timing now would say bfloat16)
     monkeypatch.setattr(compute, "time_steps", lambda m, batch=1, **kw: 0.0 if next(m.parameters()).dtype == torch.bfloat16 else 1.0)
-    assert compute.fastest_dtype(model, cache=cache) == torch.float32
-    assert compute.fastest_dtype(model, cache=False) == torch.bfloat16
-    assert compute.fastest_dtype(model, batch=8, cache=cache) == torch.bfloat16   # another key
+    assert compute.fastest(model, cache=cache) == "float32"
+    assert compute.fastest(model, cache=False) == "bfloat16"
+    assert compute.fastest(model, batch=8, cache=cache) == "bfloat16"   # another key
     assert len(json.loads(cache.read_text())) == 2
 
 
 def test_a_damaged_cache_is_measured_again(tmp_path):
     cache = tmp_path / "dtype.json"
     cache.write_text("{not json")
-    assert compute.fastest_dtype(tiny_model(), cache=cache) in (torch.float32, torch.bfloat16)
+    assert compute.fastest(tiny_model(), cache=cache) in ("float32", "bfloat16")
     assert len(json.loads(cache.read_text())) == 1
 
 
@@ -167,12 +167,11 @@ def test_time_steps_runs_the_real_step():
     assert compute.time_steps(tiny_model(), batch=2, steps=2, rounds=1) > 0.0
 
 
-def test_named_dtypes_and_bad_names():
-    m = tiny_model()
-    assert compute.inference_dtype("float32", m) == torch.float32
-    assert compute.inference_dtype("bfloat16", m) == torch.bfloat16
-    with pytest.raises(cli.UserError):
-        compute.inference_dtype("float16", m)
+def test_named_precisions_and_bad_names():
+    assert compute.prepare(tiny_model(), "float32") == "float32"
+    assert compute.prepare(tiny_model(), "bfloat16") == "bfloat16"
+    with pytest.raises(cli.UserError, match="choose auto, fastest, float32, bfloat16, int8"):
+        compute.prepare(tiny_model(), "float16")
 
 
 def test_int8_step_follows_the_float32_step():
@@ -201,7 +200,7 @@ def test_int8_step_follows_the_float32_step():
     assert set(ref.state_dict()) == set(CMT(ref.config).state_dict())   # the float model's keys unchanged
 
 
-def test_auto_on_the_cpu_chooses_among_three_by_timing(tmp_path, monkeypatch):
+def test_fastest_on_the_cpu_chooses_among_three_by_timing(tmp_path, monkeypatch):
     order = {"int8": 0.1, "float32": 0.2, "bfloat16": 0.3}
     def fake(m, batch=1, **kw):
         if getattr(m, "int8", False):
@@ -210,11 +209,23 @@ def test_auto_on_the_cpu_chooses_among_three_by_timing(tmp_path, monkeypatch):
     monkeypatch.setattr(compute, "time_steps", fake)
     monkeypatch.setenv("CMT_CACHE_DIR", str(tmp_path))
     m = tiny_model()
-    assert compute.prepare(m, "auto") == "int8" and getattr(m, "int8", False)
+    assert compute.prepare(m, "fastest") == "int8" and getattr(m, "int8", False)
     order.update(int8=0.5)
     m = tiny_model()
-    assert compute.prepare(m, "auto", batch=8) == "float32"
+    assert compute.prepare(m, "fastest", batch=8) == "float32"
     assert next(m.parameters()).dtype == torch.float32
-    assert compute.prepare(tiny_model(), "bfloat16") == "bfloat16"
     with pytest.raises(cli.UserError):
         compute.prepare(tiny_model(), "int4")
+
+
+@pytest.mark.parametrize("remembered", ["float32", "bfloat16", "int8", "garbage"])
+def test_auto_is_int8_on_any_cpu_whatever_the_cache_or_the_timing_says(tmp_path, monkeypatch, remembered):
+    """--dtype auto is a function of the device: no timing runs and the cache is not read."""
+    monkeypatch.setenv("CMT_CACHE_DIR", str(tmp_path))
+    m = tiny_model()
+    key = compute.dtype_key(m, 1, torch.device("cpu")) + " | float32,bfloat16,int8"
+    (tmp_path / "dtype.json").write_text(json.dumps({key: remembered}))
+    monkeypatch.setattr(compute, "time_steps", lambda *a, **k: pytest.fail("auto must not time anything"))
+    assert compute.prepare(m, "auto") == "int8" and getattr(m, "int8", False)
+    assert json.loads((tmp_path / "dtype.json").read_text()) == {key: remembered}   # untouched
+    assert compute.default_precision(torch.device("cpu")) == "int8"

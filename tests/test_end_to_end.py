@@ -125,3 +125,31 @@ def test_bad_inputs_give_one_line_errors(tiny_ckpt, tmp_path):
         assert "Traceback" not in res.stderr
         assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert not (tmp_path / "o" / "notes_0.mid").exists()
+
+
+def test_the_same_seed_gives_the_same_midi_whatever_precision_the_cache_remembers(tiny_ckpt, video, tmp_path):
+    """--dtype auto never reads the timing cache: a fresh cache and caches that remember each
+    precision `--dtype fastest` could have chosen give byte-identical songs (issue 25)."""
+    meta_dir = tmp_path / "meta"
+    first = run_main("--videos", video, "--ckpt", tiny_ckpt, "--out_dir", meta_dir, "--render", 0, "--seed", 4)
+    assert first.returncode == 0, first.stderr[-3000:]
+    npz = meta_dir / "clip.npz"
+    from vidscore import compute
+    from vidscore.model.cmt import load_checkpoint
+    key = compute.dtype_key(load_checkpoint(tiny_ckpt), 1, __import__("torch").device("cpu")) \
+        + " | float32,bfloat16,int8"
+    songs = {}
+    for remembered in (None, "float32", "bfloat16", "int8"):
+        cache = tmp_path / f"cache_{remembered}"
+        cache.mkdir()
+        if remembered:
+            (cache / "dtype.json").write_text(json.dumps({key: remembered}))
+        res = run_main("--videos", npz, "--ckpt", tiny_ckpt, "--out_dir", tmp_path / f"out_{remembered}",
+                       "--render", 0, "--seed", 4, "--num_songs", 2,
+                       env=dict(os.environ, CMT_CACHE_DIR=str(cache)))
+        assert res.returncode == 0, res.stderr[-3000:]
+        songs[remembered] = [sha(tmp_path / f"out_{remembered}" / f"clip_{k}.mid") for k in range(2)]
+        assert not remembered or json.loads((cache / "dtype.json").read_text()) == {key: remembered}
+    assert len({tuple(v) for v in songs.values()}) == 1, songs
+    assert songs[None][0] != songs[None][1]          # two songs, not one copied
+    assert (meta_dir / "clip_0.mid").read_bytes() != b""

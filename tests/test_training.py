@@ -204,7 +204,7 @@ def test_transposition_moves_notes_key_and_chords_but_not_drums():
     song = notes_to_tokens(notes, preset="bmt")
     x, y = song[None, :-1].astype(np.int64), song[None, 1:].astype(np.int64)
     init = init_tokens([D.PIANO, D.DRUMS], 22, 0, 0)[None].astype(np.int64)   # A minor
-    x0, y0 = x.copy(), y.copy()
+    x0 = x.copy()
     shifts = training.transpose_songs(x, y, init, np.random.default_rng(3), 6)
     k = int(shifts[0])
     assert -6 <= k <= 2 and k != 0                      # pitch 125 leaves room for +2 at most

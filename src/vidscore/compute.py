@@ -1,15 +1,15 @@
 """Where and how inference computes: the device, the weights' dtype and the CPU threads.
 
 * :func:`inference_device`: ``auto`` is the GPU where torch sees one, else the CPU.
-* :func:`prepare`: ``--dtype auto`` times a few generation steps of the actual model in
-  float32, bfloat16 and (on the CPU) int8 weights, and keeps the fastest.  A CPU flag does
-  not say which wins: on the 2-core reference machine bfloat16 is native yet slower than
-  float32 at batch 1 when the machine is idle.  int8 (CMT.quantize_int8) keeps the
-  activations in float32 and moves the model's distributions far less than bfloat16 does
-  (benchmarks/bench_precision.py).  The choice is cached per (model size, batch, processor
-  and its usable cores, torch) in ``<cache>/dtype.json``, so one machine keeps making the same
-  choice whatever its load, and with it the same songs for the same seed (delete the file to
-  measure again).
+* :func:`prepare`: ``--dtype auto`` (the default) is a fixed function of the device and the
+  model (:func:`default_precision`): int8 weights on any CPU (CMT.quantize_int8: the activations
+  stay float32, and it moves the model's distributions far less than bfloat16 does,
+  benchmarks/bench_precision.py), bfloat16 on a GPU that supports it, else float32.  It never
+  depends on a timing, a cache or the load, so the same seed gives the same songs on every
+  machine of a kind.  ``--dtype fastest`` is the explicit timed choice: it times a few
+  generation steps of the actual model in each candidate and keeps the fastest, cached per
+  (model size, batch, processor and its usable cores, torch) in ``<cache>/dtype.json`` (delete
+  the file to measure again); its songs follow what that machine timed.
 * :func:`thread_policy`: torch's default (one thread per core in every process) collapses
   when several processes share the cores: a thread waiting at every matrix product for a
   sibling that the scheduler gave to another process.  The policy takes only the cores
@@ -29,8 +29,7 @@ import torch
 from vidscore import cli, paths
 
 REPO_ROOT = paths.REPO
-DTYPES = ("auto", "float32", "bfloat16")
-PRECISIONS = DTYPES + ("int8",)
+PRECISIONS = ("auto", "fastest", "float32", "bfloat16", "int8")
 
 
 # ----------------------------------------------------------------------------- device
@@ -279,28 +278,27 @@ def fastest(model, batch: int = 1, candidates=("float32", "bfloat16"), cache: Pa
     return name
 
 
-def fastest_dtype(model, batch: int = 1, cache: Path | None | bool = None) -> torch.dtype:
-    """float32 or bfloat16, whichever runs ``model``'s generation step faster here."""
-    return getattr(torch, fastest(model, batch, ("float32", "bfloat16"), cache))
-
-
-def inference_dtype(name: str, model, batch: int = 1) -> torch.dtype:
-    """The dtype to generate in: ``float32``, ``bfloat16`` or ``auto`` (the faster, measured)."""
-    if name not in DTYPES:
-        raise cli.UserError("--dtype: choose auto, float32 or bfloat16")
-    if name == "auto":
-        return fastest_dtype(model, batch)
-    return getattr(torch, name)
+def default_precision(device: torch.device) -> str:
+    """``--dtype auto``: int8 on the CPU; on a GPU bfloat16 where it has it, else float32.  A
+    function of the device alone (never of a timing), so a seed means the same songs on every
+    machine of a kind."""
+    if device.type != "cuda":
+        return "int8"
+    return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
 
 
 def prepare(model, name: str, batch: int = 1) -> str:
-    """Put ``model`` in the precision ``--dtype`` names (auto, float32, bfloat16, or int8: int8
-    weights on the CPU, see CMT.quantize_int8) and trace its generation step (CMT.freeze: the
-    model is for generation only from then on); returns the precision used."""
+    """Put ``model`` in the precision ``--dtype`` names (auto: :func:`default_precision`; fastest:
+    the fastest measured here, cached; float32, bfloat16, or int8: int8 weights on the CPU, see
+    CMT.quantize_int8) and trace its generation step (CMT.freeze: the model is for generation
+    only from then on); returns the precision used."""
     if name not in PRECISIONS:
-        raise cli.UserError("--dtype: choose auto, float32, bfloat16 or int8")
-    on_cpu = next(model.parameters()).device.type == "cpu"
+        raise cli.UserError(f"--dtype {name}: choose {', '.join(PRECISIONS)}")
+    device = next(model.parameters()).device
+    on_cpu = device.type == "cpu"
     if name == "auto":
+        name = default_precision(device)
+    elif name == "fastest":
         name = fastest(model, batch, ("float32", "bfloat16", "int8") if on_cpu else ("float32", "bfloat16"))
     if name == "int8":
         if not on_cpu:
