@@ -1,4 +1,5 @@
-"""What each inference control does with the bundled model (README "Controls" table).
+"""What each inference control does with the bundled model (the table of docs/bundled_model.md,
+"What each control does with it").
 
     python benchmarks/bench_controls.py [--ckpt exp/bundled/model.pt] [--songs 32] [--seed 0]
                                         [--out benchmarks/results] [--video videos/demo.mp4]
@@ -19,7 +20,7 @@ with the baseline's:
 * --my_tempo: MIDI tempo, bars and the music's length (a few songs are generated for it too).
 
 Writes ``<out>/controls.json`` (every figure, per song where it is per song, settings,
-date, machine), ``<out>/controls.md`` (the README table) and ``<out>/controls.png``.
+date, machine), ``<out>/controls.md`` (that table) and ``<out>/controls.png``.
 Takes about two minutes on one thread (the analysis of the demo video included).
 """
 from __future__ import annotations

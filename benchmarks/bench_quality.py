@@ -1,4 +1,5 @@
-"""Is the music still music under the video's control?  (README "Control and music quality", issue 19)
+"""Is the music still music under the video's control?  (docs/calibration.md, "Control and music
+quality", issue 19)
 
     python benchmarks/bench_quality.py [--ckpt exp/bundled/model.pt] [--songs 16] [--seed 1]
                                        [--data dataset/music21.npz] [--out benchmarks/results]
@@ -17,12 +18,12 @@ seed) under each setting:
 
 Per setting, over all songs of all videos (mean): PCHE 1-bar and 4-bar, GPS, notes per bar,
 polyphony per track (notes per onset of each instrument), the share of pitch mass in the
-song's estimated key (Krumhansl, ``representation.estimate_key``, natural minor for minor
-keys), and against each setting's own video rows the hit rate on forced beats, the density
+song's estimated key (Krumhansl, ``vidscore.music.representation.estimate_key``, natural minor
+for minor keys), and against each setting's own video rows the hit rate on forced beats, the density
 error and share of bars that realise the video's density, and the strength error.  The
 training data (``--data``, 200 songs) is measured the same way where it applies.  Metrics are
-``src/metrics.py``'s.  Writes ``<out>/quality.json``, ``<out>/quality.md`` (the README table)
-and ``<out>/quality.png``.  Runs on one thread.
+``src/vidscore/evaluation/metrics.py``'s.  Writes ``<out>/quality.json``, ``<out>/quality.md``
+(the table of docs/calibration.md) and ``<out>/quality.png``.  Runs on one thread.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System programs the pipeline uses: ffmpeg (muxing), fluidsynth + a General MIDI soundfont
 # (rendering); and the General MIDI songs with drums that the bundled model's corpus adds to
-# music21's (openttd-openmsx, GPL-2; planetblupi-music-midi, GPL-3+; see README "Training data").
+# music21's (openttd-openmsx, GPL-2; planetblupi-music-midi, GPL-3+; see docs/licences.md).
 # Installed with apt-get when run as root and missing; otherwise print the command
 # and carry on (the pipeline then stops at MIDI with a one-line message).
 set -u

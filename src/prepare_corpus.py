@@ -11,8 +11,8 @@ dataset/music21_midi, reused by later runs), then tokenised like any MIDI folder
 genre Folk for the tune collections and Classical for the rest.  Writes the npz,
 ``<stem>_vocab.json`` and ``<stem>_stats.json`` (songs, tokens, bars, per-field vocab,
 skipped pieces with reasons).  openmsx / blupi: the General MIDI songs (with drums) of the
-Debian packages openttd-openmsx and planetblupi-music-midi, genre Pop (see README, "Training
-data").  freedoom: the 66 distinct MIDI music lumps of Freedoom's two WADs (Debian package
+Debian packages openttd-openmsx and planetblupi-music-midi, genre Pop (see docs/data.md,
+"Drummed songs").  freedoom: the 66 distinct MIDI music lumps of Freedoom's two WADs (Debian package
 freedoom, fetched into .cache/ by ``make sources``), each labelled Metal, Rock, Electronic,
 NewAge or Pop by a rule on its instruments, drums and tempo (docs/corpus_freedoom.md).
 Several sources give one npz whose metadata names each song's source.

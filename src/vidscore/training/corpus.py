@@ -6,8 +6,8 @@
 * LPD: :func:`pianoroll_to_midi` turns a pypianoroll ``.npz`` (lpd-5-cleansed) into a
   MIDI whose tracks are named exactly Drums/Piano/Guitar/Bass/Strings.
 * music21: :func:`music21_units` lists the tunes and pieces music21 ships and
-  :func:`music21_to_midi` converts one to a five-class MIDI (see README, "Training data",
-  for the part -> instrument rules).
+  :func:`music21_to_midi` converts one to a five-class MIDI (see docs/data.md, "The offline
+  corpus", for the part -> instrument rules).
 """
 from __future__ import annotations
 
@@ -683,7 +683,7 @@ def build_music21_midi(out_dir: str | os.PathLike, cap: int | None = 1000, worke
 
 @dataclass(frozen=True)
 class MidiSource:
-    """A folder of General MIDI files that a Debian package installs (see README, "Training data")."""
+    """A folder of General MIDI files that a Debian package installs (see docs/data.md, "Drummed songs")."""
     name: str          # the --source name, also the song ids' prefix ("openmsx/<file stem>")
     package: str       # apt-get install -y <package>
     folder: str        # where the package puts its .mid files
