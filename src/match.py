@@ -32,7 +32,7 @@ def main() -> None:
     if args.top < 1:
         raise cli.UserError("--top must be at least 1")
     rows, _, _ = load_video_npz(args.video_npz)
-    from vidscore.music import original_npz
+    from vidscore.training import original_npz
     try:
         data = (original_npz.read(args.music_npz) if original_npz.is_original(args.music_npz)
                 else load_training_npz(args.music_npz))

@@ -10,7 +10,7 @@ import argparse
 from vidscore import cli
 from vidscore import constants as D
 from vidscore.music.midi_write import tokens_to_midi
-from vidscore.music.token_files import load_tokens
+from vidscore.training.token_files import load_tokens
 
 
 def main() -> int:

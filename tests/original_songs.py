@@ -92,7 +92,7 @@ def make_fixture(original_npz_path, out_path, note=""):
     import sys
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from vidscore.music import original_npz
+    from vidscore.training import original_npz
 
     meta = original_npz.read_metadata(original_npz_path)
     with np.load(original_npz_path, allow_pickle=False) as z:

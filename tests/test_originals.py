@@ -22,7 +22,7 @@ import pytest
 
 from vidscore.training import dataset
 from vidscore import constants as D
-from vidscore.music import original_npz
+from vidscore.training import original_npz
 from vidscore import paths
 from original_songs import SEEDS, write_songs
 from vidscore.music.representation import midi_to_tokens

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidscore.generation import calibration
 from vidscore.music import chords
 from vidscore import cli
 from vidscore import compute
-from vidscore.training import dataset
+from vidscore.training import data_stats, dataset
+from vidscore.training import provenance
 from vidscore import constants as D
 from vidscore.model.cmt import CMT, ModelConfig, check_config, check_vocab, field_losses, load_checkpoint, save_checkpoint
 
@@ -38,7 +38,7 @@ def load_data(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise cli.UserError(f"training data {path} not found; build it with `make corpus` or "
                             "`python src/midi2numpy_mix.py --midi_dir DIR --out_name FILE.npz`")
-    from vidscore.music import original_npz
+    from vidscore.training import original_npz
     if original_npz.is_original(path):   # CMT's processed file: 10 raw columns, pickled metadata
         try:
             return original_npz.read(path)
@@ -484,7 +484,12 @@ def setup(hp: dict) -> Run:
     vocab = {"preset": config.preset, "n_class": list(config.n_class), "init_n_class": list(config.init_n_class),
              "fields": list(config.layout.columns),
              **label_vocab(data, train_idx, default_genre=hp.get("default_genre") or None),
-             "data_stats": calibration.data_stats(data, train_idx)}   # for stat_mix.py (SPEC 5b)
+             "data_stats": data_stats.data_stats(data, train_idx),   # for stat_mix.py (SPEC 5b)
+             "provenance": provenance.provenance(data, data_path)}
+    if hp.get("init_ckpt"):      # a fine-tuned model's provenance names its parent's
+        parent = (getattr(model, "vocab", None) or {}).get("provenance") or {}
+        vocab["provenance"]["fine_tuned_from"] = {"checkpoint": provenance.portable(str(hp["init_ckpt"])),
+                                                  **{k: v for k, v in parent.items() if k != "fine_tuned_from"}}
     run = Run(hp=hp, rank=rank, world=world, device=device, data=data, train_idx=train_idx, val_idx=val_idx,
               model=model, net=net, opt=opt, vocab=vocab, log=Logger(Path(hp["log_dir"]), hp["name"], rank == 0,
                                                                      fields=config.layout.heads),
@@ -595,7 +600,7 @@ def save_epoch(run: Run, epoch: int, train_loss: float, val_loss: float) -> Path
     """The end-of-epoch checkpoints (main rank): ``last.pt`` always, and
     ``loss_<X>_params.pt`` when the validation loss is the best so far (returned)."""
     best_val = min(run.best, val_loss)
-    extra = {"hp": run.hp, "best_val": best_val, "train_loss": train_loss}
+    extra = {"hp": provenance.portable(run.hp), "best_val": best_val, "train_loss": train_loss}
     save_checkpoint(run.last, run.model, vocab=run.vocab, optimizer=run.opt, epoch=epoch,
                     step=run.step, val_loss=val_loss, extra=extra)
     if not val_loss < run.best:

@@ -15,7 +15,7 @@ from vidscore.music.representation import tokens_to_notes
 def load_tokens(path: str, key: str | None, index: int | None) -> np.ndarray:
     if not os.path.exists(path):
         raise cli.UserError(f"{path} does not exist; give a .npy of token rows or a training/generation .npz")
-    from vidscore.music import original_npz
+    from vidscore.training import original_npz
     if original_npz.is_original(path):     # CMT's processed file (10 raw columns): converted as training reads it
         try:
             data = original_npz.read(path)
