@@ -224,3 +224,25 @@ def test_transposition_moves_notes_key_and_chords_but_not_drums():
     for seed in range(20):
         s = training.transpose_songs(xt.copy(), yt.copy(), it.copy(), np.random.default_rng(seed), 6)
         assert -6 <= s[0] <= 0
+
+
+def test_a_fine_tune_grows_the_genre_vocabulary_its_parent_never_saw():
+    """A corpus with more genres than the parent checkpoint knew: the genre embedding gets the new
+    rows at the mean of the learnt ones, the learnt rows unchanged, and the model runs on them."""
+    import torch
+    from vidscore.model.cmt import CMT, ModelConfig
+    torch.manual_seed(0)
+    m = CMT(ModelConfig(n_layer=1, d_model=32, n_head=2, d_ff=64, emb_sizes=[8, 4, 8, 16, 8, 4, 8],
+                        time_emb_size=8, init_emb_size=8, init_n_class=[9, 25, 6]))
+    old = m.init_emb_genre.lut.weight.detach().clone()
+    assert m.grow_init_vocab("genre", 16) and m.config.init_n_class == [16, 25, 6]
+    w = m.init_emb_genre.lut.weight.detach()
+    assert w.shape == (16, 8) and torch.equal(w[:9], old)
+    assert torch.allclose(w[9:], old.mean(0).expand(7, -1))
+    assert not m.grow_init_vocab("genre", 12)                       # never shrinks
+    init = torch.zeros(1, 7, 3, dtype=torch.long)
+    init[0, 0, 0] = 15                                              # a genre id only the grown table has
+    toks = torch.ones(1, 4, 9, dtype=torch.long)
+    out = m(toks, toks, init)
+    assert all(torch.isfinite(v).all() for v in out.values())
+    assert m.init_emb_genre.lut.weight.requires_grad                # it trains

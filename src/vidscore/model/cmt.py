@@ -433,6 +433,22 @@ class CMT(nn.Module):
             self._drop_traces()
         return super().train(mode)
 
+    def grow_init_vocab(self, name: str, n: int) -> bool:
+        """Give init field ``name`` (genre, key, ...) ``n`` classes when it has fewer: the new rows
+        start at the mean of the learnt ones, so a fine-tune can learn labels its parent never
+        saw (a corpus with more genres).  Returns whether it grew."""
+        i = list(self.layout.init_fields).index(name)
+        emb = getattr(self, f"init_emb_{name}").lut
+        have = emb.weight.shape[0]
+        if n <= have:
+            return False
+        with torch.no_grad():
+            mean = emb.weight.mean(0, keepdim=True)
+            weight = torch.cat([emb.weight, mean.expand(n - have, -1)]).clone()
+        getattr(self, f"init_emb_{name}").lut = nn.Embedding.from_pretrained(weight, freeze=False)
+        self.config.init_n_class[i] = n
+        return True
+
     def freeze(self, batch: int = 1) -> "CMT":
         """For generation only, from now on: the step (token embedding, the whole stack and the
         type head) and the field heads run as TorchScript traces of the eager code: the same

@@ -554,6 +554,9 @@ def fine_tune_model(path: Path, data: dict, device) -> CMT:
         if top >= n:
             raise cli.UserError(f"--init_ckpt {path}: its {config.layout.columns[c]} vocabulary has "
                                 f"{n} classes but the training data holds {top}; fine-tune on data of its kind")
+    for name, need in zip(config.layout.init_fields, init_n_class(data)):   # labels it never saw: grown
+        if name != "instrument" and model.grow_init_vocab(name, need):
+            print(f"note: --init_ckpt {path}: its {name} vocabulary grows to {need} classes for this data")
     return model
 
 
