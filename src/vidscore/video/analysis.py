@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from vidscore.cli import UserError
-from vidscore.video import beats, cache, envelope, features, metadata, tempo as tempo_mod
+from vidscore.video import beats, cache, envelope, features, metadata, mood, scenes, tempo as tempo_mod
 
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2
 
 #: A video is still when in no frame pair this fraction of the pixels moves more than
 #: half a (360p) pixel: codec noise on a still picture then makes no beats.
@@ -26,6 +26,7 @@ class Analysis:
     envelope: np.ndarray  # impact envelope, one sample per grid frame
     peaks: np.ndarray  # frame indices of all envelope peaks
     beats: np.ndarray  # frame indices of the chosen visual beats
+    boundaries: list = None  # the shot boundaries (scenes.Boundary); [] for features without scene signals
 
 
 def check_tempo(tempo) -> float | None:
@@ -90,6 +91,11 @@ def analyse_features(feats: features.FlowFeatures, tempo: float | None = None, e
     }
     if info.get("decoded_by"):
         more["decoded_by"] = info["decoded_by"]
+    bounds = scene_boundaries(feats)
+    if feats.frames:
+        more["scene_cuts"] = [round(b.time, 3) for b in bounds]
+        more["scene_cut_kinds"] = [b.kind for b in bounds]
+        more["mood"] = mood.estimate(feats.frames["stats"], feats.motion, feats.duration, len(bounds))
     if extra:
         more.update(extra)
     meta = metadata.build_metadata(
@@ -101,7 +107,17 @@ def analyse_features(feats: features.FlowFeatures, tempo: float | None = None, e
         fps=fps,
         extra=more,
     )
-    return Analysis(metadata=meta, features=feats, envelope=env, peaks=peaks, beats=chosen)
+    return Analysis(metadata=meta, features=feats, envelope=env, peaks=peaks, beats=chosen, boundaries=bounds)
+
+
+def scene_boundaries(feats: features.FlowFeatures) -> list:
+    """The shot boundaries of the features' per-frame signals (:func:`scenes.detect`), inside the
+    analysed duration; [] when the features have none."""
+    fr = feats.frames
+    if not fr or len(fr.get("times", ())) < 4:
+        return []
+    found = scenes.detect(fr["times"], fr["sig"], fr["stats"], fr["change"], fr["plain"])
+    return [b for b in found if 0 < b.time < feats.duration]
 
 
 def analyse(path, *, exact: bool = False, tempo=None, cache_dir=None, use_cache: bool = True,

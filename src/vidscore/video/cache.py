@@ -2,7 +2,8 @@
 
 The original cached by file name, so a changed video with the same name silently
 reused stale beats.  Here the key is SHA-256 of the file's bytes plus a digest of every
-setting that shapes the features (mode, flow size, Farneback parameters, version);
+setting that shapes the features (mode, flow size, Farneback parameters, the scene signals'
+settings, version);
 renaming a file still hits, editing it misses.  Entries are .npz files written
 atomically; a damaged entry is ignored and recomputed.
 
@@ -22,6 +23,10 @@ from vidscore import cli, paths
 from vidscore.video.features import FlowFeatures
 
 REPO_ROOT = paths.REPO
+
+
+#: the per-frame arrays (FlowFeatures.frames) are stored under this prefix
+_FRAME = "frame_"
 
 
 def default_dir() -> Path:
@@ -49,8 +54,9 @@ def load(path: Path) -> FlowFeatures | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             info = json.loads(str(z["info"]))
+            frames = {k[len(_FRAME):]: np.array(z[k]) for k in z.files if k.startswith(_FRAME)}
             return FlowFeatures(fps=float(z["fps"]), directogram=np.array(z["directogram"]),
-                                motion=np.array(z["motion"]), info=info)
+                                motion=np.array(z["motion"]), info=info, frames=frames)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
         return None
 
@@ -61,6 +67,7 @@ def save(path: Path, feats: FlowFeatures) -> None:
         with cli.atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, fps=np.float64(feats.fps), directogram=feats.directogram,
-                         motion=feats.motion, info=np.array(json.dumps(feats.info)))
+                         motion=feats.motion, info=np.array(json.dumps(feats.info)),
+                         **{_FRAME + k: v for k, v in feats.frames.items()})
     except OSError:
         pass

@@ -217,12 +217,15 @@ class VideoSource:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def frames(self, exact: bool) -> Iterator[tuple[float, np.ndarray]]:
-        """Yield (time in seconds or NaN if unknown, uint8 gray frame at the analysis size).
+    def frames(self, exact: bool, thumbs: bool = False) -> Iterator[tuple]:
+        """Yield (time in seconds or NaN if unknown, uint8 gray frame at the analysis size), and
+        with ``thumbs`` a third item, the colour thumbnail of the decoded frame
+        (:func:`vidscore.video.scenes.thumbnail`: scene cuts and the picture's mood read it).
 
         The size (:attr:`size`, (w, h)) follows :func:`analysis_size` of the decoded
         frames, which is what counts when a rotation flag turns the picture.
         """
+        from vidscore.video.scenes import thumbnail
         cap = self._cap
         if cap is None:
             raise RuntimeError("video already closed")
@@ -247,7 +250,7 @@ class VideoSource:
             if gray.shape[1] != size[0] or gray.shape[0] != size[1]:
                 gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
             t = t_ms / 1000.0 if math.isfinite(t_ms) else math.nan
-            yield t, gray
+            yield (t, gray, thumbnail(frame)) if thumbs else (t, gray)
 
     def check_complete(self, n_decoded: int, last_time: float) -> None:
         """Raise a UserError if fewer frames came out than the container announced."""

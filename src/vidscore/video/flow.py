@@ -96,11 +96,14 @@ MOVING_PIXELS = 0.5
 
 
 def pair_features(prev: np.ndarray, cur: np.ndarray, params: FarnebackParams, exact: bool,
-                  speed_scale: float = 1.0) -> tuple[float, np.ndarray, float]:
-    """(motion speed in 360p pixels per frame, directogram row, moving fraction) of a pair.
+                  speed_scale: float = 1.0, also=None) -> tuple:
+    """(motion speed in 360p pixels per frame, directogram row, moving fraction) of a pair, and
+    with ``also`` a fourth item, ``also(prev, cur, flow)`` (what else is measured on the same flow).
 
     ``speed_scale`` converts flow pixels to 360p pixels (2 for 180p flow).
     """
     flow = farneback(prev, cur, params)
     row, moving = directogram_row(flow, exact=exact, moving_threshold=MOVING_PIXELS / speed_scale)
-    return motion_speed(flow) * speed_scale, row, moving
+    if also is None:
+        return motion_speed(flow) * speed_scale, row, moving
+    return motion_speed(flow) * speed_scale, row, moving, also(prev, cur, flow)

@@ -6,6 +6,10 @@ metadata.json::
      "vbeats": [{"start_time", "bar", "tick", "weight"}, ...],
      "flow_magnitude_per_bar": [...], ...extra keys}
 
+Optional keys (older metadata lacks them): ``"scene_cuts"``, the shot boundaries in seconds
+(hard cuts; a dissolve or fade counts once, at its middle; :mod:`vidscore.video.scenes`),
+``"scene_cut_kinds"`` beside it, and ``"mood"`` (:mod:`vidscore.video.mood`).
+
 with i = round(start_time / 60 * tempo * 4), bar = i // 16, tick = i % 16 (a tick is
 a 16th note, 16 per 4/4 bar), and the motion speed averaged per bar.
 
@@ -86,6 +90,11 @@ def strength_class(weight: float) -> int:
 def tick_index(start_time: float, tempo: float) -> int:
     """Absolute 16th-note index of a time: round(start_time / 60 * tempo * 4)."""
     return int(np.round(start_time / 60 * tempo * 4))
+
+
+def bar_line(time_s: float, tempo: float) -> int:
+    """The bar line nearest a time: bar b starts at b * 240 / tempo s (round half up)."""
+    return int(math.floor(float(time_s) * float(tempo) / 240.0 + 0.5))
 
 
 def n_bars(duration: float, tempo: float) -> int:
@@ -256,6 +265,22 @@ def check_metadata(meta) -> None:
             raise UserError(f"metadata vbeat {k} (bar {bar}, tick {tick}) comes before the one above it; "
                             "vbeats must be in time order")
         last = (bar, tick)
+    check_scene_cuts(meta.get("scene_cuts"), duration, "metadata scene_cuts")
+
+
+def check_scene_cuts(cuts, duration: float, what: str = "scene_cuts") -> list[float]:
+    """Scene cuts (s) from metadata or a flag: None (none known) gives []; otherwise a list of
+    finite times inside the video, in increasing order."""
+    if cuts is None:
+        return []
+    if not isinstance(cuts, list) or not all(_is_number(c) for c in cuts):
+        raise UserError(f"{what} must be a list of times in seconds, got {cuts!r}"[:200])
+    bad = [c for c in cuts if not 0 <= c <= duration + 0.5]
+    if bad:
+        raise UserError(f"{what}: {bad[0]!r} s is not a time in the video (0..{duration:g} s)")
+    if any(b <= a for a, b in zip(cuts, cuts[1:])):
+        raise UserError(f"{what} must be in increasing order, got {cuts!r}"[:200])
+    return [float(c) for c in cuts]
 
 
 def check_rows(rows, source: str = "video rows") -> np.ndarray:

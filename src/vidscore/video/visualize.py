@@ -1,5 +1,5 @@
 """A PNG summary of one analysis: the envelope with peaks and chosen beats (and, when given,
-the beats the music was forced to follow), the motion."""
+the beats the music was forced to follow), the motion, and the scene cuts (dashed lines)."""
 from __future__ import annotations
 
 import numpy as np
@@ -31,10 +31,15 @@ def plot_analysis(analysis, path, title: str | None = None, forced_s=None,
         top = float(env.max()) if len(env) else 1.0
         ax1.plot(np.asarray(forced_s, float), np.full(len(forced_s), top * 1.05), "v", ms=6, color="tab:purple",
                  label=forced_label)
+    cuts = meta.get("scene_cuts") or []
+    for ax in (ax1, ax2):
+        for k, c in enumerate(cuts):
+            ax.axvline(c, color="tab:cyan", lw=2.0, ls="--", label="scene cut" if k == 0 and ax is ax1 else None)
     ax1.set_ylabel("impact (normalised)")
     ax1.legend(loc="upper right", fontsize=8)
     ax1.set_title(title or f"{meta.get('video', '')}  tempo {meta['tempo']:.2f} bpm "
-                  f"({meta.get('tempo_source', '')}), {len(meta['vbeats'])} visual beats")
+                  f"({meta.get('tempo_source', '')}), {len(meta['vbeats'])} visual beats, "
+                  f"{len(meta.get('scene_cuts') or [])} scene cuts")
     motion = analysis.features.motion
     ax2.plot(np.arange(len(motion)) / fps, motion, lw=0.6, color="tab:blue", label="motion speed per frame")
     bar_s = 240.0 / meta["tempo"]
