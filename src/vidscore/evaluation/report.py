@@ -50,6 +50,8 @@ METRICS = (
     ("ba_v2m", "BA video->music", "beat alignment: visual beats to nearest note onset"),
     ("ba_m2v", "BA music->video", "beat alignment: note onsets to nearest visual beat"),
     ("hit_rate", "hit rate", "kept visual beats with a note onset at the same 16th"),
+    ("beat_coverage", "beat coverage (audio)", "visual beats with an onset in the rendered WAV within 70 ms"),
+    ("beat_hit", "beat hit (audio)", "onsets in the rendered WAV within 70 ms of a visual beat"),
     ("tempo_diff_bpm", "|tempo diff| (bpm)", "|song tempo - video tempo|"),
     ("duration_diff_s", "duration diff (s)", "song end - video duration (signed)"),
     ("duration_abs_diff_s", "|duration diff| (s)", "|song end - video duration|"),
@@ -538,9 +540,20 @@ def song_metrics(song: Song, video: Video | None, settings: Settings) -> dict:
             tracks = tuple(k for k in M.FORCED_TRACKS if k in present) or M.FORCED_TRACKS
         row["forced_tracks"] = [M.INSTRUMENT_NAMES[k] for k in tracks]
         row.update(M.strength_error(notes, video.kept_ticks, video.kept_strengths, tracks))
+        row.update(audio_scores(song, beats, video.duration))
     if isinstance(song.sidecar.get("control_errors"), dict):
         row["inference_control_errors"] = song.sidecar["control_errors"]
     return row
+
+
+def audio_scores(song: Song, beats, duration) -> dict:
+    """Beat coverage and hit on the song's rendered WAV (``NAME_K.wav`` beside its MIDI, as
+    inference writes it; none when there is no WAV), see :mod:`audio_beats`."""
+    wav = Path(song.path).with_suffix(".wav")
+    if not wav.is_file():
+        return {}
+    from vidscore.evaluation import audio_beats
+    return {"audio": str(wav), **audio_beats.audio_beat_scores(wav, beats, duration)}
 
 
 def aggregate(rows: list[dict], keys=METRIC_KEYS) -> dict:
@@ -626,6 +639,10 @@ def settings_lines(settings: Settings) -> list[str]:
         f"- Hit rate: share of kept visual beats (npz rows with bar-beat 1..16 and strength >= {settings.min_strength}) "
         "with a note onset "
         "at the same 16th.  (1 - hit rate is a natural reading of CMT's 'time' control error.)",
+        "- Beat coverage / beat hit (audio): on the song's rendered WAV (NAME_K.wav beside the MIDI), onsets found "
+        "by spectral flux (vidscore.evaluation.audio_beats); coverage = share of the BA's visual beats with an onset "
+        "within 70 ms, hit = share of the onsets up to the video's end within 70 ms of one of those beats.  Chance "
+        "levels (share of the video within 70 ms of an onset, resp. of a beat) are in report.json.",
         "- Tempo diff: |song tempo - video tempo|; duration diff: end of the last note - video duration.",
         "- Density error: over the video's Bar rows, mean |song density - video density| / 16, where a bar's "
         "density is its number of distinct onset positions + 1 (SPEC section 2); density mismatch: share of bars "
@@ -661,7 +678,7 @@ def build_markdown(report: dict, settings: Settings, plots: dict) -> str:
           "CMT 3.617-4.113; GPS data 0.968, CMT 0.599-0.810; SI data 0.488, CMT 0.200-0.268; CMT control errors "
           "density 0.107, strength 0.001, time 0.028.", ""]
     cols = [k for k in ("pche_1bar", "pche_4bar", "gps", "si_short", "si_mid", "si_long", "ba_v2m", "ba_m2v",
-                        "hit_rate", "tempo_diff_bpm", "duration_diff_s", "density_error", "strength_error")
+                        "hit_rate", "beat_coverage", "beat_hit", "tempo_diff_bpm", "duration_diff_s", "density_error", "strength_error")
             if any(_finite(s.get(k)) for s in gen["songs"])]
     L += ["## Generated songs", "", "| song | video | " + " | ".join(_md(METRIC_LABELS[k]) for k in cols) + " |",
           "|---|---|" + "---|" * len(cols)]
