@@ -75,6 +75,7 @@ HP = dict(
     emotion="",                  # bmt models: Q1 happy/excited, Q2 tense, Q3 sad, Q4 calm ("": the commonest of the training data)
     program="",                  # General MIDI programs for rendering, e.g. "Piano=0,Strings=48"
     render=1,                    # 0: stop at MIDI
+    stems=0,                     # 1: also one WAV per instrument (Drums, Piano, ...) in <out_dir>/<name>_<k>_stems/, as long as the mix and summing to it
     keep_audio=0,                # 1: keep the video's own sound and lay the music under it (ducked while the sound is loud)
     music_gain_db=-6.0,          # the music's level under the kept sound, in dB (with --keep_audio 1)
     loudness=-16.0,              # the final mix's integrated loudness in LUFS (EBU R128; -16 suits online video; 0: as rendered)

@@ -295,10 +295,14 @@ def test_parse_options_and_pipeline_options(tmp_path):
     o = soundtrack.parse_options({"threshold": "4", "num_songs": "2", "tempo_mode": "auto", "seed": "7"},
                                  ["2", "1", "2"], plain, max_songs=5)
     assert o == {"threshold": 4, "tempo": None, "num_songs": 2, "instruments": [1, 2], "emotion": None, "seed": 7,
-                 "key": None, "genre": None, "programs": {}, "keep_audio": False, "music_gain_db": -6.0}
+                 "key": None, "genre": None, "programs": {}, "keep_audio": False, "music_gain_db": -6.0,
+                 "stems": False}
     opts = soundtrack.pipeline_options(o, tmp_path, plain)
-    assert (opts.tempo, opts.min_strength, opts.instruments, opts.num_songs, opts.seed, opts.render) == \
-        (None, 4, (1, 2), 2, 7, False)
+    assert (opts.tempo, opts.min_strength, opts.instruments, opts.num_songs, opts.seed, opts.render, opts.stems) == \
+        (None, 4, (1, 2), 2, 7, False, False)
+    with_stems = soundtrack.parse_options({"stems": "1"}, ["1"], plain, 5)
+    assert with_stems["stems"] is True and soundtrack.pipeline_options(with_stems, tmp_path, plain).stems is True
+    assert "stems" in soundtrack.describe(with_stems) and "stems" not in soundtrack.describe(o)
     assert (opts.keep_audio, opts.programs, opts.key, opts.genre) == (False, None, None, None)
     o = soundtrack.parse_options({"program_Piano": "19", "program_Drums": "5", "keep_audio": "1",
                                   "music_gain_db": "-12"}, ["1", "2", "3"], plain, 5)
@@ -530,7 +534,7 @@ def _wait(driver, cond, timeout=30, what="condition"):
 
 
 def _submit_video(driver, url, path, *, tempo=None, instruments_off=(), threshold=None, songs=None, programs=None,
-                  keep_audio=False):
+                  keep_audio=False, stems=False):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
@@ -539,6 +543,8 @@ def _submit_video(driver, url, path, *, tempo=None, instruments_off=(), threshol
         Select(driver.find_element(By.ID, f"program-{track}")).select_by_value(str(program))
     if keep_audio:
         driver.find_element(By.ID, "keep-audio").click()
+    if stems:
+        driver.find_element(By.ID, "stems").click()
     driver.find_element(By.ID, "video-file").send_keys(str(path))
     if songs is not None:
         n = driver.find_element(By.ID, "num-songs")
@@ -651,6 +657,58 @@ def test_browser_soundtrack_job_plays_with_audio_and_downloads(server, browser, 
     import miditoolkit
     pitched = [i.program for i in miditoolkit.MidiFile(str(tmp_path / "dl.mid")).instruments if not i.is_drum]
     assert pitched and set(pitched) <= set(programs.values()), pitched
+
+
+@pytest.mark.slow
+@needs_av
+@needs_browser
+def test_browser_stems_come_as_a_zip_when_asked(server, browser, video, tmp_path):
+    """A job with the stems box ticked offers a zip of one WAV per instrument of its MIDI, each as
+    long as the song's WAV and summing to it; a job without offers no zip."""
+    import wave
+    import zipfile
+
+    import numpy as np
+    from selenium.webdriver.common.by import By
+
+    from vidscore.music import representation as Rep
+    cookie = lambda: {"Cookie": f"cmt_session={browser.get_cookie('cmt_session')['value']}"}   # noqa: E731
+
+    def fetch(href, path):
+        with urllib.request.urlopen(urllib.request.Request(href, headers=cookie()), timeout=30) as r:
+            path.write_bytes(r.read())
+            return r.headers
+
+    def pcm(data):
+        with wave.open(io.BytesIO(data)) as w:
+            return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.int64)
+
+    for asked in (True, False):
+        msg = _submit_video(browser, server.url, video, threshold=3, stems=asked)
+        _wait(browser, lambda d: "queue" in msg.text or "running" in msg.text or "error" in (msg.get_attribute("class")
+                                                                                           or ""), what="upload")
+        job_id = _submitted_job(browser)
+        _wait(browser, lambda d: _job_status(d, job_id) in ("done", "failed"), timeout=150, what="the job to finish")
+        card = browser.find_element(By.CSS_SELECTOR, f'article.job[data-id="{job_id}"]')
+        assert _job_status(browser, job_id) == "done", card.text + "\n" + server.log()
+        links = card.find_elements(By.CSS_SELECTOR, "a.download-stems")
+        assert len(links) == int(asked), card.text
+        if not asked:
+            break
+        assert "stems" in card.text and links[0].text == "stems (zip of WAVs)"
+        headers = fetch(links[0].get_attribute("href"), tmp_path / "stems.zip")
+        assert "filename=clip_music_1_stems.zip" in headers["Content-Disposition"]
+        fetch(card.find_element(By.CSS_SELECTOR, "a.download-audio").get_attribute("href"), tmp_path / "mix.wav")
+        fetch(card.find_element(By.CSS_SELECTOR, "a.download-midi").get_attribute("href"), tmp_path / "song.mid")
+        midi = Rep.load_midi(tmp_path / "song.mid")
+        classes = sorted({Rep.instrument_class(i.name, i.program, i.is_drum) for i in midi.instruments if i.notes})
+        with zipfile.ZipFile(tmp_path / "stems.zip") as z:
+            names = z.namelist()
+            parts = [pcm(z.read(n)) for n in names]
+        stem = names[0].rsplit("_", 1)[0]
+        assert names == [f"{stem}_{D.INSTRUMENTS[c - 1]}.wav" for c in classes], names
+        mix = pcm((tmp_path / "mix.wav").read_bytes())
+        assert all(len(p) == len(mix) for p in parts) and np.array_equal(sum(parts), mix)
 
 
 @needs_av

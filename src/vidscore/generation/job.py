@@ -44,6 +44,7 @@ class Options:
     emotion: int | None = None          # bmt models: 1..4 = Q1..Q4
     programs: dict | None = None
     render: bool = True
+    stems: bool = False                 # also one WAV per instrument class, summing to the mix (vidscore.stems)
     keep_audio: bool = False            # keep the video's own sound, the music under it (ducked)
     music_gain_db: float = -6.0         # the music's level under the kept sound (dB)
     loudness: float | None = -16.0      # the final mix's loudness in LUFS (EBU R128); None: as rendered
@@ -203,8 +204,11 @@ def options_from_hp(hp: dict, model) -> Options:
     thresholds = str(get("thresholds", base["thresholds"]))
     if thresholds not in ("calibrated", "original"):
         raise cli.UserError(f"--thresholds: choose calibrated (the model's own) or original (CMT's), got {thresholds!r}")
+    stems = str(get("stems", 0)).strip()
+    if stems not in ("0", "1"):
+        raise cli.UserError(f"--stems takes 0 or 1 (1: one WAV per instrument beside the mix), got {stems!r}")
     chosen = controls.parse_flags(hp, model)
-    return Options(out_dir=str(get("out_dir", base["out_dir"])), num_songs=int(get("num_songs", 1)), C=C,
+    return Options(stems=stems == "1", out_dir=str(get("out_dir", base["out_dir"])), num_songs=int(get("num_songs", 1)), C=C,
                    seed=int(get("seed", 0)), exact=bool(get("exact", False)), render=bool(get("render", True)),
                    max_tokens_per_bar=int(get("max_tokens_per_bar", base["max_tokens_per_bar"])),
                    sampling=parse_sampling(get("sampling")) if get("sampling") else None,
@@ -231,6 +235,9 @@ def planned_outputs(path: Path, opts: Options) -> list[Path]:
     planned = [out_dir / f"{name}_{k}{ext}" for k in range(opts.num_songs) for ext in (".mid", ".wav", ".mp4", ".json")]
     if path.suffix != ".npz":
         planned += [metadata_path(out_dir, name), npz_path(out_dir, name)]
+    if opts.stems:
+        from vidscore import stems
+        planned += [p for k in range(opts.num_songs) for p in stems.possible_paths(out_dir / f"{name}_{k}.wav")]
     return planned
 
 
@@ -339,8 +346,9 @@ def run_one(path: Path, model, opts: Options, log, warned: set, *, mapping, cont
         if not opts.render:
             continue
         try:
-            wav = rendering.render_wav(f"{base}.mid", f"{base}.wav")
-            res.files.append(wav)
+            from vidscore import stems
+            wav, *parts = stems.render_song(f"{base}.mid", f"{base}.wav", with_stems=opts.stems)
+            res.files += [wav, *parts]
             if video is not None:
                 res.files.append(rendering.mux(video, wav, f"{base}.mp4", keep_audio=opts.keep_audio,
                                                music_gain_db=opts.music_gain_db, loudness=opts.loudness))

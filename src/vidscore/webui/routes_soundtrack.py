@@ -25,8 +25,9 @@ from vidscore.webui.web import own_job, own_song, sid, state
 bp = Blueprint("soundtrack", __name__)
 
 FILE_KINDS = {"video": "video/mp4", "preview": "video/mp4", "midi": "audio/midi", "audio": "audio/wav",
-              "report": "application/json"}
-DOWNLOAD_SUFFIX = {"video": ".mp4", "preview": "_preview.mp4", "midi": ".mid", "audio": ".wav", "report": ".json"}
+              "report": "application/json", "stems": "application/zip"}
+DOWNLOAD_SUFFIX = {"video": ".mp4", "preview": "_preview.mp4", "midi": ".mid", "audio": ".wav", "report": ".json",
+                   "stems": "_stems.zip"}
 
 
 @bp.get("/")
@@ -128,8 +129,9 @@ def job_file(job_id, kind, k):
     if kind not in FILE_KINDS:
         abort(404)
     job, song = own_song(job_id, k)
-    path = state().runner.out_dir(job_id) / song["files"][kind]
-    if not path.is_file():
+    name = song["files"].get(kind)             # (stems only where the job asked for them)
+    path = state().runner.out_dir(job_id) / name if name else None
+    if path is None or not path.is_file():
         abort(404)
     download = request.args.get("download") == "1"
     stem = Path(job["name"]).stem or "video"
@@ -157,7 +159,8 @@ def public(job: dict) -> dict:
     out["summary"] = soundtrack.describe(job["options"])
     songs = []
     for song in job["results"] or []:
-        urls = {kind: url_for("soundtrack.job_file", job_id=job["id"], kind=kind, k=song["k"]) for kind in FILE_KINDS}
+        urls = {kind: url_for("soundtrack.job_file", job_id=job["id"], kind=kind, k=song["k"]) for kind in FILE_KINDS
+                if song["files"].get(kind)}
         downloads = {kind: u + "?download=1" for kind, u in urls.items()}
         songs.append({**{k: v for k, v in song.items() if k != "files"}, "urls": urls, "downloads": downloads})
     out["results"] = songs

@@ -20,7 +20,7 @@ from vidscore import cli
 from vidscore import controls
 from vidscore import constants as D
 from vidscore.generation import job as pipeline
-from vidscore import rendering
+from vidscore import rendering, stems
 from vidscore.webui import media
 
 # The form's ranges and defaults come from the controls' table (the CLI checks the same).
@@ -158,7 +158,8 @@ def parse_options(fields: Mapping[str, str], instruments: Sequence[str], model, 
             "emotion": emotion, "key": parse_label("key", fields.get("key"), model),
             "genre": parse_label("genre", fields.get("genre"), model), "programs": programs,
             "keep_audio": str(fields.get("keep_audio", "")).lower() in ("1", "on", "true", "yes"),
-            "music_gain_db": music_gain_db, "seed": seed}
+            "music_gain_db": music_gain_db, "seed": seed,
+            "stems": str(fields.get("stems", "")).lower() in ("1", "on", "true", "yes")}
 
 
 def new_seed(options: dict) -> dict:
@@ -196,6 +197,8 @@ def describe(options: dict) -> list[str]:
         parts.append(f"{track}: {names[program]}")
     if options.get("keep_audio"):
         parts.append(f"video's sound kept, music at {options.get('music_gain_db', 0):g} dB")
+    if options.get("stems"):
+        parts.append("stems")
     n = options["num_songs"]
     parts += [f"{n} song{'s' if n > 1 else ''}", f"seed {options['seed']}"]
     return parts
@@ -215,7 +218,8 @@ def pipeline_options(options: dict, out_dir: Path, model=None, hp: dict | None =
               key="" if options.get("key") is None else str(options["key"]),
               genre="" if options.get("genre") is None else str(options["genre"]),
               program=programs, keep_audio=int(bool(options.get("keep_audio"))),
-              music_gain_db=float(options.get("music_gain_db", pipeline.Options.music_gain_db)), render=0)
+              music_gain_db=float(options.get("music_gain_db", pipeline.Options.music_gain_db)), render=0,
+              stems=int(bool(options.get("stems"))))
     return pipeline.options_from_hp(hp, model)
 
 
@@ -287,9 +291,11 @@ class SoundtrackJob:
                 done = 3 * k + i
                 stage(f"rendering: {100 * done / steps:.0f} % ({what} of song {k + 1} of {n})", done / steps)
 
-            step(0, "synthesising the audio")
+            step(0, "synthesising the audio" + (" and the stems" if popts.stems else ""))
             try:
-                rendering.render_wav(f"{base}.mid", f"{base}.wav")
+                parts = stems.render_song(f"{base}.mid", f"{base}.wav", with_stems=popts.stems)[1:]
+                if parts:
+                    stems.zip_stems(parts, out_dir / f"{stem}_{k}_stems.zip")
                 step(1, "mixing it onto the video")
                 rendering.mux(video, f"{base}.wav", f"{base}.mp4", keep_audio=popts.keep_audio,
                               music_gain_db=popts.music_gain_db, loudness=popts.loudness)
@@ -303,7 +309,8 @@ class SoundtrackJob:
             songs.append({
                 "k": k,
                 "files": {"video": f"{stem}_{k}.mp4", "preview": preview.name, "midi": f"{stem}_{k}.mid",
-                          "audio": f"{stem}_{k}.wav", "report": f"{stem}_{k}.json"},
+                          "audio": f"{stem}_{k}.wav", "report": f"{stem}_{k}.json",
+                          **({"stems": f"{stem}_{k}_stems.zip"} if parts else {})},
                 "preview_media": media.describe(preview),
                 "original_media": media.describe(f"{base}.mp4"),
                 "tempo": report.get("tempo"), "n_bars": report.get("n_bars"),

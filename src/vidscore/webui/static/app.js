@@ -143,6 +143,8 @@
         el("a", {className: "download-midi", href: song.downloads.midi, download: ""}, "MIDI"), " ",
         el("a", {className: "download-audio", href: song.downloads.audio, download: ""}, "audio (WAV)"), " ",
         el("a", {className: "download-report", href: song.downloads.report, download: ""}, "report (JSON)"), " ",
+        ...(song.downloads.stems ? [el("a", {className: "download-stems", href: song.downloads.stems, download: ""},
+                                        "stems (zip of WAVs)"), " "] : []),
         addBtn));
   }
 
