@@ -15,6 +15,10 @@ Debian packages openttd-openmsx and planetblupi-music-midi, genre Pop (see docs/
 "Drummed songs").  freedoom: the 66 distinct MIDI music lumps of Freedoom's two WADs (Debian package
 freedoom, fetched into .cache/ by ``make sources``), each labelled Metal, Rock, Electronic,
 NewAge or Pop by a rule on its instruments, drums and tempo (docs/corpus_freedoom.md).
+mma: ``--mma_melodies`` music21 tunes, each arranged ``--mma_grooves`` times by MMA (Debian
+package mma, fetched by ``make sources``) in grooves of different genre families (Rock, Pop, Jazz,
+Latin, Country, Blues, Reggae, Folk, Ballad = NewAge, Electronic, RnB), labelled by the family
+(docs/corpus_mma.md).
 Several sources give one npz whose metadata names each song's source.
 
 overlay (with music21 and a drummed source: openmsx, blupi, freedoom): ``--overlays`` music21
@@ -30,6 +34,7 @@ import time
 from vidscore import cli
 from vidscore import paths
 from vidscore.training import dataset
+from vidscore.training import mma_chart, mma_source
 from vidscore.training import sources as sources_mod
 from vidscore.training.build_args import add_build_args, cache_dir_for, check_build_args, label_maps
 
@@ -53,6 +58,13 @@ def main() -> int:
     ap.add_argument("--overlays", type=int, default=600,
                     help="overlay: how many music21 pieces get a drum loop laid under them (default 600)")
     ap.add_argument("--overlay_out", default="dataset/overlay_midi", help="overlay: where its MIDI files go")
+    ap.add_argument("--mma_melodies", type=int, default=mma_source.DEFAULT_MELODIES,
+                    help=f"mma: how many music21 tunes MMA arranges (0 = all; default {mma_source.DEFAULT_MELODIES})")
+    ap.add_argument("--mma_grooves", type=int, default=mma_source.DEFAULT_GROOVES,
+                    help=f"mma: arrangements per tune, each in another genre family "
+                         f"(default {mma_source.DEFAULT_GROOVES})")
+    ap.add_argument("--mma_families", nargs="*", choices=sorted(mma_chart.FAMILIES),
+                    help="mma: only these genre families (default all; docs/corpus_mma.md)")
     add_build_args(ap, default_max_len=0)
     args = ap.parse_args()
     sources = list(dict.fromkeys(args.source))

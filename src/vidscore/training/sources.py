@@ -10,13 +10,14 @@ from vidscore import constants as D
 from vidscore.training import corpus
 from vidscore.training import dataset
 from vidscore.training import freedoom
+from vidscore.training import mma, mma_source
 
 #: every --source name; "lpd" only alone, "overlay" with music21 and a drummed source
-NAMES = ["music21", "midi", "lpd", *corpus.DEBIAN_MIDI_SOURCES, "freedoom", "overlay"]
+NAMES = ["music21", "midi", "lpd", *corpus.DEBIAN_MIDI_SOURCES, "freedoom", "mma", "overlay"]
 #: the sources whose songs have drums (overlay takes its drum loops from them)
-DRUMMED = {*corpus.DEBIAN_MIDI_SOURCES, "freedoom"}
+DRUMMED = {*corpus.DEBIAN_MIDI_SOURCES, "freedoom", "mma"}
 #: the sources fetched from Debian's archive into .cache/debian/ (training.debian; `make sources`)
-DEBIAN_PINS = {"freedoom": freedoom.PIN}
+DEBIAN_PINS = {"freedoom": freedoom.PIN, "mma": mma.PIN}
 
 
 def source_files(source: str, args) -> tuple[list, dict, dict | None]:
@@ -53,6 +54,8 @@ def source_files(source: str, args) -> tuple[list, dict, dict | None]:
                                "midi_dir": src.folder, "genre": src.genre, "licence": src.licence}
     if source == "freedoom":
         return freedoom.source_files()
+    if source == "mma":
+        return mma_source.source_files(args)
     if not args.midi_dir:
         raise cli.UserError("--source midi needs --midi_dir, a folder of MIDI files")
     if not Path(args.midi_dir).is_dir():
