@@ -34,9 +34,17 @@ fast-transformers: $(FT_STAMP)
 demo: setup
 	$(PY) src/main_cp.py --mode inference --videos $(DEMO_VIDEO) --out_dir inference/
 
-test: setup fast-transformers
+test: setup fast-transformers lint
 	@scripts/install_browser.sh
 	$(PY) -m pytest -q
+
+# The quick loop: the suite without the tests marked slow (see pyproject.toml).
+quick: setup
+	$(PY) -m pytest -q -m "not slow"
+
+# pyflakes' findings (undefined names, unused imports and variables), settings in pyproject.toml.
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
 
 # The soundtrack and listening-test web apps on http://127.0.0.1:7860/
 webapp: setup

@@ -2,7 +2,9 @@
 
     python src/export_checkpoint.py --ckpt exp/bundled/loss_130_params.pt --out exp/bundled/model.pt --half
 
-Works on our checkpoints and on the released CMT file (which it converts to our format).
+Works on our checkpoints and on the released CMT file (which it converts to our format).  The
+checkpoint keeps its provenance (``--data`` records that corpus's checksum and sources) and holds
+no absolute path of the machine that made it.
 """
 from __future__ import annotations
 
@@ -54,9 +56,15 @@ def main() -> None:
             raise cli.UserError(f"--default_genre {D.GENRES[gid]}: the checkpoint was trained on "
                                 f"{', '.join(D.GENRES[g] for g in known)}")
         model.vocab = {**(model.vocab or {}), "default_genre": gid}
-    save_checkpoint(out, model, vocab=model.vocab, epoch=info.get("epoch"), step=info.get("step"),
-                    val_loss=info.get("val_loss"), extra={**(info.get("extra") or {}), "exported_from": src.name},
-                    half=args.half)
+    from vidscore.training import provenance
+    if args.data:     # the corpus it was trained on: its checksum and sources (the rest as trained)
+        prov = provenance.provenance(data, args.data)
+        trained = (model.vocab or {}).get("provenance") or {}
+        model.vocab["provenance"] = {**prov, **{k: trained[k] for k in ("code_commit", "command", "fine_tuned_from")
+                                                 if k in trained}}
+    extra = provenance.portable({**(info.get("extra") or {}), "exported_from": src.name})
+    save_checkpoint(out, model, vocab=provenance.portable(model.vocab), epoch=info.get("epoch"),
+                    step=info.get("step"), val_loss=info.get("val_loss"), extra=extra, half=args.half)
     print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
 
 

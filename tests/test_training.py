@@ -94,6 +94,30 @@ def test_tiny_model_memorises_tiny_data(tiny_data, tmp_path):
     model = load_checkpoint(tmp_path / "exp" / "tiny" / "last.pt")
     assert model.checkpoint_info["epoch"] == 39
     assert model.vocab["instruments"] == [D.PIANO, D.BASS]
+    # provenance: the corpus's content checksum, its sources, and no path of this machine
+    from vidscore.training import provenance
+    prov = model.vocab["provenance"]
+    assert prov["corpus"] == "tiny.npz" and prov["sources"] == {"midi": 3}
+    assert prov["corpus_sha256"] == provenance.corpus_sha256(training.load_data(tiny_data))
+    assert prov["code_commit"] != "" and "python" in prov["command"]
+    hp = model.checkpoint_info["extra"]["hp"]
+    assert not [v for v in list(prov.values()) + list(hp.values()) if str(v).startswith("/")]
+
+
+def test_portable_paths_and_a_content_checksum_that_ignores_when_the_file_was_written(tmp_path):
+    from vidscore import paths
+    from vidscore.training import provenance
+    got = provenance.portable({"a": str(paths.REPO / "dataset" / "x.npz"), "b": ["/elsewhere/y.npz", 3],
+                               "c": "relative/z", "d": str(paths.REPO)})
+    assert got == {"a": "dataset/x.npz", "b": ["y.npz", 3], "c": "relative/z", "d": "."}
+    data = {"x": np.arange(12).reshape(1, 4, 3), "y": np.ones((1, 4, 3), int), "mask": np.ones((1, 4)),
+            "metadata": [{"id": "a", "source": "midi"}]}
+    one = provenance.corpus_sha256(data)
+    assert one == provenance.corpus_sha256({k: (v.copy() if hasattr(v, "copy") else v) for k, v in data.items()})
+    data["x"] = data["x"] + 1
+    assert provenance.corpus_sha256(data) != one
+    assert provenance.command_line(["src/main_cp.py", str(paths.REPO / "dataset" / "a.npz")]) == \
+        "python src/main_cp.py dataset/a.npz"
 
 
 def test_resume_continues_from_last_epoch(tiny_data, tmp_path):

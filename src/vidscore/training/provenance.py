@@ -80,3 +80,33 @@ def provenance(data: dict, data_path: str | os.PathLike, argv: list[str] | None 
             "sources": {s: len(ids) for s, ids in sorted(songs.items())},
             "code_commit": code_commit(),
             "command": command_line(argv)}
+
+
+LICENCES = {"music21": "public-domain works; encodings partly non-commercial (music21's corpus licence)",
+            "openmsx": "GPL-2.0-only", "blupi": "GPL-3.0-or-later", "freedoom": "BSD-3-Clause",
+            "mma": "MMA's grooves GPL-2.0-or-later; melodies as music21", "overlay": "as music21 and its drum loop's source",
+            "lpd": "CC BY 4.0 (LPD)", "midi": "the user's"}
+
+
+def sources_markdown(stats: dict) -> str:
+    """The training set's table per source (songs, with drums, sequences, bars, genres, licence),
+    from its ``<stem>_stats.json``: what a model card lists as its training data."""
+    rows = ["| source | songs | with drums | sequences (train) | bars | genres | licence |", "|---|---|---|---|---|---|---|"]
+    for name, s in (stats.get("sources") or {}).items():
+        genres = ", ".join(f"{g} {n}" for g, n in (s.get("genres") or {}).items())
+        rows.append(f"| {name} | {s['songs']:,} | {s.get('drum_songs', 0):,} | {s['sequences']:,} "
+                    f"({s.get('train_sequences', 0):,}) | {s.get('bars', 0):,} | {genres} | {LICENCES.get(name, '?')} |")
+    return "\n".join(rows)
+
+
+def markdown(prov: dict) -> str:
+    """A checkpoint's provenance record as the lines of its model card (tests keep the two equal)."""
+    lines = [f"- corpus: `{prov.get('corpus')}`, content sha256 `{prov.get('corpus_sha256')}`",
+             "- sources (songs): " + ", ".join(f"{k} {v:,}" for k, v in (prov.get("sources") or {}).items()),
+             f"- code commit: `{prov.get('code_commit')}`",
+             f"- command: `{prov.get('command')}`"]
+    if prov.get("fine_tuned_from"):
+        lines.append(f"- fine-tuned from: `{prov['fine_tuned_from'].get('checkpoint')}`")
+    if prov.get("note"):
+        lines.append(f"- note: {prov['note']}")
+    return "\n".join(lines)
