@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat py3_requirements.txt | md5sum | cut -c1-
 FT_STAMP := $(VENV)/.fast-transformers
 DEMO_VIDEO ?= videos/demo.mp4
 
-.PHONY: all setup system-deps demo test fast-transformers sources corpus train-bundled bench evaluate webapp clean
+.PHONY: all setup system-deps demo test quick lint fast-transformers sources corpus corpus-rich train-rich train-bundled bench evaluate webapp clean
 
 all: demo
 
@@ -93,6 +93,24 @@ train-bundled: corpus
 	$(PY) src/export_checkpoint.py --ckpt "$(call BEST,bundled)" \
 		--out exp/bundled/model.pt --half --data dataset/bundled_overlay.npz --default_genre Pop
 	$(PY) src/stat_mix.py --ckpt exp/bundled/model.pt --in_place
+
+# The rich corpus (issue 27): music21's scores, the drummed Debian GM songs, Freedoom's songs,
+# music21 melodies arranged by MMA in 11 genre families, and drum overlays
+# (docs/corpus_freedoom.md, docs/corpus_mma.md; ~35 min on 2 cores, most of it MMA, cached).
+corpus-rich: setup sources
+	$(PY) src/prepare_corpus.py --source music21 openmsx blupi freedoom mma overlay --out_name dataset/rich.npz
+
+# A candidate bundled model on the rich corpus: stage 2 (exp/drums/model.pt, shipped) fine-tuned
+# on it, the genre vocabulary grown to the 13 genres of its data, small sources repeated RICH_WEIGHTS times
+# per pass; resumable (--resume 1: an interrupted run continues from exp/rich/last.pt).
+RICH_WEIGHTS ?= openmsx=6,blupi=2,freedoom=4,mma=2
+train-rich: corpus-rich
+	$(PY) src/main_cp.py --mode train --preset small --train_data rich.npz --name rich --transpose 6 --resume 1 \
+		--init_ckpt exp/drums/model.pt --source_weights $(RICH_WEIGHTS) --default_genre Pop \
+		--max_tokens 8192 --epochs 8
+	$(PY) src/export_checkpoint.py --ckpt "$(call BEST,rich)" \
+		--out exp/rich/model.pt --half --data dataset/rich.npz --default_genre Pop
+	$(PY) src/stat_mix.py --ckpt exp/rich/model.pt --in_place
 
 # Metrics of what `make demo` wrote, against the training corpus (report in inference/evaluation/).
 evaluate: setup
