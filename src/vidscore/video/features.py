@@ -125,6 +125,12 @@ def extract(path, *, exact: bool = False, workers: int | None = None, progress: 
         return features
 
 
+def _frame_bar(path, props, progress: bool):
+    """The analysis' progress bar over the video's frames."""
+    return cli.progress(total=props.frame_count or None, unit="frame", desc=os.path.basename(str(path))[:30],
+                        disable=(not progress) or os.environ.get("CMT_NO_PROGRESS") == "1", leave=False)
+
+
 def _extract(path, *, exact: bool, workers: int | None, progress: bool, scene_signals: bool = True) -> FlowFeatures:
     workers = workers or default_workers()
     _tune_malloc()
@@ -134,13 +140,7 @@ def _extract(path, *, exact: bool, workers: int | None, progress: bool, scene_si
         speeds: list[float] = [0.0]
         rows: list[np.ndarray] = [np.zeros(flow.N_BINS)]
         max_pending = 3 * workers
-        bar = cli.progress(
-            total=props.frame_count or None,
-            unit="frame",
-            desc=os.path.basename(str(path))[:30],
-            disable=(not progress) or os.environ.get("CMT_NO_PROGRESS") == "1",
-            leave=False,
-        )
+        bar = _frame_bar(path, props, progress)
         pending: deque = deque()
         moving_max = 0.0
         per_frame: list[tuple] = []      # (change, plain, sig, stats) of each frame
@@ -157,7 +157,7 @@ def _extract(path, *, exact: bool, workers: int | None, progress: bool, scene_si
         with bar, _opencv_threads(1), ThreadPoolExecutor(max_workers=workers,
                                                          thread_name_prefix="flow") as pool:
             try:
-                prev = None
+                prev = params = speed_scale = None     # (set at the first frame)
                 for t, gray, *thumb in src.frames(exact, thumbs=scene_signals):
                     times.append(t)
                     if prev is not None:
