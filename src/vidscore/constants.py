@@ -67,6 +67,11 @@ MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".smf")
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv",
                             ".3gp", ".ts", ".mts", ".m2ts", ".ogv", ".mxf", ".gif"})
 FORCED_TRACKS = (DRUMS, PIANO, GUITAR)  # forced at each visual beat, in this order (SPEC section 5)
+#: The General MIDI drum-kit sounds (key numbers on the drum channel) of a drum kit's backbone:
+#: kicks, snares (with the side stick and the hand clap that play the backbeat in pop), hi-hats,
+#: crashes and rides.  Toms, the other cymbals and the hand percussion are left out.
+GM_KIT = {"kick": (35, 36), "snare": (37, 38, 39, 40), "hi-hat": (42, 44, 46), "crash": (49, 57),
+          "ride": (51, 59)}
 MIN_TRACK_NOTES = 21  # tracks with <= 20 notes are dropped
 
 # --- released checkpoint --------------------------------------------------------

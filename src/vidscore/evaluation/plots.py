@@ -32,10 +32,22 @@ def plot_piano_roll(path: str, notes, tempo: float, title: str = "", beat_times=
     ``beat_times``: all visual beats (thin dashed grey lines); ``kept_times``: the beats kept by
     the control rules (red lines); ``video_duration``: a black line at the video's end.
     """
-    notes = as_notes(notes)
-    end = max([float(ticks_to_seconds((notes["onset"] + np.maximum(notes["duration"], 1)).max(), tempo))
-               if len(notes) else 0.0, video_duration or 0.0, 1.0])
+    end = _roll_end(as_notes(notes), tempo, video_duration)
     fig, ax = plt.subplots(figsize=(min(20.0, max(8.0, end / 4.0)), 4.5))
+    draw_piano_roll(ax, notes, tempo, title, beat_times, kept_times, video_duration)
+    _save(fig, path)
+
+
+def _roll_end(notes, tempo: float, video_duration: float | None) -> float:
+    return max([float(ticks_to_seconds((notes["onset"] + np.maximum(notes["duration"], 1)).max(), tempo))
+                if len(notes) else 0.0, video_duration or 0.0, 1.0])
+
+
+def draw_piano_roll(ax, notes, tempo: float, title: str = "", beat_times=(), kept_times=(),
+                    video_duration: float | None = None, legend: bool = True) -> None:
+    """:func:`plot_piano_roll`'s picture on the axes ``ax`` (for figures of several rolls)."""
+    notes = as_notes(notes)
+    end = _roll_end(notes, tempo, video_duration)
     for k, name in INSTRUMENT_NAMES.items():
         sel = notes[notes["instrument"] == k]
         if len(sel) == 0:
@@ -59,8 +71,41 @@ def plot_piano_roll(path: str, notes, tempo: float, title: str = "", beat_times=
     ax.set_xlabel("time (s)")
     ax.set_ylabel("MIDI pitch")
     ax.set_title(title)
-    if ax.get_legend_handles_labels()[0]:
+    if legend and ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, framealpha=0.8)
+
+
+def draw_confusion(ax, classes, confusion, title: str = "") -> None:
+    """A confusion matrix (rows: true class, columns: predicted) as counts on a white-blue scale."""
+    m = np.asarray(confusion, dtype=float).reshape(len(classes), len(classes))
+    share = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center",
+                    color="white" if share[i, j] > 0.6 else "black", fontsize=9)
+    ax.set_xticks(range(len(classes)))
+    ax.set_xticklabels([str(c) for c in classes], rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(classes)))
+    ax.set_yticklabels([str(c) for c in classes], fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=9)
+
+
+def plot_rolls_and_confusions(path: str, rolls, confusions, title: str = "") -> None:
+    """One figure: a piano roll per entry of ``rolls`` ((title, notes, tempo) each), stacked, and
+    beside them a confusion matrix per entry of ``confusions`` ((title, classes, matrix) each)."""
+    n_rows = max(len(rolls), len(confusions), 1)
+    fig = plt.figure(figsize=(16, 2.6 * n_rows + 0.6))
+    grid = fig.add_gridspec(n_rows, 2, width_ratios=[3.2, 1])
+    for i, (name, notes, tempo) in enumerate(rolls):
+        draw_piano_roll(fig.add_subplot(grid[i, 0]), notes, tempo, name, legend=i == 0)
+    for i, (name, classes, matrix) in enumerate(confusions):
+        draw_confusion(fig.add_subplot(grid[i, 1]), classes, matrix, name)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     _save(fig, path)
 
 
