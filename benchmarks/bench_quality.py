@@ -215,11 +215,23 @@ def main() -> None:
     ap.add_argument("--data", default=str(ROOT / "dataset" / "bundled.npz"), help="training data to compare with (default: the bundled model's corpus)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--videos_dir", default=str(ROOT / ".cache" / "bench_quality_videos"))
+    ap.add_argument("--scene_songs", type=int, default=4, help="scene cuts (issue 28): songs per video and setting; 0: skip")
+    ap.add_argument("--scenes_only", action="store_true", help="run only the scene-cut section (benchmarks/scene_sections.py)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = load_checkpoint(args.ckpt).freeze()   # the traced step: the eager one's songs, faster
+    # --- scene cuts (issue 28): sections at the cuts; its own files, quality_scenes.{md,json}
+    if args.scene_songs > 0:
+        sys.path.insert(0, str(ROOT / "tests"))          # video_fixtures, for the synthetic shots
+        import scene_sections
+        res = scene_sections.run(model, Path(args.videos_dir) / "scenes", args.scene_songs, args.seed, log)
+        (out / "quality_scenes.md").write_text(scene_sections.markdown(res))
+        (out / "quality_scenes.json").write_text(json.dumps(res, indent=1, default=float))
+        print(scene_sections.markdown(res))
+    if args.scenes_only:
+        return
     from vidscore.video import analyse_video
     metas = {}
     for name, path in make_videos(Path(args.videos_dir)).items():

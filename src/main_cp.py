@@ -74,6 +74,8 @@ HP = dict(
     genre="",                    # e.g. "Folk" ("": the commonest genre of the training data)
     emotion="",                  # bmt models: Q1 happy/excited, Q2 tense, Q3 sad, Q4 calm ("": the commonest of the training data)
     program="",                  # General MIDI programs for rendering, e.g. "Piano=0,Strings=48"
+    scene_cuts="",               # sections at the video's scene cuts: "" (the detected cuts), 0 (none: one section), or cut times in seconds, e.g. "8.0,16.0"
+    mood=1,                      # 1: where --key, --genre, --emotion or --my_tempo are not given, the picture's mood (valence, arousal) chooses the mode, genre, emotion and the tempo's octave; 0: the checkpoint's defaults
     render=1,                    # 0: stop at MIDI
     stems=0,                     # 1: also one WAV per instrument (Drums, Piano, ...) in <out_dir>/<name>_<k>_stems/, as long as the mix and summing to it
     keep_audio=0,                # 1: keep the video's own sound and lay the music under it (ducked while the sound is loud)

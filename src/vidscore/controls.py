@@ -13,6 +13,8 @@ values its training data had and the default (the commonest of them):
     --my_tempo 96                 the music's tempo in bpm (with --is_tempo 1), 32..224
     --density_threshold 3         visual beats of a weaker strength class are not forced (min_strength)
     --program Piano=0,Strings=48  General MIDI programs per track for rendering
+    --scene_cuts 8.0,16.0         sections at these cuts (s); 0: none; default: the detected cuts
+    --mood 0                      no defaults from the picture's mood (key, genre, emotion, tempo octave)
 
 Values the checkpoint was not trained with are refused with a one-line error instead of
 silently doing nothing (the original's genre and instrument controls never acted).
@@ -161,6 +163,32 @@ def parse_min_strength(value, what: str = "--density_threshold") -> int:
     return parse_int(value, what, *MIN_STRENGTH_RANGE)
 
 
+def parse_scene_cuts(value, what: str = "--scene_cuts") -> tuple[float, ...] | None:
+    """'auto' (or nothing): the cuts the video analysis detects (None); '0' / 'off' / 'none':
+    no sections (()); '8.0,16.0': the cuts by hand, in seconds (each is checked against the
+    video's length when it is known)."""
+    text = str(value).strip().lower()
+    if text in ("", "auto", "detect", "detected"):
+        return None
+    if text in ("0", "off", "none", "no"):
+        return ()
+    try:
+        cuts = tuple(float(t) for t in _split(text))
+    except ValueError:
+        raise cli.UserError(f"{what}: give 0 (no sections), auto (the detected cuts) or times in seconds "
+                            f"such as 8.0,16.0; got {value!r}") from None
+    if not cuts or any(not np.isfinite(c) or c <= 0 for c in cuts):
+        raise cli.UserError(f"{what}: cut times must be positive seconds, got {value!r}")
+    if any(b <= a for a, b in zip(cuts, cuts[1:])):
+        raise cli.UserError(f"{what}: give the cut times in increasing order, got {value!r}")
+    return cuts
+
+
+def parse_switch(value, what: str) -> bool:
+    """0 or 1."""
+    return bool(parse_int(value, what, 0, 1))
+
+
 # ---------------------------------------------------------------------------------
 # the table
 # ---------------------------------------------------------------------------------
@@ -222,6 +250,10 @@ CONTROLS: dict[str, Control] = {c.name: c for c in (
             help="visual beats of a weaker strength class are not forced"),
     Control("programs", "program", "", None, lambda t, m, w: parse_programs(t, w),
             help="General MIDI programs for rendering"),
+    Control("scene_cuts", "scene_cuts", "", None, lambda t, m, w: parse_scene_cuts(t, w),
+            help="sections at scene cuts: auto (detected), 0 (off), or times in seconds"),
+    Control("mood", "mood", "", None, lambda t, m, w: parse_switch(t, w),
+            help="1: key, genre, emotion and tempo octave from the picture's mood where not given"),
 )}
 
 

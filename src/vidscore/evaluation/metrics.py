@@ -13,6 +13,7 @@ Metrics (exact definitions in each function's docstring):
 * rhythm correspondence with a video: :func:`beat_alignment` (both directions),
   :func:`hit_rate`;
 * control errors (SPEC section 5): :func:`density_error`, :func:`strength_error`;
+* scene cuts (issue 28): :func:`bar_changes`, :func:`cut_alignment`;
 * :func:`song_end_seconds` for the duration match.
 """
 from __future__ import annotations
@@ -446,6 +447,69 @@ def strength_error(notes, beat_ticks, beat_strengths, tracks=FORCED_TRACKS) -> d
         miss.append(n != want)
     return {"strength_error": float(np.mean(np.concatenate(rel))),
             "strength_mismatch_rate": float(np.mean(np.concatenate(miss)))}
+
+
+# ----------------------------------------------------------------------------- scene cuts
+
+def bar_changes(notes, bars: int | None = None) -> np.ndarray:
+    """How much the texture changes across each bar line of a song of ``bars`` bars (default: up
+    to its last onset): entry b (1 .. bars - 1) compares bar b - 1 with bar b (entry 0 is NaN).  The mean of four shares, each 0 (same) .. 1:
+
+    * instrument set: Jaccard distance of the instruments playing in the two bars (0 if both are empty);
+    * notes per bar: |n_b - n_(b-1)| / max(n_b, n_(b-1)) (0 if both are empty);
+    * register: |mean pitch_b - mean pitch_(b-1)| / 12, at most 1, of the pitched (non-drum)
+      notes (0 where a bar has none);
+    * onset pattern: the share of the 16 positions with an onset in one bar and not the other.
+    """
+    notes = as_notes(notes)
+    nb = n_bars(notes) if bars is None else int(bars)
+    out = np.full(max(nb, 1), np.nan)
+    if nb < 2:
+        return out[:nb]
+    bar = notes["onset"] // TICKS_PER_BAR
+    ok = bar < nb
+    notes, bar = notes[ok], bar[ok]
+    n_instr = len(D.INSTRUMENTS) + 1
+    present = np.zeros((nb, n_instr), bool)
+    present[bar, np.clip(notes["instrument"], 0, n_instr - 1)] = True
+    counts = np.bincount(bar, minlength=nb).astype(np.float64)
+    pitched_mask = notes["instrument"] != DRUMS
+    psum = np.bincount(bar[pitched_mask], weights=notes["pitch"][pitched_mask].astype(np.float64), minlength=nb)
+    pn = np.bincount(bar[pitched_mask], minlength=nb)
+    onsets = np.zeros((nb, TICKS_PER_BAR), bool)
+    onsets[bar, notes["onset"] % TICKS_PER_BAR] = True
+    a, b = slice(0, nb - 1), slice(1, nb)
+    union = (present[a] | present[b]).sum(1)
+    jac = np.where(union > 0, 1.0 - (present[a] & present[b]).sum(1) / np.maximum(union, 1), 0.0)
+    top = np.maximum(counts[a], counts[b])
+    dens = np.where(top > 0, np.abs(counts[b] - counts[a]) / np.maximum(top, 1), 0.0)
+    both = (pn[a] > 0) & (pn[b] > 0)
+    mean_p = psum / np.maximum(pn, 1)
+    reg = np.where(both, np.minimum(np.abs(mean_p[b] - mean_p[a]) / 12.0, 1.0), 0.0)
+    pat = (onsets[a] ^ onsets[b]).mean(1)
+    out[1:] = (jac + dens + reg + pat) / 4.0
+    return out
+
+
+def cut_alignment(notes, cut_bars, bars: int | None = None) -> dict:
+    """The music's change across the scene cuts against its change across the other bar lines.
+
+    ``cut_bars``: the bar line nearest each cut (:func:`vidscore.video.metadata.bar_line`); those
+    outside 1 .. bars - 1 are ignored.  Returns ``cut_alignment`` = mean :func:`bar_changes`
+    at the cut bar lines / its mean at the other bar lines (1: cuts are like any bar line; NaN
+    without a cut inside the song or another bar line), ``change_at_cuts``,
+    ``change_elsewhere`` and ``n_cut_bars``."""
+    ch = bar_changes(notes, bars)
+    nb = len(ch)
+    cuts = sorted({int(b) for b in cut_bars if 1 <= int(b) < nb})
+    is_cut = np.zeros(nb, bool)
+    is_cut[cuts] = True
+    other = ~is_cut
+    other[0] = False
+    at = float(ch[is_cut].mean()) if cuts else float("nan")
+    rest = float(ch[other].mean()) if other.any() else float("nan")
+    ratio = at / rest if cuts and other.any() and rest > 0 else float("nan")
+    return {"cut_alignment": ratio, "change_at_cuts": at, "change_elsewhere": rest, "n_cut_bars": len(cuts)}
 
 
 # ----------------------------------------------------------------------------- tokens and video rows

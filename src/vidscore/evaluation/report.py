@@ -59,6 +59,7 @@ METRICS = (
     ("density_mismatch_rate", "density mismatch", "share of video bars whose density differs"),
     ("strength_error", "strength error", "mean |notes - strength| / strength at kept beats, per forced track"),
     ("strength_mismatch_rate", "strength mismatch", "share of (kept beat, forced track) pairs that differ"),
+    ("cut_alignment", "cut alignment", "texture change across the bar lines nearest the scene cuts / across the others"),
     ("n_notes", "notes", "number of notes"),
     ("n_bars", "bars", "bars up to the last onset"),
     ("end_s", "length (s)", "end of the last note"),
@@ -88,6 +89,7 @@ class Video:
     kept_strengths: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     bar_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     bar_density: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    scene_cuts: list = field(default_factory=list)                          # seconds (metadata "scene_cuts")
 
 
 @dataclass
@@ -401,6 +403,9 @@ def load_video(npz: Path | None = None, metadata: Path | None = None, sidecar: d
             video.beat_times = M.ticks_to_seconds(c["beat_ticks"], video.tempo)
     if vbeats:
         video.beat_times = np.sort(np.array([float(b["start_time"]) for b in vbeats]))
+    cuts = meta.get("scene_cuts", sidecar.get("scene_cuts")) or []
+    video.scene_cuts = [float(c) for c in cuts if isinstance(c, (int, float)) and np.isfinite(c)] \
+        if isinstance(cuts, list) else []
     return video
 
 
@@ -540,6 +545,8 @@ def song_metrics(song: Song, video: Video | None, settings: Settings) -> dict:
             tracks = tuple(k for k in M.FORCED_TRACKS if k in present) or M.FORCED_TRACKS
         row["forced_tracks"] = [M.INSTRUMENT_NAMES[k] for k in tracks]
         row.update(M.strength_error(notes, video.kept_ticks, video.kept_strengths, tracks))
+        if video.scene_cuts:             # the music's turn at the scene cuts (issue 28)
+            row.update(M.cut_alignment(notes, [VM.bar_line(c, tempo) for c in video.scene_cuts]))
         row.update(audio_scores(song, beats, video.duration))
     if isinstance(song.sidecar.get("control_errors"), dict):
         row["inference_control_errors"] = song.sidecar["control_errors"]

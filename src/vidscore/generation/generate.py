@@ -29,6 +29,10 @@ one video are generated together as one batch.  Each song walks the video's rows
   video does, never moves backwards inside a bar, keeps the last bar from closing empty (so the
   music lasts to the video's end), and a bar that stalls is closed by force.
 
+* **Sections** (``Controls.sections``, :mod:`vidscore.generation.sections`): at each section
+  start (the bar line nearest a scene cut) the song's instrument set and register change, the
+  bar before ends in a drum roll and the first downbeat is an accent.
+
 The forced tracks, their strength clamp and the video -> class thresholds come from the model's
 calibration (``calibration.py``, SPEC section 5b); :class:`Controls`' defaults are the
 original's (Drums, Piano, Guitar, no clamp).
@@ -50,6 +54,7 @@ import torch
 
 from vidscore import constants as D
 from vidscore.music.representation import p_beat, p_time
+from vidscore.generation import sections
 from vidscore.model.sampling import sample
 
 FORCED_TRACKS = D.FORCED_TRACKS   # Drums, Piano, Guitar (instrument class ids): the original's
@@ -67,6 +72,7 @@ class Controls:
     count_down: bool = True             # keep the Bar's density promise (False: the original's sampler)
     sampling: dict | None = None        # field -> (temperature, top_p); None: sampling.SAMPLING (published)
     max_forced_tracks: int | None = None   # force each visual beat on at most this many tracks (None: all)
+    sections: list | None = None        # the song's sections (sections.plan: scene cuts); None: one section
 
 
 @dataclass
@@ -92,6 +98,7 @@ class Song:
     done: bool = False
     tokens: list = field(default_factory=list)
     forced: list = field(default_factory=list)    # (bar, barbeat, strength, instr)
+    sec: object = None                  # its sections' state (sections.SongSections), None: one section
 
     @property
     def next_row(self):
@@ -227,6 +234,13 @@ def note_masks(s: Song, n_pitch: int) -> np.ndarray:
     allow = np.ones(n_pitch, bool)
     allow[0] = False
     allow[list(s.chord)] = False
+    window = s.sec.pitch_window(s.instr) if s.sec is not None else None
+    if window is not None:                   # sections: the register of this section
+        inside = allow.copy()
+        inside[:window[0]] = False
+        inside[window[1] + 1:] = False
+        if inside.any():
+            return inside
     return allow
 
 
@@ -249,7 +263,7 @@ def force_beat(s: Song, dens: int, controls: Controls, bmt=None):
     """Forced beats: the Beat token at the next visual beat, for the next forced track."""
     nxt = s.next_row
     if not s.pending:
-        s.pending = list(s.tracks)
+        s.pending = s.sec.tracks_for(int(nxt[3]), s.tracks) if s.sec is not None else list(s.tracks)
     b = int(nxt[0])
     track = s.pending.pop(0)
     strength = clamp_strength(int(nxt[2]), track, controls.strength_max)
@@ -270,6 +284,8 @@ def take_bar(s: Song, dens: int, C: float, bmt=None):
     s.j += 1
     s.bar += 1
     s.barbeat, s.instr = 0, 0
+    if s.sec is not None:
+        s.sec.enter_bar(s.bar)
     s.keep_count = bool(s.rng.random() < C)
     if s.keep_count:
         dens = int(nxt[1])
@@ -294,6 +310,16 @@ def metrical(s: Song, bb: int, dens: int, instr: int, strength: int, controls: C
     return _row(bb, D.TYPE_M, dens, 0, 0, instr, strength, 16 * s.bar + bb - 1, s.n_beat, bmt=beat_extra)
 
 
+def _section_instruments(s: Song, allowed: np.ndarray) -> np.ndarray:
+    """Sections: the instruments of the song's current section (of those ``allowed``)."""
+    if s.sec is None:
+        return allowed
+    out = np.zeros_like(allowed)
+    out[list(s.sec.instruments)] = True
+    out &= allowed
+    return out if out.any() else allowed
+
+
 def _record(s: Song, row) -> None:
     """Update a song's state with the row just written."""
     s.tokens.append(row)
@@ -310,6 +336,8 @@ def _record(s: Song, row) -> None:
     if is_note:
         s.notes_left -= 1
         s.chord.add(row[D.COL_PITCH])
+        if s.sec is not None:
+            s.sec.note(s.instr, int(row[D.COL_PITCH]))
     else:
         s.notes_left = row[D.COL_STRENGTH]
         s.chord = set()
@@ -317,7 +345,6 @@ def _record(s: Song, row) -> None:
 
 # ----------------------------------------------------------------------------- the loop
 
-@torch.inference_mode()
 @dataclass
 class _Run:
     """What the steps of one :func:`generate` call share."""
@@ -346,12 +373,17 @@ def _start(model, video_rows, init, num_songs: int, controls: Controls, seed: in
     rows = keep_rows(video_rows, controls.min_strength)
     if len(rows) == 0 or rows[0, 0] != D.BAR:
         raise ValueError("video rows must start with a Bar row")
+    fill_ticks: set = set()
+    if controls.sections and len(controls.sections) > 1:     # the rolls before the cuts, the accents on them
+        rows, fill_ticks = sections.add_fills(rows, controls.sections)
     n_beat = int(rows[0, 4])
     known = [c for c in range(1, n_class[D.COL_INSTRUMENT])]
     allowed_instr = [c for c in (controls.instruments or known) if c in known] or known
     tracks = tuple(t for t in controls.forced_tracks if t in allowed_instr)[:controls.max_forced_tracks] \
         or (allowed_instr[0],)
-    songs = [Song(rows=rows, n_beat=n_beat, tracks=tracks, rng=song_rng(seed, k)) for k in range(num_songs)]
+    songs = [Song(rows=rows, n_beat=n_beat, tracks=tracks, rng=song_rng(seed, k),
+                  sec=sections.song_state(controls.sections or [], fill_ticks, seed, k, allowed_instr, tracks))
+             for k in range(num_songs)]
     device = next(model.parameters()).device
     run = _Run(model, controls, songs, n_class, bmt, [0] * len(n_class) if bmt else EOS, tempo_cls,
                allowed_instr, n_beat, int((rows[:, 0] == D.BAR).sum()), device)
@@ -402,12 +434,14 @@ def _draw_fields(run: _Run, h, types) -> dict:
         return run.draw(heads[name], name, allowed() if callable(allowed) else allowed)
 
     f["barbeat"] = field(metric, "barbeat", lambda: np.stack(
-        [barbeat_mask(s, n_class[D.COL_BARBEAT], controls, run.allowed_instr) for s in songs]))
+        [barbeat_mask(s, n_class[D.COL_BARBEAT], controls, s.sec.instruments if s.sec else run.allowed_instr)
+         for s in songs]))
     f["density"] = field(metric, "density", masks["density"])
     f["pitch"] = field(notes, "pitch", lambda: np.stack([note_masks(s, n_class[D.COL_PITCH]) for s in songs]))
     f["duration"] = field(notes, "duration", masks["duration"])
     f["instr"] = field(metric, "instr", lambda: np.stack(
-        [instrument_mask(s, int(f["barbeat"][b]), masks["instr"][b]) for b, s in enumerate(songs)]))
+        [instrument_mask(s, int(f["barbeat"][b]), _section_instruments(s, masks["instr"][b]))
+         for b, s in enumerate(songs)]))
     f["strength"] = field(metric, "strength", masks["strength"])
     if run.bmt:
         f["tempo"] = field(metric, "tempo", masks["tempo"]) if run.tempo_cls is None \
@@ -442,6 +476,7 @@ def _next_rows(run: _Run, types, f: dict) -> list:
     return out
 
 
+@torch.inference_mode()
 def generate(model, video_rows: np.ndarray, init: np.ndarray, num_songs: int = 1, *,
              controls: Controls | None = None, seed: int = 0, progress=None, on_step=None) -> list[Song]:
     """Generate ``num_songs`` songs for one video; returns their :class:`Song` records.

@@ -10,6 +10,7 @@ overwritten.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ class Options:
     sampling: dict | None = None        # field -> (temperature, top_p or None); None: sampling.SAMPLING
     max_video_s: float = 3600.0         # longer videos are refused before any work
     thresholds: str = "calibrated"      # video -> class mapping: the model's calibration, or "original"
+    scene_cuts: tuple | None = None     # sections at these cuts (s); None: the detected ones; (): no sections
+    mood: bool = True                   # key, genre, emotion, tempo octave from the picture where not given
 
 
 @dataclass
@@ -95,8 +98,9 @@ def metadata_beside(npz: Path, rows: np.ndarray) -> dict | None:
     return None
 
 
-def video_rows(path: Path, opts: Options, mapping=None) -> tuple[np.ndarray, float, float, Path | None, list[str]]:
-    """(rows, tempo, duration, video file or None, files written) for one input.
+def video_rows(path: Path, opts: Options, mapping=None) -> tuple[np.ndarray, float, float, Path | None, list[str],
+                                                                   dict | None]:
+    """(rows, tempo, duration, video file or None, files written, its metadata or None) for one input.
 
     ``mapping`` (``calibration.Mapping``, default the original's): the video -> class mapping of
     the rows.  A video npz holds classes, not the motion and weights they came from: when the
@@ -122,17 +126,33 @@ def video_rows(path: Path, opts: Options, mapping=None) -> tuple[np.ndarray, flo
         elif mapping.name != "original":
             print(f"note: {path.name}: no metadata JSON beside it, so its classes are used as they are "
                   f"(made with the original's thresholds, not the model's calibration)", file=sys.stderr)
-        return rows, tempo, duration, None, []
+        return rows, tempo, duration, None, [], meta
     from vidscore.video import analyse_video
     check_video_length(path, opts.max_video_s)
     meta = analyse_video(str(path), exact=opts.exact, tempo=opts.tempo)
     metadata.check_duration(meta["duration"], f"{path.name} duration", opts.max_video_s)
+    meta = mood_tempo(path, meta, opts)
     rows = mapping.rows(meta)
     stem = path.stem
     meta_file, npz_file = metadata_path(out_dir, stem), npz_path(out_dir, stem)
     cli.write_json_atomic(meta_file, meta)
     save_npz(npz_file, rows, meta["tempo"], meta["duration"])
-    return rows, float(meta["tempo"]), float(meta["duration"]), path, [str(meta_file), str(npz_file)]
+    return rows, float(meta["tempo"]), float(meta["duration"]), path, [str(meta_file), str(npz_file)], meta
+
+
+def mood_tempo(path: Path, meta: dict, opts: Options) -> dict:
+    """The metadata at the tempo octave the picture's mood asks for (:func:`mood.tempo_in_range`;
+    the features come from the cache), where the user gave no tempo; else ``meta`` itself."""
+    if opts.tempo or not opts.mood or not meta.get("mood"):
+        return meta
+    from vidscore.generation import mood
+    from vidscore.video import analyse_video
+    bpm = mood.tempo_in_range(meta["tempo"], meta["mood"]["arousal"])
+    if abs(bpm - meta["tempo"]) < 1e-9:
+        return meta
+    out = analyse_video(str(path), exact=opts.exact, tempo=bpm)
+    out["tempo_source"] = f"estimated {meta['tempo']:.2f} bpm, moved an octave into the mood's range"
+    return out
 
 
 def check_video_length(path: Path, max_s: float) -> None:
@@ -306,13 +326,20 @@ def run_one(path: Path, model, opts: Options, log, warned: set, *, mapping, cont
     from vidscore.model.cmt import check_vocab
     from vidscore.music.midi_write import tokens_to_midi
     from vidscore.evaluation import metrics
+    from vidscore.generation import mood, sections
 
     out_dir = Path(opts.out_dir)
     name = path.stem
     res = Result(name)
     cli.check_name_lengths(planned_outputs(path, opts), path.name)
-    rows, tempo, duration, video, written = video_rows(path, opts, mapping)
+    rows, tempo, duration, video, written, meta = video_rows(path, opts, mapping)
     res.files += written
+    song_cuts = sections.for_song(meta, opts.scene_cuts, tempo, duration, rows)
+    controls.sections = song_cuts.sections
+    chose = mood.choose(meta.get("mood") if meta and opts.mood else None, model,
+                        {"key": opts.key, "genre": opts.genre, "emotion": opts.emotion})
+    if chose.get("set"):
+        init = init_block(model, dataclasses.replace(opts, **chose["set"]))
     check_vocab(model, {"barbeat": int(rows[:, ROW_BARBEAT].max()) + 1,
                         "density": int(rows[:, ROW_DENSITY].max()) + 1,
                         "strength": int(rows[:, ROW_STRENGTH].max()) + 1}, source=str(path))
@@ -340,7 +367,8 @@ def run_one(path: Path, model, opts: Options, log, warned: set, *, mapping, cont
                   "min_strength": mapping.min_strength,
                   "control_errors": metrics.control_errors_from_tokens(tokens, rows, mapping.min_strength,
                                                                      tracks=song.tracks),
-                  "forced_beats": [list(map(int, f)) for f in song.forced]}
+                  "forced_beats": [list(map(int, f)) for f in song.forced],
+                  **sections.song_report(song_cuts, song.sec, tokens, tempo, n_bars), "mood": chose}
         cli.write_json_atomic(f"{base}.json", report)
         res.files.append(f"{base}.json")
         if not opts.render:

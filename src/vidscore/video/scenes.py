@@ -71,10 +71,10 @@ def frame_signature(gray: np.ndarray, thumb: np.ndarray) -> tuple[np.ndarray, np
     hsv = cv2.cvtColor(thumb, cv2.COLOR_BGR2HSV)
     c = cv2.calcHist([hsv], [0, 1], None, [HUE_BINS, SAT_BINS], [0, 180, 0, 256]).ravel()
     sig = np.concatenate([g / max(g.sum(), 1.0), c / max(c.sum(), 1.0)]).astype(np.float32)
-    hue, sat = hsv[..., 0], hsv[..., 1]
-    coloured = sat >= HUE_MIN_SAT
-    warm = np.count_nonzero(coloured & ((hue < 25) | (hue >= 165))) / hue.size     # reds, oranges, yellows
-    cool = np.count_nonzero(coloured & (hue >= 45) & (hue < 135)) / hue.size       # greens .. blues
+    coloured = cv2.inRange(hsv, (0, HUE_MIN_SAT, 0), (180, 255, 255))
+    hue = cv2.calcHist([hsv], [0], coloured, [36], [0, 180]).ravel() / (hsv.shape[0] * hsv.shape[1])   # 5 per bin
+    warm = float(hue[:5].sum() + hue[33:].sum())         # hue < 25 or >= 165 (OpenCV's 0..180): reds .. yellows
+    cool = float(hue[9:27].sum())                         # 45 <= hue < 135: greens .. blues
     m = cv2.mean(hsv)
     stats = np.array([cv2.mean(gray)[0], m[2] / 255.0, m[1] / 255.0, warm, cool], np.float32)
     return sig, stats
@@ -94,10 +94,11 @@ def pair_change(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray) -> tuple[fl
     xs, ys = _GRIDS[key]
     f = flow[::GRID, ::GRID]
     warped = cv2.remap(prev, xs + f[..., 0], ys + f[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    c = cur[::GRID, ::GRID].astype(np.float32)
-    wf = warped.astype(np.float32)
-    comp = float(np.abs((c - c.mean()) - (wf - wf.mean())).mean())
-    plain = float(cv2.norm(c, prev[::GRID, ::GRID].astype(np.float32), cv2.NORM_L1)) / c.size
+    c = np.ascontiguousarray(cur[::GRID, ::GRID])
+    d = cv2.subtract(c, warped, dtype=cv2.CV_32F)
+    d -= np.float32(cv2.mean(d)[0])
+    comp = float(cv2.norm(d, cv2.NORM_L1)) / c.size
+    plain = float(cv2.norm(c, np.ascontiguousarray(prev[::GRID, ::GRID]), cv2.NORM_L1)) / c.size
     return comp, plain
 
 
