@@ -83,7 +83,7 @@ HP = dict(
     loudness=-16.0,              # the final mix's integrated loudness in LUFS (EBU R128; -16 suits online video; 0: as rendered)
     max_tokens_per_bar=160,      # generation closes a bar that runs longer than this many tokens
     sampling="type=1.0/0.9,barbeat=1.2/none,density=1.0/0.9,pitch=1.0/0.9,duration=2.0/0.9,instr=1.0/0.9,strength=1.0/0.9,tempo=1.0/0.9,chord=1.0/0.9,velocity=1.0/0.9",  # per field temperature/top-p (none: no nucleus), SPEC section 3
-    dtype="auto",                # inference weights: auto (the fastest here of float32, bfloat16 and, on the CPU, int8: timed on a few steps and cached) | float32 | bfloat16 | int8 (CPU)
+    dtype="auto",                # inference weights: auto (int8 on a CPU, bfloat16 on a GPU that has it, else float32: the same on every machine of a kind) | fastest (timed here on a few steps, cached; the songs follow that machine's timing) | float32 | bfloat16 | int8 (CPU)
     threads=0,                   # torch threads per process; 0: the cores not busy with other work (at least 1), when it starts and every second while it generates
 )
 

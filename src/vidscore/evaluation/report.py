@@ -32,6 +32,7 @@ import numpy as np
 
 from vidscore import cli
 from vidscore import constants as D
+from vidscore.evaluation import arrangement
 from vidscore.evaluation import metrics as M
 from vidscore.music import representation as R
 from vidscore.video import metadata as VM
@@ -47,6 +48,12 @@ METRICS = (
     ("si_short", "SI 3-8 s", "structureness indicator, segments of 3-8 s"),
     ("si_mid", "SI 8-15 s", "structureness indicator, segments of 8-15 s"),
     ("si_long", "SI 15-128 s", "structureness indicator, segments of 15-128 s"),
+    ("repetition", "repetition", "bars (from the third) repeating a bar 2+ bars back (onsets per track + pitch classes)"),
+    ("repetition_pooled", "repetition (pooled)", "the same with one onset pattern over all tracks"),
+    ("drum_kit_share", "kit share", "drum notes on kit sounds (kick, snares, hi-hats, crash, ride)"),
+    ("drum_bar_share", "bars with drums", "bars with at least one drum note"),
+    ("drums_throughout", "drums throughout", "1 when every bar has a drum note"),
+    ("tracks_used", "tracks used", "instrument classes with at least one note"),
     ("ba_v2m", "BA video->music", "beat alignment: visual beats to nearest note onset"),
     ("ba_m2v", "BA music->video", "beat alignment: note onsets to nearest visual beat"),
     ("hit_rate", "hit rate", "kept visual beats with a note onset at the same 16th"),
@@ -278,12 +285,15 @@ def load_npz_songs(path: Path, indices, tempo: float | None) -> list[Song]:
     meta = _npz_metadata(path)
     tempos = _reference_tempos(meta, n, 120.0) if tempo is None else [float(tempo)] * n
     names = _reference_names(meta, n, path.stem)
+    items = meta.get("songs") if isinstance(meta, dict) else meta
+    items = items if isinstance(items, list) and len(items) == n else [None] * n
     songs = []
     for i in indices:
         rows = rows_of[int(i)]
         if seq_len is not None and len(seq_len) == n:
             rows = rows[: int(seq_len[i])]
-        songs.append(Song(names[i], f"{path}#{i}", M.notes_from_tokens(rows), tempos[i]))
+        songs.append(Song(names[i], f"{path}#{i}", M.notes_from_tokens(rows), tempos[i],
+                          dict(items[i]) if isinstance(items[i], dict) else {}))   # its genre, source, ...
     return songs
 
 
@@ -519,7 +529,7 @@ def song_metrics(song: Song, video: Video | None, settings: Settings) -> dict:
     row = {"name": song.name, "path": song.path, "tempo": tempo, "n_notes": int(len(notes)),
            "n_bars": M.n_bars(notes), "end_s": M.song_end_seconds(notes, tempo),
            "pche_1bar": M.pitch_class_entropy(notes, 1), "pche_4bar": M.pitch_class_entropy(notes, 4),
-           "gps": M.grooving_pattern_similarity(notes)}
+           "gps": M.grooving_pattern_similarity(notes), **arrangement.arrangement_metrics(notes)}
     if settings.si is not None:
         row.update(M.structureness(notes, tempo, settings.si))
     if video is not None:
@@ -650,6 +660,13 @@ def settings_lines(settings: Settings) -> list[str]:
         "by spectral flux (vidscore.evaluation.audio_beats); coverage = share of the BA's visual beats with an onset "
         "within 70 ms, hit = share of the onsets up to the video's end within 70 ms of one of those beats.  Chance "
         "levels (share of the video within 70 ms of an onset, resp. of a beat) are in report.json.",
+        "- Repetition: share of the bars from the third on that repeat a bar at least 2 bars back: the cosine of the "
+        "two bars' fingerprints (onset pattern, 16 positions per instrument class, and pitch-class histogram of the "
+        f"non-drum notes, each scaled to unit length) is at least {arrangement.REPEAT_COSINE:g}; empty bars never "
+        "repeat (vidscore.evaluation.arrangement); pooled: one onset pattern over all tracks.",
+        "- Kit share: drum notes on GM kit sounds (kick 35/36, snares 37-40, hi-hats 42/44/46, crashes 49/57, rides "
+        "51/59) / drum notes; bars with drums: share of bars with a drum onset; drums throughout: 1 when that share "
+        "is 1; tracks used: instrument classes with a note.",
         "- Tempo diff: |song tempo - video tempo|; duration diff: end of the last note - video duration.",
         "- Density error: over the video's Bar rows, mean |song density - video density| / 16, where a bar's "
         "density is its number of distinct onset positions + 1 (SPEC section 2); density mismatch: share of bars "
