@@ -137,3 +137,21 @@ def test_song_json_lists_its_sections(tiny_ckpt, tmp_path):
             assert starts == [(0, 0.0, None)] and report["scene_cuts"] == []
         else:                            # 2.0 s -> bar 1 (too close to the start: no section); 6.0 s -> bar 3
             assert starts == [(0, 0.0, None), (3, 6.0, 6.0)]
+
+
+def test_evaluate_reports_the_cut_alignment_when_the_metadata_has_cuts(tmp_path):
+    from vidscore.evaluation import report
+    meta = {"duration": 8.0, "tempo": 120.0, "vbeats": [], "flow_magnitude_per_bar": [0.1] * 4, "scene_cuts": [4.1]}
+    (tmp_path / "clip_metadata.json").write_text(json.dumps(meta))
+    video = report.load_video(metadata=tmp_path / "clip_metadata.json", name="clip")
+    notes = [(b * 16 + p, 60, 2, 2) for b in (0, 1) for p in (0, 4, 8, 12)]
+    notes += [(32 + p, 36, 1, 1) for p in range(0, 16, 2)] + [(32, 72, 4, 5)]
+    notes += [(48 + p, 36, 1, 1) for p in range(0, 16, 2)]
+    song = report.Song("clip_0", str(tmp_path / "clip_0.mid"), metrics.as_notes(notes), 120.0)
+    row = report.song_metrics(song, video, report.Settings(si=None))
+    # 4.1 s at 120 bpm is bar line round(2.05) = 2: the hand-worked ratio above, 101/11
+    assert row["cut_alignment"] == pytest.approx(101 / 11)
+    del meta["scene_cuts"]                                   # older metadata: no figure
+    (tmp_path / "clip_metadata.json").write_text(json.dumps(meta))
+    old = report.song_metrics(song, report.load_video(metadata=tmp_path / "clip_metadata.json"), report.Settings(si=None))
+    assert "cut_alignment" not in old
