@@ -13,7 +13,7 @@
 3. Scene cuts (issue 28): what the scene signals add to the flow pass, timed without the cache
    on the synthetic clip with the signals off and on, alternately, ``--scene-repeats`` times
    each (the least of each), plus the detector itself; reported as seconds added per minute of
-   video (wall and CPU).  The synthetic clip has no cut, so it must give none.
+   video (wall and CPU), and each signal's cost per frame on one thread (microseconds).  The synthetic clip has no cut, so it must give none.
 
 Wall time depends on what else the machine runs, so CPU time (all threads) and the
 load average are reported beside it.  Prints a table and writes
@@ -136,6 +136,7 @@ def scene_cost(video: Path, repeats: int, workers) -> dict:
             f = features.extract(video, workers=workers, progress=False, scene_signals=on)
             times[on].append((time.perf_counter() - w0, time.process_time() - c0))
             feats = f if on else feats
+    us = per_frame_us(video)
     w0 = time.perf_counter()
     cuts = analysis.scene_boundaries(feats)
     detect_s = time.perf_counter() - w0
@@ -147,7 +148,31 @@ def scene_cost(video: Path, repeats: int, workers) -> dict:
             "detect_s": round(detect_s, 3),
             "added_wall_s_per_min": round((on_w - off_w + detect_s) * per_min, 3),
             "added_cpu_s_per_min": round((on_c - off_c + detect_s) * per_min, 3),
+            "per_frame_us": us, "cpu_s_per_min_at_30fps": round(sum(us.values()) * 1800 / 1e6, 3),
             "cuts_found": [round(b.time, 3) for b in cuts], "signal_settings": scenes.signal_settings()}
+
+
+def per_frame_us(video: Path, n: int = 2000) -> dict:
+    """Microseconds per frame of each scene signal on one thread (two frames of ``video``): less
+    noisy than the whole pass's difference on a shared machine."""
+    from vidscore.video import decode, flow
+    with decode.VideoSource(video) as src:
+        it = src.frames(False, thumbs=True)
+        (_, prev, _), (_, cur, thumb) = next(it), next(it)
+        size = src.size
+    fl = flow.farneback(prev, cur, flow.FarnebackParams.for_size(*size))
+    decoded = np.zeros((360, 640, 3), np.uint8)
+    out = {}
+    with features._opencv_threads(1):
+        for name, fn in (("thumbnail", lambda: scenes.thumbnail(decoded)),
+                         ("signature", lambda: scenes.frame_signature(cur, thumb)),
+                         ("change", lambda: scenes.pair_change(prev, cur, fl))):
+            fn()
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            out[name] = round((time.perf_counter() - t0) / n * 1e6, 1)
+    return out
 
 
 def main() -> None:
@@ -166,7 +191,8 @@ def main() -> None:
     scene = scene_cost(synth, args.scene_repeats, args.workers)
     print(f"scene cuts: +{scene['added_wall_s_per_min']:.2f} s wall, +{scene['added_cpu_s_per_min']:.2f} s CPU "
           f"per minute of video (flow pass {scene['wall_off_s']:.2f} -> {scene['wall_on_s']:.2f} s wall, "
-          f"detector {scene['detect_s'] * 1000:.0f} ms); cuts found {scene['cuts_found']}")
+          f"detector {scene['detect_s'] * 1000:.0f} ms); per frame {scene['per_frame_us']} us = "
+          f"{scene['cpu_s_per_min_at_30fps']:.2f} s CPU per minute at 30 fps; cuts found {scene['cuts_found']}")
     if args.only_scenes:
         old = json.loads((RESULTS / "bench_video.json").read_text()) if (RESULTS / "bench_video.json").is_file() else {}
         old["scene_cuts"] = scene
