@@ -24,6 +24,12 @@ error and share of bars that realise the video's density, and the strength error
 training data (``--data``, 200 songs) is measured the same way where it applies.  Metrics are
 ``src/vidscore/evaluation/metrics.py``'s.  Writes ``<out>/quality.json``, ``<out>/quality.md``
 (the table of docs/calibration.md) and ``<out>/quality.png``.  Runs on one thread.
+
+The music section (issue 27, ``benchmarks/music_quality.py``, docs/quality_benchmark.md; it runs
+first, ``--music_only`` runs it alone, ``--genre_songs 0`` skips it) composes as the CLI does, with the defaults and
+with each ``--genre``, for ``--ckpt`` and ``--compare_ckpt``, and measures PCHE, GPS, SI,
+repetition, kit share, drums throughout, tracks used and how separable the genres are, against
+``--reference``; it writes ``<out>/quality_music.{json,md,png}``.
 """
 from __future__ import annotations
 
@@ -53,6 +59,7 @@ from vidscore.generation import job as pipeline  # noqa: E402
 from vidscore.generation import reference_videos as RV  # noqa: E402
 from vidscore.music import representation  # noqa: E402
 from bench_controls import in_scale_share  # noqa: E402
+import music_quality  # noqa: E402
 from vidscore.model.cmt import load_checkpoint  # noqa: E402
 
 T0 = time.perf_counter()
@@ -207,6 +214,32 @@ def plot(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def music_section(args, out: Path) -> None:
+    """Issue 27's "Measure the music" (benchmarks/music_quality.py, docs/quality_benchmark.md): its own
+    files, quality_music.{md,json,png}."""
+    ref = None if args.reference == "none" else args.reference or music_quality.default_reference()
+    res = music_quality.run(args.ckpt, args.compare_ckpt, ref,
+                            args.genre_songs, args.seed, args.music_video_s, Path(args.videos_dir),
+                            args.music_videos, args.max_reference, log, args.music_keep)
+    print(music_quality.write(res, out))
+    log(f"music section: {res['wall_s']:.0f} s; wrote {out / 'quality_music.md'}, .json, .png")
+
+
+def music_flags(ap) -> None:
+    g = ap.add_argument_group("music section (issue 27; benchmarks/music_quality.py)")
+    g.add_argument("--genre_songs", type=int, default=12, help="songs per video with the defaults and with each "
+                   "--genre the checkpoint knows; 0: skip the section (default: %(default)s)")
+    g.add_argument("--music_only", action="store_true", help="run only the music section")
+    g.add_argument("--compare_ckpt", help="a second checkpoint measured the same way (the previous bundled model)")
+    g.add_argument("--reference", help="training data for the music section: a training npz or a MIDI folder "
+                   "(default: the first of " + ", ".join(music_quality.REFERENCES) + " that exists; none: no reference)")
+    g.add_argument("--max_reference", type=int, default=200, help="reference songs sampled (default: %(default)s)")
+    g.add_argument("--music_video_s", type=float, default=30.0, help="length of the section's synthetic clips "
+                   "(default: %(default)s)")
+    g.add_argument("--music_videos", help="compose for the videos of this folder instead (e.g. real clips)")
+    g.add_argument("--music_keep", help="keep the section's songs (MIDI, JSON) under this folder")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", default=str(pipeline.DEFAULT_CKPT))
@@ -217,10 +250,15 @@ def main() -> None:
     ap.add_argument("--videos_dir", default=str(ROOT / ".cache" / "bench_quality_videos"))
     ap.add_argument("--scene_songs", type=int, default=4, help="scene cuts (issue 28): songs per video and setting; 0: skip")
     ap.add_argument("--scenes_only", action="store_true", help="run only the scene-cut section (benchmarks/scene_sections.py)")
+    music_flags(ap)
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.genre_songs > 0 and not args.scenes_only:
+        music_section(args, out)
+    if args.music_only:
+        return
     model = load_checkpoint(args.ckpt).freeze()   # the traced step: the eager one's songs, faster
     # --- scene cuts (issue 28): sections at the cuts; its own files, quality_scenes.{md,json}
     if args.scene_songs > 0:
