@@ -662,9 +662,11 @@ def test_browser_soundtrack_job_plays_with_audio_and_downloads(server, browser, 
 @pytest.mark.slow
 @needs_av
 @needs_browser
-def test_browser_stems_come_as_a_zip_when_asked(server, browser, video, tmp_path):
+def test_browser_stems_come_as_a_zip_when_asked(server, browsers, video, tmp_path):
     """A job with the stems box ticked offers a zip of one WAV per instrument of its MIDI, each as
-    long as the song's WAV and summing to it; a job without offers no zip."""
+    long as the song's WAV and summing to it; a job without offers no zip.  (A browser of its
+    own: the later tests count the first browser's jobs and results.)"""
+    browser = browsers()
     import wave
     import zipfile
 
