@@ -485,7 +485,8 @@ def setup(hp: dict) -> Run:
              "fields": list(config.layout.columns),
              **label_vocab(data, train_idx, default_genre=hp.get("default_genre") or None),
              "data_stats": data_stats.data_stats(data, train_idx),   # for stat_mix.py (SPEC 5b)
-             "provenance": provenance.provenance(data, data_path)}
+             # (checkpoints are written by rank 0 alone: the others skip hashing the corpus)
+             "provenance": provenance.provenance(data, data_path) if rank == 0 else {}}
     if hp.get("init_ckpt"):      # a fine-tuned model's provenance names its parent's
         parent = (getattr(model, "vocab", None) or {}).get("provenance") or {}
         vocab["provenance"]["fine_tuned_from"] = {"checkpoint": provenance.portable(str(hp["init_ckpt"])),
